@@ -1,0 +1,189 @@
+/**
+ * TLS alert descriptions (RFC 8446bis §6, RFC 9849 §11.2) and the error class
+ * family that carries them. Every decode or protocol failure in this library is
+ * an {@link EchError}: a `code` for programs and the `alert` the RFC names for
+ * the wire. Conversion to an alert record happens in one place, in the TLS
+ * engine.
+ *
+ * @module
+ */
+
+/**
+ * TLS AlertDescription values used by this library.
+ * @group Errors
+ */
+export const AlertDescription = {
+  close_notify: 0,
+  unexpected_message: 10,
+  bad_record_mac: 20,
+  record_overflow: 22,
+  handshake_failure: 40,
+  bad_certificate: 42,
+  unsupported_certificate: 43,
+  certificate_revoked: 44,
+  certificate_expired: 45,
+  certificate_unknown: 46,
+  illegal_parameter: 47,
+  unknown_ca: 48,
+  access_denied: 49,
+  decode_error: 50,
+  decrypt_error: 51,
+  protocol_version: 70,
+  insufficient_security: 71,
+  internal_error: 80,
+  inappropriate_fallback: 86,
+  user_canceled: 90,
+  missing_extension: 109,
+  unsupported_extension: 110,
+  unrecognized_name: 112,
+  bad_certificate_status_response: 113,
+  unknown_psk_identity: 115,
+  certificate_required: 116,
+  no_application_protocol: 120,
+  ech_required: 121,
+} as const;
+
+/**
+ * Name of a TLS alert description.
+ * @group Errors
+ */
+export type AlertDescription = keyof typeof AlertDescription;
+
+const alertNames = new Map<number, AlertDescription>(
+  (Object.entries(AlertDescription) as [AlertDescription, number][]).map(([k, v]) => [v, k]),
+);
+
+/**
+ * Name of an alert code, or `unknown(N)` for codes this library does not know.
+ * @group Errors
+ * @example
+ * ```ts
+ * alertName(50); // 'decode_error'
+ * ```
+ */
+export function alertName(code: number): string {
+  return alertNames.get(code) ?? `unknown(${code})`;
+}
+
+/**
+ * Stable error codes, one per kind of failure.
+ * @group Errors
+ */
+export type EchErrorCode =
+  | 'ERR_DECODE'
+  | 'ERR_ILLEGAL_PARAMETER'
+  | 'ERR_MISSING_EXTENSION'
+  | 'ERR_DECRYPT'
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_KEY_FILE'
+  | 'ERR_PROTOCOL'
+  | 'ERR_UNEXPECTED_MESSAGE'
+  | 'ERR_HANDSHAKE_FAILURE'
+  | 'ERR_INTERNAL'
+  | 'ERR_ALERT_RECEIVED'
+  | 'ERR_CERTIFICATE'
+  | 'ERR_TIMEOUT'
+  | 'ERR_ECH_REJECTED';
+
+/**
+ * Base error of this library: carries a stable `code` and the TLS `alert`
+ * that the failure maps to on the wire.
+ * @group Errors
+ * @example
+ * ```ts
+ * try { decodeEchConfigList(bytes); }
+ * catch (e) { if (e instanceof EchError) console.log(e.code, e.alert); }
+ * ```
+ */
+export class EchError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: EchErrorCode;
+  /** The alert the RFC names for this failure. */
+  readonly alert: AlertDescription;
+
+  constructor(code: EchErrorCode, alert: AlertDescription, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EchError';
+    this.code = code;
+    this.alert = alert;
+  }
+}
+
+/**
+ * Malformed input: lengths that do not add up, truncation, trailing bytes.
+ * Always `decode_error` (RFC 8446bis §6.2).
+ * @group Errors
+ * @example
+ * ```ts
+ * throw new DecodeError('truncated u16 vector');
+ * ```
+ */
+export class DecodeError extends EchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DECODE', 'decode_error', message, options);
+    this.name = 'DecodeError';
+  }
+}
+
+/**
+ * Well-formed but forbidden input: `illegal_parameter` unless another alert is
+ * given.
+ * @group Errors
+ * @example
+ * ```ts
+ * throw new IllegalParameterError('duplicate extension 0x0000');
+ * ```
+ */
+export class IllegalParameterError extends EchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_ILLEGAL_PARAMETER', 'illegal_parameter', message, options);
+    this.name = 'IllegalParameterError';
+  }
+}
+
+/**
+ * A required extension is absent: `missing_extension`.
+ * @group Errors
+ * @example
+ * ```ts
+ * throw new MissingExtensionError('no encrypted_client_hello in second ClientHello');
+ * ```
+ */
+export class MissingExtensionError extends EchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_MISSING_EXTENSION', 'missing_extension', message, options);
+    this.name = 'MissingExtensionError';
+  }
+}
+
+/**
+ * An AEAD open or signature check failed: `decrypt_error`.
+ * @group Errors
+ * @example
+ * ```ts
+ * throw new DecryptError('ECH payload did not open with the retained context');
+ * ```
+ */
+export class DecryptError extends EchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DECRYPT', 'decrypt_error', message, options);
+    this.name = 'DecryptError';
+  }
+}
+
+/**
+ * A bad argument given to the API (not from the wire): `internal_error` if it
+ * ever reaches the wire.
+ * @group Errors
+ * @example
+ * ```ts
+ * throw new InvalidArgumentError('publicName must be a DNS name');
+ * ```
+ */
+export class InvalidArgumentError extends EchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_INVALID_ARGUMENT', 'internal_error', message, options);
+    this.name = 'InvalidArgumentError';
+  }
+}

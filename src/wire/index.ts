@@ -1,0 +1,4 @@
+export * from './alert.js';
+export * from './reader.js';
+export * from './writer.js';
+export * from './bytes.js';

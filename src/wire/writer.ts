@@ -1,0 +1,160 @@
+/**
+ * Growable writer for the TLS presentation language. Length-prefixed vectors
+ * are written by closures, so lengths are never computed by hand
+ * (cryptobyte's Builder).
+ *
+ * @module
+ */
+import { InvalidArgumentError } from './alert.js';
+
+/**
+ * Appends TLS-encoded values to a growing buffer.
+ * @group Wire
+ * @example
+ * ```ts
+ * const w = new Writer();
+ * w.u16(0x0303);
+ * w.vector16((v) => v.bytes(payload));
+ * const out = w.finish();
+ * ```
+ */
+export class Writer {
+  private buf: Uint8Array;
+  private len = 0;
+
+  constructor(initialCapacity = 256) {
+    this.buf = new Uint8Array(initialCapacity);
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.len;
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.len + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+  }
+
+  private check(v: number, max: number, what: string): void {
+    if (!Number.isInteger(v) || v < 0 || v > max) throw new InvalidArgumentError(`${what} out of range: ${v}`);
+  }
+
+  /** Write one byte. */
+  u8(v: number): this {
+    this.check(v, 0xff, 'u8');
+    this.ensure(1);
+    this.buf[this.len++] = v;
+    return this;
+  }
+
+  /** Write a big-endian u16. */
+  u16(v: number): this {
+    this.check(v, 0xffff, 'u16');
+    this.ensure(2);
+    this.buf[this.len++] = v >>> 8;
+    this.buf[this.len++] = v & 0xff;
+    return this;
+  }
+
+  /** Write a big-endian u24. */
+  u24(v: number): this {
+    this.check(v, 0xffffff, 'u24');
+    this.ensure(3);
+    this.buf[this.len++] = v >>> 16;
+    this.buf[this.len++] = (v >>> 8) & 0xff;
+    this.buf[this.len++] = v & 0xff;
+    return this;
+  }
+
+  /** Write a big-endian u32. */
+  u32(v: number): this {
+    this.check(v, 0xffffffff, 'u32');
+    this.ensure(4);
+    this.buf[this.len++] = v >>> 24;
+    this.buf[this.len++] = (v >>> 16) & 0xff;
+    this.buf[this.len++] = (v >>> 8) & 0xff;
+    this.buf[this.len++] = v & 0xff;
+    return this;
+  }
+
+  /** Write raw bytes. */
+  bytes(b: Uint8Array): this {
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+    return this;
+  }
+
+  /** Write `n` zero bytes. */
+  zeros(n: number): this {
+    this.ensure(n);
+    this.buf.fill(0, this.len, this.len + n);
+    this.len += n;
+    return this;
+  }
+
+  private vector(prefix: 1 | 2 | 3, max: number, body: (w: Writer) => void): this {
+    this.ensure(prefix);
+    const at = this.len;
+    this.len += prefix;
+    body(this);
+    const n = this.len - at - prefix;
+    if (n > max) throw new InvalidArgumentError(`vector of ${n} bytes exceeds its ${prefix * 8}-bit length prefix`);
+    for (let i = prefix - 1, v = n; i >= 0; i--, v >>>= 8) this.buf[at + i] = v & 0xff;
+    return this;
+  }
+
+  /** Write a vector with a u8 length prefix; `body` writes its contents. */
+  vector8(body: (w: Writer) => void): this {
+    return this.vector(1, 0xff, body);
+  }
+
+  /** Write a vector with a u16 length prefix; `body` writes its contents. */
+  vector16(body: (w: Writer) => void): this {
+    return this.vector(2, 0xffff, body);
+  }
+
+  /** Write a vector with a u24 length prefix; `body` writes its contents. */
+  vector24(body: (w: Writer) => void): this {
+    return this.vector(3, 0xffffff, body);
+  }
+
+  /** Shorthand: u8-prefixed bytes. */
+  bytes8(b: Uint8Array): this {
+    return this.vector8((w) => w.bytes(b));
+  }
+
+  /** Shorthand: u16-prefixed bytes. */
+  bytes16(b: Uint8Array): this {
+    return this.vector16((w) => w.bytes(b));
+  }
+
+  /** Shorthand: u24-prefixed bytes. */
+  bytes24(b: Uint8Array): this {
+    return this.vector24((w) => w.bytes(b));
+  }
+
+  /** The bytes written, as a new array. */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+/**
+ * Encode with a fresh {@link Writer}.
+ * @group Wire
+ * @example
+ * ```ts
+ * const bytes = encode((w) => w.u16(0xfe0d));
+ * ```
+ */
+export function encode(body: (w: Writer) => void): Uint8Array {
+  const w = new Writer();
+  body(w);
+  return w.finish();
+}
