@@ -1,0 +1,203 @@
+/**
+ * ClientHello codec (RFC 8446bis §4.1.2). Unknown extensions are kept
+ * byte-exact, in order; duplicate extension types are rejected.
+ *
+ * @module
+ */
+import { DecodeError, IllegalParameterError } from '../wire/alert.js';
+import { Reader } from '../wire/reader.js';
+import { Writer } from '../wire/writer.js';
+import { HandshakeType } from './constants.js';
+
+/**
+ * One extension: its type and its opaque `extension_data`.
+ * @group TLS
+ */
+export interface Extension {
+  /** ExtensionType code point. */
+  type: number;
+  /** The extension_data bytes. */
+  data: Uint8Array;
+}
+
+/**
+ * A decoded ClientHello.
+ *
+ * ```
+ * struct {
+ *     ProtocolVersion legacy_version = 0x0303;
+ *     Random random;
+ *     opaque legacy_session_id<0..32>;
+ *     CipherSuite cipher_suites<2..2^16-2>;
+ *     opaque legacy_compression_methods<1..2^8-1>;
+ *     Extension extensions<8..2^16-1>;
+ * } ClientHello;
+ * ```
+ * @group TLS
+ */
+export interface ClientHello {
+  legacyVersion: number;
+  /** 32 bytes. */
+  random: Uint8Array;
+  /** 0 to 32 bytes. */
+  legacySessionId: Uint8Array;
+  cipherSuites: number[];
+  legacyCompressionMethods: Uint8Array;
+  extensions: Extension[];
+}
+
+/**
+ * A ClientHello together with where each extension's data sits in the encoded
+ * body, as needed to build ClientHelloOuterAAD (RFC 9849 §5.2).
+ * @group TLS
+ */
+export interface ParsedClientHello extends ClientHello {
+  /** The body the offsets refer to (a private copy of the input). */
+  raw: Uint8Array;
+  /** `extensionOffsets[i]` is the offset of `extensions[i].data` in `raw`. */
+  extensionOffsets: number[];
+}
+
+/**
+ * Decode a ClientHello handshake body (without the 4-byte handshake header).
+ * Throws {@link DecodeError} on malformed input and
+ * {@link IllegalParameterError} on a duplicated extension
+ * (RFC 8446bis §4.2: "There MUST NOT be more than one extension of the same
+ * type in a given extension block").
+ * @group TLS
+ * @example
+ * ```ts
+ * const ch = decodeClientHello(message.body);
+ * const sni = findExtension(ch.extensions, ExtensionType.server_name);
+ * ```
+ */
+export function decodeClientHello(body: Uint8Array): ParsedClientHello {
+  // One copy of the input; every field below is a view into it, so nothing
+  // aliases the caller's (possibly reused) network buffer.
+  const raw = body.slice();
+  const r = new Reader(raw);
+  const legacyVersion = r.u16('legacy_version');
+  const random = r.view(32, 'random');
+  const sid = r.u8('legacy_session_id');
+  if (sid > 32) throw new DecodeError(`legacy_session_id of ${sid} bytes exceeds 32`);
+  const legacySessionId = r.view(sid, 'legacy_session_id');
+  const cs = r.vector16('cipher_suites');
+  if (cs.remaining < 2 || cs.remaining % 2 !== 0) throw new DecodeError('cipher_suites length must be even and non-zero');
+  const cipherSuites: number[] = [];
+  while (!cs.empty) cipherSuites.push(cs.u16());
+  const cm = r.u8('legacy_compression_methods');
+  if (cm < 1) throw new DecodeError('empty legacy_compression_methods');
+  const legacyCompressionMethods = r.view(cm, 'legacy_compression_methods');
+  const extensions: Extension[] = [];
+  const extensionOffsets: number[] = [];
+  // RFC 8446bis §4.1.2: TLS 1.3 ClientHellos always carry extensions; an
+  // absent block is only legal for older versions, which we still parse.
+  if (!r.empty) {
+    const ex = r.vector16('extensions');
+    const seen = new Set<number>();
+    while (!ex.empty) {
+      const type = ex.u16('extension type');
+      const len = ex.u16('extension length');
+      const at = ex.offset;
+      const data = ex.view(len, 'extension_data');
+      if (seen.has(type)) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
+      seen.add(type);
+      extensions.push({ type, data });
+      extensionOffsets.push(at);
+    }
+  }
+  r.end('ClientHello');
+  return {
+    legacyVersion,
+    random,
+    legacySessionId,
+    cipherSuites,
+    legacyCompressionMethods,
+    extensions,
+    raw,
+    extensionOffsets,
+  };
+}
+
+/**
+ * Encode a ClientHello body (without the handshake header). Extensions are
+ * written in the given order, byte-exact.
+ * @group TLS
+ * @example
+ * ```ts
+ * const body = encodeClientHello(ch);
+ * const message = encodeHandshake(HandshakeType.client_hello, body);
+ * ```
+ */
+export function encodeClientHello(ch: ClientHello): Uint8Array {
+  const w = new Writer(512);
+  writeClientHello(w, ch);
+  return w.finish();
+}
+
+/**
+ * Write a ClientHello body into an existing {@link Writer}.
+ * @group TLS
+ * @example
+ * ```ts
+ * writeClientHello(w, ch);
+ * ```
+ */
+export function writeClientHello(w: Writer, ch: ClientHello): void {
+  if (ch.random.length !== 32) throw new RangeError('random must be 32 bytes');
+  if (ch.legacySessionId.length > 32) throw new RangeError('legacy_session_id longer than 32 bytes');
+  w.u16(ch.legacyVersion);
+  w.bytes(ch.random);
+  w.bytes8(ch.legacySessionId);
+  w.vector16((v) => {
+    for (const s of ch.cipherSuites) v.u16(s);
+  });
+  w.bytes8(ch.legacyCompressionMethods);
+  w.vector16((v) => {
+    for (const e of ch.extensions) {
+      v.u16(e.type);
+      v.bytes16(e.data);
+    }
+  });
+}
+
+/**
+ * Encode a whole ClientHello handshake message (header included).
+ * @group TLS
+ * @example
+ * ```ts
+ * const msg = encodeClientHelloMessage(ch);
+ * ```
+ */
+export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {
+  const w = new Writer(512);
+  w.u8(HandshakeType.client_hello);
+  w.vector24((b) => writeClientHello(b, ch));
+  return w.finish();
+}
+
+/**
+ * The first extension of `type`, if any.
+ * @group TLS
+ * @example
+ * ```ts
+ * findExtension(ch.extensions, ExtensionType.encrypted_client_hello);
+ * ```
+ */
+export function findExtension(extensions: readonly Extension[], type: number): Extension | undefined {
+  for (const e of extensions) if (e.type === type) return e;
+  return undefined;
+}
+
+/**
+ * Index of the first extension of `type`, or -1.
+ * @group TLS
+ * @example
+ * ```ts
+ * const i = indexOfExtension(ch.extensions, ExtensionType.pre_shared_key);
+ * ```
+ */
+export function indexOfExtension(extensions: readonly Extension[], type: number): number {
+  for (let i = 0; i < extensions.length; i++) if (extensions[i]!.type === type) return i;
+  return -1;
+}
