@@ -90,21 +90,20 @@ export function decodeClientHello(body: Uint8Array): ParsedClientHello {
   const legacyCompressionMethods = r.view(cm, 'legacy_compression_methods');
   const extensions: Extension[] = [];
   const extensionOffsets: number[] = [];
-  // RFC 8446bis §4.1.2: TLS 1.3 ClientHellos always carry extensions; an
-  // absent block is only legal for older versions, which we still parse.
-  if (!r.empty) {
-    const ex = r.vector16('extensions');
-    const seen = new Set<number>();
-    while (!ex.empty) {
-      const type = ex.u16('extension type');
-      const len = ex.u16('extension length');
-      const at = ex.offset;
-      const data = ex.view(len, 'extension_data');
-      if (seen.has(type)) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
-      seen.add(type);
-      extensions.push({ type, data });
-      extensionOffsets.push(at);
-    }
+  // RFC 8446bis §4.1.2: `Extension extensions<8..2^16-1>` — a TLS 1.3
+  // ClientHello always has the block (a hello without it is pre-TLS 1.2 and
+  // of no use to this library), so its absence is a decode error.
+  const ex = r.vector16('extensions');
+  const seen = new Set<number>();
+  while (!ex.empty) {
+    const type = ex.u16('extension type');
+    const len = ex.u16('extension length');
+    const at = ex.offset;
+    const data = ex.view(len, 'extension_data');
+    if (seen.has(type)) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
+    seen.add(type);
+    extensions.push({ type, data });
+    extensionOffsets.push(at);
   }
   r.end('ClientHello');
   return {
