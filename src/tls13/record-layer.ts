@@ -1,0 +1,378 @@
+/**
+ * TLS 1.3 record layer (RFC 8446bis §5): framing, AEAD record protection with
+ * per-record nonces and sequence numbers, inner-plaintext padding removal,
+ * size limits (`record_overflow`), the middlebox-compatibility
+ * change_cipher_spec record, and alert encoding. Side-agnostic and
+ * transport-free: bytes in, records out.
+ *
+ * @module
+ */
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { EchError, AlertDescription } from '../wire/alert.js';
+import { ContentType, MAX_PLAINTEXT } from '../tls/constants.js';
+import { MAX_CIPHERTEXT, RECORD_HEADER_LENGTH } from '../tls/record.js';
+import type { CipherSuiteParams } from './suites.js';
+import type { TrafficKeys } from './key-schedule.js';
+
+/**
+ * AEAD protection of one direction (RFC 8446bis §5.2, §5.3): the key, the
+ * static IV and the 64-bit sequence number.
+ * @group Server
+ * @example
+ * ```ts
+ * const w = new RecordProtection(suite, trafficKeys(suite, secret));
+ * const record = w.seal(ContentType.application_data, data);
+ * ```
+ */
+export class RecordProtection {
+  readonly suite: CipherSuiteParams;
+  private readonly key: Uint8Array;
+  private readonly iv: Uint8Array;
+  private seq = 0n;
+
+  constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
+    this.suite = suite;
+    this.key = keys.key;
+    this.iv = keys.iv;
+  }
+
+  /** Records protected so far with this key. */
+  get sequenceNumber(): bigint {
+    return this.seq;
+  }
+
+  private nonce(): Buffer {
+    // RFC 8446bis §5.3: the 64-bit sequence number, left-padded to iv_length,
+    // XORed with the static IV. "If a TLS implementation would need to wrap a
+    // sequence number, it MUST either rekey or terminate the connection."
+    if (this.seq >= 0xffffffffffffffffn) {
+      throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
+    }
+    const n = Buffer.from(this.iv);
+    let s = this.seq;
+    for (let i = n.length - 1; i >= n.length - 8; i--) {
+      n[i]! ^= Number(s & 0xffn);
+      s >>= 8n;
+    }
+    this.seq++;
+    return n;
+  }
+
+  /**
+   * Step the sequence number back after a failed {@link RecordProtection.open}
+   * whose record is being skipped (rejected 0-RTT, RFC 8446bis §4.2.10).
+   */
+  rewind(): void {
+    if (this.seq > 0n) this.seq--;
+  }
+
+  /**
+   * Protect one record: TLSInnerPlaintext = content || type || zeros(padding),
+   * sent as opaque_type application_data with legacy version 0x0303.
+   */
+  seal(type: number, content: Uint8Array, padding = 0): Uint8Array {
+    if (content.length > MAX_PLAINTEXT) throw new RangeError('record content longer than 2^14');
+    const innerLen = content.length + 1 + padding;
+    const length = innerLen + this.suite.tagLength;
+    if (length > MAX_CIPHERTEXT) throw new RangeError('protected record too long');
+    const header = Buffer.from([ContentType.application_data, 0x03, 0x03, length >> 8, length & 0xff]);
+    const inner = Buffer.alloc(innerLen);
+    inner.set(content, 0);
+    inner[content.length] = type;
+    const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
+    (c as unknown as { setAAD(b: Buffer): void }).setAAD(header);
+    const body = c.update(inner);
+    c.final();
+    const tag = (c as unknown as { getAuthTag(): Buffer }).getAuthTag();
+    const out = new Uint8Array(RECORD_HEADER_LENGTH + length);
+    out.set(header, 0);
+    out.set(body, RECORD_HEADER_LENGTH);
+    out.set(tag, RECORD_HEADER_LENGTH + body.length);
+    return out;
+  }
+
+  /**
+   * Deprotect one record (`header` is the 5-byte record header, the AAD).
+   * Returns the inner content type and content with padding removed.
+   * Throws `bad_record_mac` if the AEAD fails, `record_overflow` if the inner
+   * plaintext exceeds 2^14 + 1 bytes, and `unexpected_message` if it is all
+   * padding.
+   */
+  open(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } {
+    const tagLen = this.suite.tagLength;
+    // RFC 8446bis §5.2: "The length MUST NOT exceed 2^14 + 256 bytes. An
+    // endpoint that receives a record that exceeds this length MUST terminate
+    // the connection with a "record_overflow" alert."
+    if (fragment.length > MAX_CIPHERTEXT) {
+      throw new EchError('ERR_PROTOCOL', 'record_overflow', `protected record of ${fragment.length} bytes`);
+    }
+    if (fragment.length < tagLen + 1) {
+      // Too short to hold a tag and the content type: cannot authenticate.
+      throw new EchError('ERR_DECRYPT', 'bad_record_mac', 'protected record shorter than its tag');
+    }
+    const nonce = this.nonce();
+    let inner: Buffer;
+    try {
+      const d = createDecipheriv(this.suite.aead, this.key, nonce, { authTagLength: tagLen } as never);
+      (d as unknown as { setAAD(b: Uint8Array): void }).setAAD(header);
+      (d as unknown as { setAuthTag(b: Uint8Array): void }).setAuthTag(fragment.subarray(fragment.length - tagLen));
+      const a = d.update(fragment.subarray(0, fragment.length - tagLen));
+      const b = d.final();
+      inner = b.length ? Buffer.concat([a, b]) : a;
+    } catch (cause) {
+      // RFC 8446bis §5.2: "If the decryption fails, the receiver MUST
+      // terminate the connection with a "bad_record_mac" alert."
+      throw new EchError('ERR_DECRYPT', 'bad_record_mac', 'record failed to deprotect', { cause });
+    }
+    // RFC 8446bis §5.2: "The length MUST NOT exceed 2^14 + 1 octets ... An
+    // endpoint that receives a record that exceeds this length MUST terminate
+    // the connection with a "record_overflow" alert."
+    if (inner.length > MAX_PLAINTEXT + 1) {
+      throw new EchError('ERR_PROTOCOL', 'record_overflow', `inner plaintext of ${inner.length} bytes`);
+    }
+    // §5.4: scan back over the zero padding to the content type.
+    let i = inner.length - 1;
+    while (i >= 0 && inner[i] === 0) i--;
+    if (i < 0) {
+      // §5.4: "If a receiving implementation does not find a non-zero octet in
+      // the cleartext, it MUST terminate the connection with an
+      // "unexpected_message" alert."
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'protected record is all padding');
+    }
+    return { type: inner[i]!, content: new Uint8Array(inner.buffer, inner.byteOffset, i) };
+  }
+}
+
+/**
+ * One record after deprotection.
+ * @group Server
+ */
+export interface PlainRecord {
+  /** The real content type (inner type for protected records). */
+  type: number;
+  content: Uint8Array;
+  /** True if the record was protected. */
+  protected: boolean;
+}
+
+/**
+ * Bidirectional record layer: buffers incoming bytes, yields deprotected
+ * records, and frames/protects outgoing ones. Handshake logic installs keys
+ * with {@link RecordLayer.setReadKeys} / {@link RecordLayer.setWriteKeys}.
+ * @group Server
+ * @example
+ * ```ts
+ * const rl = new RecordLayer();
+ * rl.push(bytesFromSocket);
+ * for (let r = rl.next(); r; r = rl.next()) handle(r);
+ * socket.write(rl.encode(ContentType.handshake, serverHello));
+ * ```
+ */
+export class RecordLayer {
+  private input: Uint8Array = new Uint8Array(0);
+  private inputStart = 0;
+  private reader: RecordProtection | undefined;
+  private writer: RecordProtection | undefined;
+  /** Whether an unprotected change_cipher_spec may still be dropped. */
+  private ccsAllowed = false;
+  /** Bytes of undecryptable (rejected 0-RTT) records still allowed to be skipped. */
+  private skipBudget = 0;
+
+  /** True once read keys are installed. */
+  get readProtected(): boolean {
+    return this.reader !== undefined;
+  }
+
+  /** True once write keys are installed. */
+  get writeProtected(): boolean {
+    return this.writer !== undefined;
+  }
+
+  /** Number of records sent under the current write key. */
+  get writeSequence(): bigint {
+    return this.writer?.sequenceNumber ?? 0n;
+  }
+
+  /** Number of records received under the current read key. */
+  get readSequence(): bigint {
+    return this.reader?.sequenceNumber ?? 0n;
+  }
+
+  /** Bytes buffered and not yet consumed as records. */
+  get buffered(): number {
+    return this.input.length - this.inputStart;
+  }
+
+  /** Install the keys that protect incoming records from now on. */
+  setReadKeys(suite: CipherSuiteParams, keys: TrafficKeys): void {
+    this.reader = new RecordProtection(suite, keys);
+  }
+
+  /** Install the keys that protect outgoing records from now on. */
+  setWriteKeys(suite: CipherSuiteParams, keys: TrafficKeys): void {
+    this.writer = new RecordProtection(suite, keys);
+  }
+
+  /**
+   * Allow or forbid dropping an unprotected `change_cipher_spec` record
+   * (RFC 8446bis §5: allowed after the first ClientHello and before the
+   * peer's Finished). One is dropped; a second is `unexpected_message`.
+   */
+  allowChangeCipherSpec(allowed: boolean): void {
+    this.ccsAllowed = allowed;
+  }
+
+  /**
+   * After rejecting 0-RTT, skip up to `bytes` of records that fail to
+   * deprotect with the handshake key (RFC 8446bis §4.2.10).
+   */
+  skipUndecryptable(bytes: number): void {
+    this.skipBudget = bytes;
+  }
+
+  /** Append bytes read from the transport. */
+  push(data: Uint8Array): void {
+    if (data.length === 0) return;
+    const rest = this.input.subarray(this.inputStart);
+    const next = new Uint8Array(rest.length + data.length);
+    next.set(rest, 0);
+    next.set(data, rest.length);
+    this.input = next;
+    this.inputStart = 0;
+  }
+
+  /** Bytes not yet consumed, then forget them (used to hand over a stream). */
+  takeBuffered(): Uint8Array {
+    const out = this.input.slice(this.inputStart);
+    this.input = new Uint8Array(0);
+    this.inputStart = 0;
+    return out;
+  }
+
+  /**
+   * The next whole record, deprotected; `undefined` if more bytes are needed.
+   * Dropped change_cipher_spec and skipped 0-RTT records are consumed
+   * silently.
+   */
+  next(): PlainRecord | undefined {
+    for (;;) {
+      const buf = this.input;
+      const off = this.inputStart;
+      if (buf.length - off < RECORD_HEADER_LENGTH) return undefined;
+      const type = buf[off]!;
+      const length = (buf[off + 3]! << 8) | buf[off + 4]!;
+      // RFC 8446bis §5: "If a TLS implementation receives an unexpected record
+      // type, it MUST terminate the connection with an "unexpected_message"
+      // alert."
+      if (type < ContentType.change_cipher_spec || type > ContentType.application_data) {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unknown record content type ${type}`);
+      }
+      const limit = this.reader && type === ContentType.application_data ? MAX_CIPHERTEXT : MAX_PLAINTEXT;
+      // RFC 8446bis §5.1 / §5.2: lengths above 2^14 (plaintext) or
+      // 2^14 + 256 (ciphertext) MUST be answered with "record_overflow".
+      if (length > limit) {
+        throw new EchError('ERR_PROTOCOL', 'record_overflow', `record of ${length} bytes exceeds ${limit}`);
+      }
+      if (buf.length - off - RECORD_HEADER_LENGTH < length) return undefined;
+      const header = buf.subarray(off, off + RECORD_HEADER_LENGTH);
+      const fragment = buf.subarray(off + RECORD_HEADER_LENGTH, off + RECORD_HEADER_LENGTH + length);
+      this.inputStart = off + RECORD_HEADER_LENGTH + length;
+
+      if (type === ContentType.change_cipher_spec) {
+        // RFC 8446bis §5: an unprotected change_cipher_spec consisting of the
+        // single byte 0x01 between the first ClientHello and the peer's
+        // Finished "MUST simply [be dropped]"; any other value → abort with
+        // "unexpected_message".
+        if (!this.ccsAllowed || length !== 1 || fragment[0] !== 0x01) {
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'unexpected change_cipher_spec record');
+        }
+        this.ccsAllowed = false;
+        continue;
+      }
+      if (!this.reader) {
+        // RFC 8446bis §5.1: "Application Data messages MUST NOT be written
+        // to the wire unprotected".
+        if (type === ContentType.application_data) {
+          if (this.skipBudget >= length) {
+            this.skipBudget -= length;
+            continue;
+          }
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before keys were established');
+        }
+        return { type, content: fragment.slice(), protected: false };
+      }
+      // Protected records always travel as opaque_type application_data;
+      // alerts may still arrive in the clear if the peer failed before
+      // deriving keys.
+      if (type !== ContentType.application_data) {
+        if (type === ContentType.alert) return { type, content: fragment.slice(), protected: false };
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unprotected record of type ${type} after keys were established`);
+      }
+      if (this.skipBudget > 0) {
+        // RFC 8446bis §4.2.10: skip records that fail to deprotect (rejected
+        // early data), up to max_early_data_size.
+        try {
+          const r = this.reader.open(header, fragment);
+          this.skipBudget = 0;
+          return { ...r, protected: true };
+        } catch (e) {
+          if (e instanceof EchError && e.alert === 'bad_record_mac' && this.skipBudget >= length) {
+            this.skipBudget -= length;
+            this.reader.rewind();
+            continue;
+          }
+          throw e;
+        }
+      }
+      const r = this.reader.open(header, fragment);
+      return { ...r, protected: true };
+    }
+  }
+
+  /**
+   * Frame (and protect, once write keys are installed) `content` as records
+   * of `type`, each holding at most `maxFragment` bytes.
+   */
+  encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT): Uint8Array {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const n = Math.max(1, Math.ceil(content.length / maxFragment));
+    for (let i = 0; i < n; i++) {
+      const part = content.subarray(i * maxFragment, Math.min(content.length, (i + 1) * maxFragment));
+      let rec: Uint8Array;
+      if (this.writer) {
+        rec = this.writer.seal(type, part);
+      } else {
+        rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
+        rec[0] = type;
+        rec[1] = 0x03;
+        rec[2] = 0x03;
+        rec[3] = part.length >> 8;
+        rec[4] = part.length & 0xff;
+        rec.set(part, RECORD_HEADER_LENGTH);
+      }
+      chunks.push(rec);
+      total += rec.length;
+    }
+    if (chunks.length === 1) return chunks[0]!;
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (const c of chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  }
+
+  /** An alert record (fatal unless `close_notify` / `user_canceled`). */
+  encodeAlert(alert: AlertDescription): Uint8Array {
+    const code = AlertDescription[alert];
+    const level = alert === 'close_notify' || alert === 'user_canceled' ? 1 : 2;
+    return this.encode(ContentType.alert, Uint8Array.of(level, code));
+  }
+
+  /** The unprotected middlebox-compatibility change_cipher_spec record. */
+  static changeCipherSpec(): Uint8Array {
+    return Uint8Array.of(ContentType.change_cipher_spec, 0x03, 0x03, 0x00, 0x01, 0x01);
+  }
+}

@@ -1,0 +1,1007 @@
+/**
+ * The transport-free TLS 1.3 server (RFC 8446bis §4): a connection object
+ * that consumes bytes and produces bytes. The handshake reads as a linear
+ * sequence of named steps, in the style of Go's handshake_server_tls13.go:
+ *
+ * 1. {@link ServerConnection} `processClientHello` — decode, run the
+ *    ClientHello hook (the ECH seam), check the version, compression and
+ *    mandatory extensions, pick the cipher suite, group, PSK, certificate and
+ *    ALPN protocol;
+ * 2. `sendHelloRetryRequest` when no usable key share was offered, then
+ *    `processClientHello` again on ClientHello2 (checked against
+ *    ClientHello1, §4.1.2);
+ * 3. `sendServerHello` (with the optional accept-confirmation overwrite of
+ *    the last 8 bytes of the random), handshake keys;
+ * 4. `sendEncryptedExtensions`, `sendCertificate`, `sendCertificateVerify`
+ *    (skipped on PSK resumption), `sendServerFinished`, application keys;
+ * 5. `readClientFinished`, then `sendSessionTickets`.
+ *
+ * After that the connection carries application data, KeyUpdate in both
+ * directions and close_notify. Errors become one alert record, written in
+ * exactly one place ({@link ServerConnection} `fail`).
+ *
+ * ## ECH seams (RFC 9849 §7)
+ *
+ * - start from an already-read ClientHello: {@link ServerConnection.receiveClientHello};
+ * - `config.onClientHello` ({@link ClientHelloHook}) runs on ClientHello1
+ *   and ClientHello2 and may replace the ClientHello the handshake continues
+ *   on (ClientHelloInner), add EncryptedExtensions (retry_configs), provide
+ *   the ServerHello.random confirmation and an extension for the
+ *   HelloRetryRequest, both computed from the transcript hash with the
+ *   confirmation bytes zeroed.
+ *
+ * @module
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { AlertDescription, DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError, alertName } from '../wire/alert.js';
+import { equalBytes } from '../wire/bytes.js';
+import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
+import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
+import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
+import { decodeClientHello, findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
+import {
+  decodeAlpn,
+  decodeKeyShareClient,
+  decodeOfferedPsks,
+  decodePskKeyExchangeModes,
+  decodeServerName,
+  decodeSignatureAlgorithms,
+  decodeSupportedGroups,
+  decodeSupportedVersions,
+  pskBindersLength,
+  type KeyShareEntry,
+} from '../tls/extensions.js';
+import {
+  KeyUpdateRequest,
+  decodeFinished,
+  decodeKeyUpdate,
+  encodeAlpnSelected,
+  encodeCertificate,
+  encodeCertificateVerify,
+  encodeEncryptedExtensions,
+  encodeFinished,
+  encodeKeyShareHelloRetry,
+  encodeKeyShareServer,
+  encodeKeyUpdate,
+  encodeNewSessionTicket,
+  encodePreSharedKeySelected,
+  encodeServerHello,
+  encodeSupportedVersionSelected,
+  type ServerHello,
+} from '../tls/messages.js';
+import { CertificateStore, ServerCertificate, certificateVerifyInput } from './certificates.js';
+import type { AcceptConfirmation, ClientHelloHookResult, ServerConfig } from './config.js';
+import { generateEphemeralKey, groupName } from './groups.js';
+import { KeySchedule, exportKeyingMaterial, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
+import { RecordLayer } from './record-layer.js';
+import { suiteById, type CipherSuiteParams } from './suites.js';
+import type { TicketState } from './tickets.js';
+
+/**
+ * Where a {@link ServerConnection} delivers its output.
+ * @group Server
+ */
+export interface ConnectionSink {
+  /** Bytes to write to the transport, in order. */
+  send(bytes: Uint8Array): void;
+  /** Decrypted application data. */
+  data?(bytes: Uint8Array): void;
+  /** The handshake completed (client Finished verified). */
+  handshakeComplete?(info: HandshakeInfo): void;
+  /** The peer sent close_notify: no more data will arrive. */
+  peerClosed?(): void;
+}
+
+/**
+ * What was negotiated.
+ * @group Server
+ */
+export interface HandshakeInfo {
+  suite: CipherSuiteParams;
+  /** Key exchange group (NamedGroup). */
+  group: number;
+  /** SNI of the ClientHello the handshake ran on (the inner one with ECH). */
+  servername: string | undefined;
+  /** Selected ALPN protocol, or `false`. */
+  alpnProtocol: string | false;
+  /** True when a ticket was accepted. */
+  resumed: boolean;
+  /** True when a HelloRetryRequest was sent. */
+  helloRetry: boolean;
+  /** CertificateVerify scheme (full handshakes only). */
+  signatureScheme: number | undefined;
+  /** Certificate sent (full handshakes only). */
+  certificate: ServerCertificate | undefined;
+  /** Attributes merged from the ClientHello hook results. */
+  attributes: Record<string, unknown>;
+}
+
+/**
+ * The peer sent a fatal alert (or closed during the handshake). Carries the
+ * alert received; no alert is sent back.
+ * @group Errors
+ * @example
+ * ```ts
+ * if (err instanceof PeerAlertError) console.log('peer said', err.alert);
+ * ```
+ */
+export class PeerAlertError extends EchError {
+  constructor(alert: AlertDescription, message: string) {
+    super('ERR_ALERT_RECEIVED', alert, message);
+    this.name = 'PeerAlertError';
+  }
+}
+
+/** States of the server handshake (RFC 8446bis Appendix A.2). @group Server */
+export type ServerState = 'wait_client_hello' | 'wait_client_hello_2' | 'wait_finished' | 'connected' | 'closed';
+
+/** Bytes of rejected 0-RTT data we skip (RFC 8446bis §4.2.10). */
+const EARLY_DATA_SKIP = 1 << 16;
+
+/** The parts of a ClientHello the negotiation reads. */
+interface HelloFacts {
+  ch: ParsedClientHello;
+  /** The whole message as it enters the transcript. */
+  message: Uint8Array;
+  servername: string | undefined;
+  alpn: string[] | undefined;
+  groups: number[] | undefined;
+  shares: KeyShareEntry[] | undefined;
+  sigalgs: number[] | undefined;
+  pskModes: number[] | undefined;
+  pskExt: Extension | undefined;
+  earlyData: boolean;
+  hook: ClientHelloHookResult;
+}
+
+/**
+ * A TLS 1.3 server connection without a transport. Feed it the bytes read
+ * from the peer with {@link ServerConnection.receive}; it writes its output to
+ * `sink.send`. All input is processed in order, one call at a time.
+ * `receive` rejects with the error that ended the connection, after the alert
+ * that names it has gone to `sink.send`.
+ * @group Server
+ * @example
+ * ```ts
+ * const conn = new ServerConnection(resolveServerConfig({ key, cert }), {
+ *   send: (b) => socket.write(b),
+ *   data: (b) => console.log('app data', b),
+ *   handshakeComplete: (info) => console.log('TLS 1.3 with', info.suite.name),
+ * });
+ * socket.on('data', (b) => conn.receive(b).catch((e) => socket.destroy(e)));
+ * ```
+ */
+export class ServerConnection {
+  readonly config: ServerConfig;
+  private readonly sink: ConnectionSink;
+  private readonly records = new RecordLayer();
+  private readonly hs: HandshakeReassembler;
+  private chain: Promise<void> = Promise.resolve();
+  private stateValue: ServerState = 'wait_client_hello';
+  private writeClosed = false;
+  private readClosed = false;
+  private failure: Error | undefined;
+  /** Scratch space given to the ClientHello hook. */
+  private readonly hookState: Record<string, unknown> = {};
+  private readonly attributes: Record<string, unknown> = {};
+
+  // Negotiated state.
+  private suite: CipherSuiteParams | undefined;
+  private group = 0;
+  private transcript: Transcript | undefined;
+  private first: HelloFacts | undefined;
+  private hrrSent = false;
+  private ccsSent = false;
+  private schedule: KeySchedule | undefined;
+  private clientHsSecret: Uint8Array | undefined;
+  private clientApSecret: Uint8Array | undefined;
+  private serverApSecret: Uint8Array | undefined;
+  private exporterSecret: Uint8Array | undefined;
+  private resumptionSecret: Uint8Array | undefined;
+  private expectedClientFinished: Uint8Array | undefined;
+  private negotiated: HandshakeInfo | undefined;
+  private ticketNonce = 0;
+
+  constructor(config: ServerConfig, sink: ConnectionSink) {
+    this.config = config;
+    this.sink = sink;
+    this.hs = new HandshakeReassembler(config.maxHandshakeSize);
+  }
+
+  /** Current handshake state. */
+  get state(): ServerState {
+    return this.stateValue;
+  }
+
+  /** What was negotiated, once the handshake completed. */
+  get info(): HandshakeInfo | undefined {
+    return this.negotiated;
+  }
+
+  /** The error that closed the connection, if any. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Process bytes read from the peer. Resolves when they are consumed;
+   * rejects with the error that ended the connection.
+   */
+  receive(data: Uint8Array): Promise<void> {
+    return this.enqueue(() => {
+      if (this.stateValue === 'closed' || this.readClosed) return Promise.resolve();
+      this.records.push(data);
+      return this.pump();
+    });
+  }
+
+  /**
+   * Start from a ClientHello already read off the wire (split-mode front
+   * ends, ECH): `message` is the whole handshake message (4-byte header
+   * included) and `rest` any bytes read after the records that carried it.
+   * @example
+   * ```ts
+   * const first = readFirstHandshakeMessage(buf);
+   * await conn.receiveClientHello(first.message.raw, buf.subarray(first.consumed));
+   * ```
+   */
+  receiveClientHello(message: Uint8Array, rest?: Uint8Array): Promise<void> {
+    const p = this.enqueue(async () => {
+      if (this.stateValue !== 'wait_client_hello') {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
+      }
+      if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
+        throw new DecodeError('ClientHello message length does not match its header');
+      }
+      const raw = message.slice();
+      await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
+    });
+    return rest && rest.length ? p.then(() => this.receive(rest)) : p;
+  }
+
+  /**
+   * Encrypt and send application data (after the handshake completed).
+   * Throws if the connection is not open for writing.
+   */
+  write(data: Uint8Array): void {
+    if (this.stateValue !== 'connected' || this.writeClosed) {
+      throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
+    }
+    if (data.length === 0) return;
+    this.sink.send(this.records.encode(ContentType.application_data, data));
+  }
+
+  /**
+   * Send a KeyUpdate and switch to the next write key (RFC 8446bis §4.6.3);
+   * with `requestPeer` the peer is asked to update its key too.
+   */
+  keyUpdate(requestPeer = true): void {
+    if (this.stateValue !== 'connected' || this.writeClosed) {
+      throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
+    }
+    this.sendKeyUpdate(requestPeer ? KeyUpdateRequest.update_requested : KeyUpdateRequest.update_not_requested);
+  }
+
+  /**
+   * Send close_notify (RFC 8446bis §6.1): no more writes. Reading continues
+   * until the peer closes too.
+   */
+  close(): void {
+    if (this.writeClosed || this.stateValue === 'closed') return;
+    this.writeClosed = true;
+    this.sink.send(this.records.encodeAlert('close_notify'));
+  }
+
+  /**
+   * Abort: send `alert` (default `user_canceled` ... `internal_error`) and
+   * stop processing. Used by transports on timeouts.
+   */
+  abort(error: EchError): void {
+    if (this.stateValue === 'closed') return;
+    this.fail(error);
+  }
+
+  /**
+   * TLS-Exporter (RFC 8446bis §7.5), available once the handshake completed.
+   * @example
+   * ```ts
+   * conn.exportKeyingMaterial('EXPORTER-my-app', new Uint8Array(0), 32);
+   * ```
+   */
+  exportKeyingMaterial(label: string, context: Uint8Array, length: number): Uint8Array {
+    if (!this.exporterSecret || !this.suite) throw new EchError('ERR_PROTOCOL', 'internal_error', 'handshake not complete');
+    return exportKeyingMaterial(this.suite.hash, this.exporterSecret, label, context, length);
+  }
+
+  // ------------------------------------------------------------- plumbing
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const p = this.chain.then(async () => {
+      if (this.failure) throw this.failure;
+      try {
+        await task();
+      } catch (e) {
+        throw this.fail(e);
+      }
+    });
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * The one place an error becomes an alert (RFC 8446bis §6.2): the alert is
+   * protected with the current write key if there is one.
+   */
+  private fail(e: unknown): Error {
+    if (this.failure) return this.failure;
+    const err =
+      e instanceof EchError
+        ? e
+        : new EchError('ERR_INTERNAL', 'internal_error', e instanceof Error ? e.message : String(e), { cause: e });
+    this.failure = err;
+    if (this.stateValue !== 'closed' && !(err instanceof PeerAlertError) && !this.writeClosed) {
+      try {
+        this.sink.send(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
+      } catch {
+        // The transport is gone; nothing more to say.
+      }
+    }
+    this.stateValue = 'closed';
+    this.writeClosed = true;
+    return err;
+  }
+
+  private async pump(): Promise<void> {
+    for (;;) {
+      if (this.stateValue === 'closed' || this.readClosed) return;
+      const rec = this.records.next();
+      if (!rec) return;
+      // RFC 8446bis §5.1: "Handshake messages MUST NOT be interleaved with
+      // other record types."
+      if (rec.type !== ContentType.handshake && this.hs.pending > 0) {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'record interleaved with a fragmented handshake message');
+      }
+      switch (rec.type) {
+        case ContentType.alert:
+          this.handleAlert(rec.content);
+          break;
+        case ContentType.handshake:
+          this.hs.push(rec.content);
+          for (let m = this.hs.next(); m; m = this.hs.next()) {
+            await this.handleHandshake(m);
+            if ((this.stateValue as ServerState) === 'closed') return;
+          }
+          break;
+        case ContentType.application_data:
+          // RFC 8446bis §2: application data only after the handshake (no
+          // 0-RTT is accepted here).
+          if (this.stateValue !== 'connected') {
+            throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before the handshake completed');
+          }
+          if (rec.content.length) this.sink.data?.(rec.content);
+          break;
+        default:
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected record type ${rec.type}`);
+      }
+    }
+  }
+
+  private handleAlert(content: Uint8Array): void {
+    // RFC 8446bis §5.1: "a record with an Alert type MUST contain exactly one
+    // message" (two bytes: level, description).
+    if (content.length !== 2) throw new DecodeError(`alert record of ${content.length} bytes`);
+    const desc = content[1]!;
+    if (desc === AlertDescription.close_notify) {
+      if (this.stateValue !== 'connected') {
+        throw new PeerAlertError('close_notify', 'peer closed the connection during the handshake');
+      }
+      // RFC 8446bis §6.1: "Any data received after a closure alert has been
+      // received MUST be ignored."
+      this.readClosed = true;
+      this.sink.peerClosed?.();
+      return;
+    }
+    if (desc === AlertDescription.user_canceled) return; // §6.1: a close_notify follows.
+    const name = alertName(desc);
+    throw new PeerAlertError(
+      (name in AlertDescription ? name : 'internal_error') as AlertDescription,
+      `peer sent alert ${name}`,
+    );
+  }
+
+  private async handleHandshake(m: HandshakeMessage): Promise<void> {
+    switch (this.stateValue) {
+      case 'wait_client_hello':
+      case 'wait_client_hello_2':
+        // RFC 8446bis §4.1.2: the ClientHello is "REQUIRED ... as its first TLS message".
+        if (m.type !== HandshakeType.client_hello) {
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected ClientHello, got handshake type ${m.type}`);
+        }
+        return this.processClientHello(m.raw, this.stateValue === 'wait_client_hello_2');
+      case 'wait_finished':
+        if (m.type !== HandshakeType.finished) {
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected Finished, got handshake type ${m.type}`);
+        }
+        return this.readClientFinished(m);
+      case 'connected':
+        if (m.type === HandshakeType.key_update) return this.readKeyUpdate(m);
+        // RFC 8446bis §4.1.2: "if a server has negotiated TLS 1.3 and receives
+        // a ClientHello at any other time, it MUST terminate the connection
+        // with an "unexpected_message" alert." Same for any other message.
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected post-handshake message type ${m.type}`);
+      default:
+        return;
+    }
+  }
+
+  private send(bytes: Uint8Array): void {
+    this.sink.send(bytes);
+  }
+
+  private sendHandshake(messages: Uint8Array[]): void {
+    let total = 0;
+    for (const m of messages) total += m.length;
+    const all = new Uint8Array(total);
+    let o = 0;
+    for (const m of messages) {
+      all.set(m, o);
+      o += m.length;
+    }
+    this.send(this.records.encode(ContentType.handshake, all));
+  }
+
+  /** RFC 8446bis §5.1: messages preceding a key change must end a record. */
+  private requireRecordBoundary(what: string): void {
+    if (this.hs.pending > 0) {
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `${what} not aligned with a record boundary before a key change`);
+    }
+  }
+
+  // ------------------------------------------------------ processClientHello
+
+  private async processClientHello(received: Uint8Array, retry: boolean): Promise<void> {
+    this.requireRecordBoundary('ClientHello');
+    const facts = await this.readClientHello(received, retry);
+    const { ch } = facts;
+
+    // RFC 8446bis §4.2.1: a TLS 1.3 ClientHello carries supported_versions
+    // with 0x0304; we speak nothing older ("If this extension is not present,
+    // servers which ... support TLS 1.2 MUST negotiate TLS 1.2").
+    const sv = findExtension(ch.extensions, ExtensionType.supported_versions);
+    const versions = sv ? decodeSupportedVersions(sv.data) : [];
+    if (!versions.includes(ProtocolVersion.TLS13)) {
+      throw new EchError('ERR_PROTOCOL', 'protocol_version', 'client does not offer TLS 1.3');
+    }
+    // §4.1.2: "A server which receives a legacy_version value not equal to
+    // 0x0303 MUST abort the handshake with a "protocol_version" alert."
+    if (ch.legacyVersion !== ProtocolVersion.TLS12) {
+      throw new EchError('ERR_PROTOCOL', 'protocol_version', `legacy_version 0x${ch.legacyVersion.toString(16)}`);
+    }
+    // §4.1.2: legacy_compression_methods "MUST contain exactly one byte, set
+    // to zero"; otherwise "illegal_parameter".
+    if (ch.legacyCompressionMethods.length !== 1 || ch.legacyCompressionMethods[0] !== 0) {
+      throw new IllegalParameterError('legacy_compression_methods is not [null]');
+    }
+    // §4.2.11: pre_shared_key "MUST be the last extension in the ClientHello";
+    // servers "MUST check ... and fail the handshake with an
+    // "illegal_parameter" alert if it is not".
+    if (facts.pskExt && ch.extensions[ch.extensions.length - 1]!.type !== ExtensionType.pre_shared_key) {
+      throw new IllegalParameterError('pre_shared_key is not the last extension');
+    }
+    // §4.2.9: a client offering a PSK "MUST" also send psk_key_exchange_modes;
+    // servers abort with missing_extension (§9.2).
+    if (facts.pskExt && !facts.pskModes) throw new MissingExtensionError('pre_shared_key without psk_key_exchange_modes');
+    // §9.2: a ClientHello with key_share "MUST also contain supported_groups";
+    // without a PSK it MUST carry signature_algorithms and supported_groups.
+    if (facts.shares && !facts.groups) throw new MissingExtensionError('key_share without supported_groups');
+    if (!facts.pskExt && (!facts.sigalgs || !facts.groups)) {
+      throw new MissingExtensionError('ClientHello without signature_algorithms or supported_groups');
+    }
+    // §4.2.8: "Clients MUST NOT offer any KeyShareEntry values for groups not
+    // listed in the client's "supported_groups" extension. Servers MAY check
+    // for violations of these rules and abort the handshake with an
+    // "illegal_parameter" alert".
+    for (const s of facts.shares ?? []) {
+      if (!facts.groups!.includes(s.group)) throw new IllegalParameterError(`key_share for group 0x${s.group.toString(16)} not in supported_groups`);
+    }
+
+    if (retry) this.checkClientHelloRetry(facts);
+
+    // --- cipher suite (§4.1.1): the server's or the client's order.
+    const suite = this.pickCipherSuite(ch.cipherSuites);
+    if (retry && suite !== this.suite) {
+      // §4.1.4: "Servers MUST ensure that they negotiate the same cipher suite
+      // when receiving a conformant updated ClientHello".
+      throw new IllegalParameterError('ClientHello2 no longer allows the cipher suite of the HelloRetryRequest');
+    }
+    this.suite = suite;
+
+    // --- key exchange group (§4.2.8): a group we prefer for which the client
+    // sent a share; else ask for one with a HelloRetryRequest.
+    const share = this.pickKeyShare(facts);
+    if (!share) {
+      if (retry) {
+        // §4.1.2: ClientHello2 must carry the single share the HRR asked for.
+        throw new IllegalParameterError('ClientHello2 does not carry a key share for the requested group');
+      }
+      const g = this.config.groups.find((x) => facts.groups?.includes(x));
+      if (g === undefined) {
+        // §4.2.8 / §4.1.1: no common group → "handshake_failure".
+        throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no key exchange group in common');
+      }
+      this.sendHelloRetryRequest(facts, suite, g);
+      return;
+    }
+    this.group = share.group;
+
+    // --- transcript: ClientHello, or message_hash(ClientHello1) || HRR || ClientHello2.
+    if (!retry) this.transcript = Transcript.fromMessages(suite.hash, facts.message);
+
+    // --- PSK (§4.2.11), before the certificate: a resumed handshake sends none.
+    const psk = this.pickPsk(facts, suite);
+
+    // --- ALPN (RFC 7301 §3.2).
+    const alpn = this.pickAlpn(facts);
+
+    // --- certificate and signature scheme (§4.4.2.2), full handshakes only.
+    let certificate: ServerCertificate | undefined;
+    let scheme: number | undefined;
+    if (!psk) {
+      const pick = await this.pickCertificate(facts);
+      certificate = pick.certificate;
+      scheme = pick.scheme;
+    }
+    if (this.transcript && retry) this.transcript.update(facts.message);
+
+    this.negotiated = {
+      suite,
+      group: share.group,
+      servername: facts.servername,
+      alpnProtocol: alpn ?? false,
+      resumed: psk !== undefined,
+      helloRetry: retry,
+      signatureScheme: scheme,
+      certificate,
+      attributes: this.attributes,
+    };
+
+    this.sendServerHello(facts, suite, share, psk);
+    this.sendEncryptedExtensions(facts, alpn, certificate !== undefined);
+    if (certificate && scheme !== undefined) {
+      this.sendCertificate(certificate);
+      await this.sendCertificateVerify(certificate, scheme);
+    }
+    this.sendServerFinished();
+    this.stateValue = 'wait_finished';
+  }
+
+  /** Decode a ClientHello and run the hook, which may replace it. */
+  private async readClientHello(received: Uint8Array, retry: boolean): Promise<HelloFacts> {
+    let ch = decodeClientHello(received.subarray(4));
+    let message = received;
+    let hook: ClientHelloHookResult = {};
+    if (this.config.onClientHello) {
+      const r = await this.config.onClientHello({ clientHello: ch, message: received, retry, state: this.hookState });
+      if (r) {
+        hook = r;
+        if (r.attributes) Object.assign(this.attributes, r.attributes);
+        if (r.clientHello) {
+          // The handshake continues on the replacement (ClientHelloInner).
+          ch = decodeClientHello(r.clientHello);
+          message = encodeHandshake(HandshakeType.client_hello, r.clientHello);
+        }
+      }
+    }
+    // The first record may be a ClientHello only; after it an unprotected
+    // change_cipher_spec may be dropped (RFC 8446bis §5).
+    this.records.allowChangeCipherSpec(true);
+    const ext = (t: number): Extension | undefined => findExtension(ch.extensions, t);
+    const sni = ext(ExtensionType.server_name);
+    const alpn = ext(ExtensionType.application_layer_protocol_negotiation);
+    const groups = ext(ExtensionType.supported_groups);
+    const shares = ext(ExtensionType.key_share);
+    const sigalgs = ext(ExtensionType.signature_algorithms);
+    const modes = ext(ExtensionType.psk_key_exchange_modes);
+    return {
+      ch,
+      message,
+      servername: sni ? decodeServerName(sni.data) : undefined,
+      alpn: alpn ? decodeAlpn(alpn.data) : undefined,
+      groups: groups ? decodeSupportedGroups(groups.data) : undefined,
+      shares: shares ? decodeKeyShareClient(shares.data) : undefined,
+      sigalgs: sigalgs ? decodeSignatureAlgorithms(sigalgs.data) : undefined,
+      pskModes: modes ? decodePskKeyExchangeModes(modes.data) : undefined,
+      pskExt: ext(ExtensionType.pre_shared_key),
+      earlyData: ext(ExtensionType.early_data) !== undefined,
+      hook,
+    };
+  }
+
+  /**
+   * RFC 8446bis §4.1.2: after a HelloRetryRequest "the client MUST send the
+   * same ClientHello without modification, except": key_share (one share of
+   * the requested group), early_data removed, cookie added, pre_shared_key
+   * updated, padding changed. NOTE: encrypted_client_hello is also allowed to
+   * change (RFC 9849 §6.1.5 re-encrypts ClientHelloOuter); with ECH accepted
+   * the hook hands us the two ClientHelloInners, which are compared here.
+   */
+  private checkClientHelloRetry(facts: HelloFacts): void {
+    const a = this.first!.ch;
+    const b = facts.ch;
+    const mutable = new Set<number>([
+      ExtensionType.key_share,
+      ExtensionType.early_data,
+      ExtensionType.cookie,
+      ExtensionType.pre_shared_key,
+      ExtensionType.padding,
+      ExtensionType.encrypted_client_hello,
+    ]);
+    const same =
+      a.legacyVersion === b.legacyVersion &&
+      equalBytes(a.random, b.random) &&
+      equalBytes(a.legacySessionId, b.legacySessionId) &&
+      a.cipherSuites.length === b.cipherSuites.length &&
+      a.cipherSuites.every((s, i) => s === b.cipherSuites[i]) &&
+      equalBytes(a.legacyCompressionMethods, b.legacyCompressionMethods);
+    if (!same) throw new IllegalParameterError('ClientHello2 changed fields other than those a HelloRetryRequest allows');
+    const fixed = (exts: Extension[]): Map<number, Uint8Array> => new Map(exts.filter((e) => !mutable.has(e.type)).map((e) => [e.type, e.data]));
+    const ea = fixed(a.extensions);
+    const eb = fixed(b.extensions);
+    if (ea.size !== eb.size) throw new IllegalParameterError('ClientHello2 added or removed extensions');
+    for (const [t, d] of ea) {
+      const d2 = eb.get(t);
+      if (!d2 || !equalBytes(d, d2)) throw new IllegalParameterError(`ClientHello2 changed extension 0x${t.toString(16)}`);
+    }
+    // §4.2.10: "the client MUST NOT include the "early_data" extension in its
+    // followup ClientHello" after a HelloRetryRequest.
+    if (facts.earlyData) throw new IllegalParameterError('early_data in ClientHello2');
+    // §4.2.8: the new key_share holds a single KeyShareEntry of the group
+    // named in the HelloRetryRequest.
+    if (!facts.shares || facts.shares.length !== 1 || facts.shares[0]!.group !== this.group) {
+      throw new IllegalParameterError('ClientHello2 key_share is not a single share of the requested group');
+    }
+  }
+
+  private pickCipherSuite(offered: readonly number[]): CipherSuiteParams {
+    const ours = this.config.suites;
+    let suite: CipherSuiteParams | undefined;
+    if (this.config.honorCipherOrder) suite = ours.find((s) => offered.includes(s.id));
+    else for (const id of offered) if ((suite = ours.find((s) => s.id === id))) break;
+    // §4.1.1: "If the server is unable to negotiate a supported set of
+    // parameters ... it MUST abort the handshake with either a
+    // "handshake_failure" or "insufficient_security" fatal alert".
+    if (!suite) throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no cipher suite in common');
+    return suite;
+  }
+
+  private pickKeyShare(facts: HelloFacts): KeyShareEntry | undefined {
+    // Shares of groups we do not implement (X25519MLKEM768, GREASE, ...) are
+    // skipped: we only look up the groups we prefer.
+    for (const g of this.config.groups) {
+      const s = facts.shares?.find((x) => x.group === g);
+      if (s) return s;
+    }
+    return undefined;
+  }
+
+  /** §4.2.11: first offered identity that opens, is fresh, matches; binder verified. */
+  private pickPsk(facts: HelloFacts, suite: CipherSuiteParams): { index: number; state: TicketState } | undefined {
+    if (!facts.pskExt) return undefined;
+    const offered = decodeOfferedPsks(facts.pskExt.data);
+    const tickets = this.config.tickets;
+    // §4.2.9: only psk_dhe_ke is offered by this server.
+    if (!tickets || !facts.pskModes!.includes(PskKeyExchangeMode.psk_dhe_ke)) return undefined;
+    const now = Date.now();
+    for (let i = 0; i < offered.identities.length; i++) {
+      const state = tickets.open(offered.identities[i]!.identity);
+      if (!state) continue;
+      const original = suiteById(state.suite);
+      // §4.2.11: the PSK's hash must be the selected suite's hash.
+      if (!original || original.hash !== suite.hash) continue;
+      if (now - state.createdAt > state.lifetime * 1000 || now < state.createdAt) continue;
+      // RFC 8446bis §4.6.1 / RFC 6066 §3: resume only for the same server name.
+      if (state.servername !== (facts.servername ?? '')) continue;
+      this.verifyBinder(facts, suite.hash, state.psk, offered.binders[i]!);
+      return { index: i, state };
+    }
+    return undefined;
+  }
+
+  /**
+   * §4.2.11.2: binder = HMAC over Transcript-Hash(Truncate(ClientHello))
+   * (after a HelloRetryRequest the transcript starts with message_hash and the
+   * HRR). "If ... the binder does not validate, the server MUST abort the
+   * handshake" with decrypt_error.
+   */
+  private verifyBinder(facts: HelloFacts, hash: HashName, psk: Uint8Array, binder: Uint8Array): void {
+    const truncated = facts.message.subarray(0, facts.message.length - pskBindersLength(facts.pskExt!.data));
+    const th = this.transcript && this.hrrSent ? this.transcript.digestWith(truncated) : Transcript.fromMessages(hash, truncated).digest();
+    const binderKey = new KeySchedule(hash, psk).resumptionBinderKey();
+    const expected = finishedVerifyData(hash, binderKey, th);
+    if (!equalBytes(expected, binder)) throw new DecryptError('PSK binder does not verify');
+  }
+
+  private pickAlpn(facts: HelloFacts): string | undefined {
+    const ours = this.config.alpnProtocols;
+    if (!ours || !facts.alpn) return undefined;
+    const p = ours.find((x) => facts.alpn!.includes(x));
+    // RFC 7301 §3.2: "the server MUST respond with a fatal
+    // "no_application_protocol" alert" when it supports none of the client's.
+    if (p === undefined) throw new EchError('ERR_HANDSHAKE_FAILURE', 'no_application_protocol', 'no application protocol in common');
+    return p;
+  }
+
+  private async pickCertificate(facts: HelloFacts): Promise<{ certificate: ServerCertificate; scheme: number }> {
+    let store = this.config.certificates;
+    const cb = this.config.sniCallback;
+    if (cb && facts.servername !== undefined) {
+      const name = facts.servername;
+      const ctx = await new Promise<unknown>((resolve, reject) => {
+        try {
+          cb(name, (err, c) => (err ? reject(err) : resolve(c)));
+        } catch (e) {
+          reject(e);
+        }
+      });
+      if (ctx instanceof CertificateStore) store = ctx;
+      else if (ctx instanceof ServerCertificate) store = new CertificateStore([ctx]);
+      else if (ctx && typeof ctx === 'object' && 'cert' in ctx) {
+        store = new CertificateStore([ServerCertificate.from(ctx as Parameters<typeof ServerCertificate.from>[0])]);
+      }
+    }
+    if (store.certificates.length === 0) {
+      // RFC 6066 §3: no certificate for the requested name.
+      throw new EchError('ERR_HANDSHAKE_FAILURE', facts.servername ? 'unrecognized_name' : 'handshake_failure', 'no certificate configured');
+    }
+    const pick = store.select(facts.servername, facts.sigalgs ?? []);
+    // §4.4.2.2: no certificate the client's signature_algorithms accept →
+    // abort ("handshake_failure").
+    if (!pick) throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no certificate for the client\'s signature algorithms');
+    return pick;
+  }
+
+  // --------------------------------------------------- sendHelloRetryRequest
+
+  private sendHelloRetryRequest(facts: HelloFacts, suite: CipherSuiteParams, group: number): void {
+    this.first = facts;
+    this.group = group;
+    this.hrrSent = true;
+    // §4.1.4: HRR carries supported_versions and the minimal set needed
+    // (key_share selected_group); plus the hook's extension (ECH §7.2.1).
+    const exts: Extension[] = [
+      { type: ExtensionType.supported_versions, data: encodeSupportedVersionSelected(ProtocolVersion.TLS13) },
+      { type: ExtensionType.key_share, data: encodeKeyShareHelloRetry(group) },
+    ];
+    const hrr: ServerHello = {
+      legacyVersion: ProtocolVersion.TLS12,
+      random: HELLO_RETRY_REQUEST_RANDOM,
+      legacySessionIdEcho: facts.ch.legacySessionId,
+      cipherSuite: suite.id,
+      legacyCompressionMethod: 0,
+      extensions: exts,
+    };
+    // §4.4.1: the transcript restarts as message_hash(ClientHello1) || HRR.
+    this.transcript = Transcript.fromMessages(suite.hash, messageHash(suite.hash, facts.message));
+    const extra = facts.hook.helloRetryRequestExtension;
+    if (extra) {
+      const e: Extension = { type: extra.type, data: new Uint8Array(extra.length ?? 8) };
+      exts.push(e);
+      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+      e.data = checkLength(extra.compute(this.transcript.digestWith(zeroed), suite.hash), e.data.length);
+    }
+    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+    this.transcript.update(message);
+    this.sendHandshake([message]);
+    this.sendCompatChangeCipherSpec(facts);
+    // §4.2.10: early data sent with ClientHello1 is skipped.
+    if (facts.earlyData) this.records.skipUndecryptable(EARLY_DATA_SKIP);
+    this.stateValue = 'wait_client_hello_2';
+  }
+
+  /** Appendix D.4: a server in compatibility mode sends one CCS after its first flight. */
+  private sendCompatChangeCipherSpec(facts: HelloFacts): void {
+    if (this.ccsSent || facts.ch.legacySessionId.length === 0) return;
+    this.ccsSent = true;
+    this.send(RecordLayer.changeCipherSpec());
+  }
+
+  // --------------------------------------------------------- sendServerHello
+
+  private sendServerHello(
+    facts: HelloFacts,
+    suite: CipherSuiteParams,
+    share: KeyShareEntry,
+    psk: { index: number; state: TicketState } | undefined,
+  ): void {
+    const eph = generateEphemeralKey(share.group);
+    const shared = eph.computeSecret(share.keyExchange);
+    const exts: Extension[] = [
+      { type: ExtensionType.supported_versions, data: encodeSupportedVersionSelected(ProtocolVersion.TLS13) },
+      { type: ExtensionType.key_share, data: encodeKeyShareServer({ group: share.group, keyExchange: eph.publicKey }) },
+    ];
+    if (psk) exts.push({ type: ExtensionType.pre_shared_key, data: encodePreSharedKeySelected(psk.index) });
+    const random = new Uint8Array(randomBytes(32));
+    const sh: ServerHello = {
+      legacyVersion: ProtocolVersion.TLS12,
+      random,
+      // §4.1.3: legacy_session_id_echo is the client's legacy_session_id.
+      legacySessionIdEcho: facts.ch.legacySessionId,
+      cipherSuite: suite.id,
+      legacyCompressionMethod: 0,
+      extensions: exts,
+    };
+    const transcript = this.transcript!;
+    const confirm: AcceptConfirmation | undefined = facts.hook.serverHelloConfirmation;
+    if (confirm) {
+      // RFC 9849 §7.2: the confirmation is computed over the transcript with
+      // the last 8 bytes of ServerHello.random set to zero.
+      random.fill(0, 24);
+      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+      random.set(checkLength(confirm(transcript.digestWith(zeroed), suite.hash), 8), 24);
+    }
+    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+    transcript.update(message);
+    this.sendHandshake([message]);
+    this.sendCompatChangeCipherSpec(facts);
+
+    // §7.1: Handshake Secret and the handshake traffic keys.
+    this.schedule = new KeySchedule(suite.hash, psk?.state.psk);
+    const secrets = this.schedule.handshakeSecrets(shared, transcript.digest());
+    this.clientHsSecret = secrets.client;
+    this.records.setWriteKeys(suite, trafficKeys(suite, secrets.server));
+    this.records.setReadKeys(suite, trafficKeys(suite, secrets.client));
+    this.serverHsSecret = secrets.server;
+    // §4.2.10: early data is never accepted; skip what the client may send.
+    if (facts.earlyData && !this.hrrSent) this.records.skipUndecryptable(EARLY_DATA_SKIP);
+  }
+
+  private serverHsSecret: Uint8Array | undefined;
+
+  // ------------------------------------------------- sendEncryptedExtensions
+
+  private pendingFlight: Uint8Array[] = [];
+
+  private sendEncryptedExtensions(facts: HelloFacts, alpn: string | undefined, certificateAuth: boolean): void {
+    const exts: Extension[] = [];
+    if (alpn !== undefined) exts.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpnSelected(alpn) });
+    // RFC 6066 §3: a server that used the name "SHALL include an extension of
+    // type "server_name" ... The "extension_data" field ... SHALL be empty."
+    if (certificateAuth && facts.servername !== undefined) exts.push({ type: ExtensionType.server_name, data: new Uint8Array(0) });
+    for (const e of facts.hook.encryptedExtensions ?? []) exts.push(e);
+    this.queueHandshake(encodeHandshake(HandshakeType.encrypted_extensions, encodeEncryptedExtensions(exts)));
+  }
+
+  private queueHandshake(message: Uint8Array): void {
+    this.transcript!.update(message);
+    this.pendingFlight.push(message);
+  }
+
+  // ---------------------------------------------------------- sendCertificate
+
+  private sendCertificate(certificate: ServerCertificate): void {
+    this.queueHandshake(
+      encodeHandshake(
+        HandshakeType.certificate,
+        encodeCertificate({
+          certificateRequestContext: new Uint8Array(0),
+          entries: certificate.chain.map((data) => ({ data, extensions: [] })),
+        }),
+      ),
+    );
+  }
+
+  // ---------------------------------------------------- sendCertificateVerify
+
+  private async sendCertificateVerify(certificate: ServerCertificate, scheme: number): Promise<void> {
+    // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
+    // Transcript-Hash(ClientHello ... Certificate).
+    const signature = await certificate.sign(scheme, certificateVerifyInput(true, this.transcript!.digest()));
+    this.queueHandshake(encodeHandshake(HandshakeType.certificate_verify, encodeCertificateVerify({ algorithm: scheme, signature })));
+  }
+
+  // ------------------------------------------------------- sendServerFinished
+
+  private sendServerFinished(): void {
+    const suite = this.suite!;
+    const transcript = this.transcript!;
+    // §4.4.4: verify_data = HMAC(finished_key, Transcript-Hash(... CertificateVerify)).
+    const verify = finishedVerifyData(suite.hash, this.serverHsSecret!, transcript.digest());
+    this.queueHandshake(encodeHandshake(HandshakeType.finished, encodeFinished(verify)));
+    this.sendHandshake(this.pendingFlight);
+    this.pendingFlight = [];
+    // §7.1: application secrets over ClientHello ... server Finished.
+    const ap = this.schedule!.applicationSecrets(transcript.digest());
+    this.clientApSecret = ap.client;
+    this.serverApSecret = ap.server;
+    this.exporterSecret = ap.exporter;
+    this.records.setWriteKeys(suite, trafficKeys(suite, ap.server));
+    this.expectedClientFinished = finishedVerifyData(suite.hash, this.clientHsSecret!, transcript.digest());
+  }
+
+  // -------------------------------------------------------- readClientFinished
+
+  private readClientFinished(m: HandshakeMessage): void {
+    const suite = this.suite!;
+    const verify = decodeFinished(m.body, hashLength(suite.hash));
+    // §4.4.4: "Recipients of Finished messages MUST verify that the contents
+    // are correct and if incorrect MUST terminate the connection with a
+    // "decrypt_error" alert."
+    if (!equalBytes(verify, this.expectedClientFinished!)) throw new DecryptError('client Finished does not verify');
+    this.requireRecordBoundary('Finished');
+    this.transcript!.update(m.raw);
+    this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret!));
+    // §5: change_cipher_spec after the peer's Finished is an unexpected record.
+    this.records.allowChangeCipherSpec(false);
+    this.records.skipUndecryptable(0);
+    this.resumptionSecret = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
+    this.stateValue = 'connected';
+    this.sendSessionTickets();
+    this.sink.handshakeComplete?.(this.negotiated!);
+  }
+
+  // -------------------------------------------------------- sendSessionTickets
+
+  private sendSessionTickets(): void {
+    const tickets = this.config.tickets;
+    if (!tickets || this.config.ticketCount <= 0) return;
+    const suite = this.suite!;
+    const info = this.negotiated!;
+    const messages: Uint8Array[] = [];
+    for (let i = 0; i < this.config.ticketCount; i++) {
+      // §4.6.1: a distinct nonce per ticket of this connection.
+      const nonce = Uint8Array.of(this.ticketNonce++ & 0xff);
+      const ageAdd = randomInt(0, 0xffffffff);
+      const ticket = tickets.seal({
+        suite: suite.id,
+        psk: resumptionPsk(suite.hash, this.resumptionSecret!, nonce),
+        createdAt: Date.now(),
+        lifetime: this.config.ticketLifetime,
+        ageAdd,
+        servername: info.servername ?? '',
+        alpn: info.alpnProtocol || '',
+      });
+      messages.push(
+        encodeHandshake(
+          HandshakeType.new_session_ticket,
+          encodeNewSessionTicket({ lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: [] }),
+        ),
+      );
+    }
+    this.sendHandshake(messages);
+  }
+
+  // ----------------------------------------------------------------- KeyUpdate
+
+  private readKeyUpdate(m: HandshakeMessage): void {
+    const request = decodeKeyUpdate(m.body);
+    // §5.1: KeyUpdate precedes a key change, so it must end its record.
+    this.requireRecordBoundary('KeyUpdate');
+    const suite = this.suite!;
+    // §4.6.3: the sender's next messages use the next generation of keys.
+    this.clientApSecret = nextTrafficSecret(suite.hash, this.clientApSecret!);
+    this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret));
+    // §4.6.3: on update_requested "the receiver MUST send a KeyUpdate of its
+    // own with request_update set to "update_not_requested" prior to sending
+    // its next Application Data record".
+    if (request === KeyUpdateRequest.update_requested && !this.writeClosed) {
+      this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
+    }
+  }
+
+  private sendKeyUpdate(request: KeyUpdateRequest): void {
+    const suite = this.suite!;
+    this.sendHandshake([encodeHandshake(HandshakeType.key_update, encodeKeyUpdate(request))]);
+    this.serverApSecret = nextTrafficSecret(suite.hash, this.serverApSecret!);
+    this.records.setWriteKeys(suite, trafficKeys(suite, this.serverApSecret));
+  }
+
+  /** Group name as Node reports it. */
+  get groupName(): string | undefined {
+    return this.group ? groupName(this.group) : undefined;
+  }
+}
+
+function checkLength(b: Uint8Array, n: number): Uint8Array {
+  if (b.length !== n) throw new EchError('ERR_INTERNAL', 'internal_error', `confirmation of ${b.length} bytes, expected ${n}`);
+  return b;
+}

@@ -1,0 +1,130 @@
+/**
+ * Self-encrypted session tickets (RFC 8446bis §4.6.1, §2.2): the server keeps
+ * no session cache; the ticket carries the resumption PSK and what the
+ * server must re-check on resumption, sealed with AES-256-GCM under a key that
+ * rotates every `rotationMs` (the previous key is kept one more period so
+ * tickets stay valid for their whole lifetime). Rotation is lazy: no timers.
+ *
+ * Ticket format: `key_id[8] || iv[12] || AES-256-GCM(state, aad = key_id)`.
+ *
+ * @module
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { Reader } from '../wire/reader.js';
+import { encode } from '../wire/writer.js';
+import { equalBytes } from '../wire/bytes.js';
+
+/**
+ * What a ticket remembers about the session it resumes.
+ * @group Server
+ */
+export interface TicketState {
+  /** Cipher suite of the original connection (its hash must match). */
+  suite: number;
+  /** The resumption PSK. */
+  psk: Uint8Array;
+  /** Issue time, ms since the epoch. */
+  createdAt: number;
+  /** ticket_lifetime in seconds. */
+  lifetime: number;
+  /** ticket_age_add. */
+  ageAdd: number;
+  /** SNI of the original connection ('' for none). */
+  servername: string;
+  /** ALPN of the original connection ('' for none). */
+  alpn: string;
+}
+
+interface TicketKey {
+  id: Uint8Array;
+  key: Uint8Array;
+  createdAt: number;
+}
+
+const VERSION = 1;
+
+/**
+ * Rotating ticket-sealing keys.
+ * @group Server
+ * @example
+ * ```ts
+ * const keys = new TicketKeys({ rotationMs: 300_000 });
+ * const ticket = keys.seal(state);
+ * keys.open(ticket)?.psk;
+ * ```
+ */
+export class TicketKeys {
+  private readonly rotationMs: number;
+  private readonly now: () => number;
+  private current: TicketKey | undefined;
+  private previous: TicketKey | undefined;
+
+  /**
+   * @param options.rotationMs how long one key seals new tickets
+   * @param options.now clock (ms), for tests
+   */
+  constructor(options: { rotationMs?: number; now?: () => number } = {}) {
+    this.rotationMs = options.rotationMs ?? 300_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  private rotate(): TicketKey {
+    const t = this.now();
+    if (!this.current || t - this.current.createdAt >= this.rotationMs) {
+      // Keep the outgoing key for one more period only if it is still young
+      // enough to have sealed live tickets.
+      this.previous = this.current && t - this.current.createdAt < 2 * this.rotationMs ? this.current : undefined;
+      this.current = { id: new Uint8Array(randomBytes(8)), key: new Uint8Array(randomBytes(32)), createdAt: t };
+    }
+    return this.current;
+  }
+
+  /** Seal a ticket. */
+  seal(state: TicketState): Uint8Array {
+    const k = this.rotate();
+    const plain = encode((w) => {
+      w.u8(VERSION);
+      w.u16(state.suite);
+      w.bytes8(state.psk);
+      w.u32(Math.floor(state.createdAt / 0x100000000));
+      w.u32(state.createdAt % 0x100000000);
+      w.u32(state.lifetime);
+      w.u32(state.ageAdd);
+      w.bytes16(Buffer.from(state.servername, 'latin1'));
+      w.bytes8(Buffer.from(state.alpn, 'latin1'));
+    });
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', k.key, iv);
+    c.setAAD(k.id);
+    const body = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+    return new Uint8Array(Buffer.concat([k.id, iv, body]));
+  }
+
+  /** Open a ticket; `undefined` if it is not ours, forged, or malformed. */
+  open(ticket: Uint8Array): TicketState | undefined {
+    if (ticket.length < 8 + 12 + 16 + 1) return undefined;
+    this.rotate();
+    const id = ticket.subarray(0, 8);
+    const k = [this.current, this.previous].find((x) => x && equalBytes(x.id, id));
+    if (!k) return undefined;
+    try {
+      const d = createDecipheriv('aes-256-gcm', k.key, ticket.subarray(8, 20));
+      d.setAAD(id);
+      d.setAuthTag(ticket.subarray(ticket.length - 16));
+      const plain = Buffer.concat([d.update(ticket.subarray(20, ticket.length - 16)), d.final()]);
+      const r = new Reader(plain);
+      if (r.u8() !== VERSION) return undefined;
+      const suite = r.u16();
+      const psk = r.bytes8();
+      const createdAt = r.u32() * 0x100000000 + r.u32();
+      const lifetime = r.u32();
+      const ageAdd = r.u32();
+      const servername = Buffer.from(r.bytes16()).toString('latin1');
+      const alpn = Buffer.from(r.bytes8()).toString('latin1');
+      r.end();
+      return { suite, psk, createdAt, lifetime, ageAdd, servername, alpn };
+    } catch {
+      return undefined;
+    }
+  }
+}
