@@ -2,7 +2,7 @@
 // reference implementation, so the decryption core is tested against HPKE
 // code nobody here wrote. Keys are generated at test time.
 import { AeadId, CipherSuite, KdfId, KemId } from 'hpke-js';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type webcrypto } from 'node:crypto';
 import { type EchConfig, makeEchConfig } from '../../src/ech/config.js';
 import type { EchKeyCandidate, EchKeyLookup, EchOpener } from '../../src/ech/decrypt.js';
 import type { EchSealerFactory } from '../../src/ech/builder.js';
@@ -14,7 +14,7 @@ export function hpkeJsSuite(kem: number, s: HpkeSymmetricCipherSuite): CipherSui
 
 export interface ReferenceKey {
   config: EchConfig;
-  privateKey: CryptoKey;
+  privateKey: webcrypto.CryptoKey;
 }
 
 export async function referenceKey(opts: {
