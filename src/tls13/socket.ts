@@ -1,0 +1,351 @@
+/**
+ * `TlsSocket`: a Node `Duplex` carrying the plaintext of one TLS 1.3
+ * connection over a raw transport (normally a `net.Socket`). Shaped like
+ * `tls.TLSSocket` where it matters to consumers such as `http.Server` and
+ * `http2`: `encrypted`, `servername`, `alpnProtocol`, `getCipher()`,
+ * `getProtocol()`, `isSessionReused()`, `remoteAddress`, `setTimeout()`...
+ *
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { EchError } from '../wire/alert.js';
+import { readFirstHandshakeMessage } from '../tls/record.js';
+import type { ServerConfig } from './config.js';
+import { ServerConnection, type HandshakeInfo } from './server-handshake.js';
+import { groupName } from './groups.js';
+
+/**
+ * How a {@link TlsSocket} starts.
+ * @group Server
+ */
+export interface TlsSocketStart {
+  /**
+   * A ClientHello already read off the transport: the whole handshake
+   * message (4-byte header included). See `readFirstHandshakeMessage`.
+   */
+  clientHello?: Uint8Array;
+  /** Bytes already read from the transport that come after (or, without `clientHello`, are) the first flight. */
+  initialData?: Uint8Array;
+}
+
+/** Node's `getCipher()` shape. @group Server */
+export interface CipherInfo {
+  name: string;
+  standardName: string;
+  version: 'TLSv1.3';
+}
+
+type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily' | 'localAddress' | 'localPort'>>;
+
+/**
+ * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
+ * Emits `secure` when the handshake completes and `tlsClientError`
+ * (`(err)`) if it fails; after a failed handshake the socket is destroyed
+ * without an `error` event.
+ * @group Server
+ * @example
+ * ```ts
+ * const tls = new TlsSocket(rawSocket, resolveServerConfig({ key, cert }));
+ * tls.on('secure', () => tls.end('hello\n'));
+ * ```
+ */
+export class TlsSocket extends Duplex {
+  /** Always true, like `tls.TLSSocket`. */
+  readonly encrypted = true;
+  /** Client certificates are not requested. */
+  readonly authorized = false;
+  /** The transport underneath. */
+  readonly socket: RawTransport;
+  /** The transport-free engine. */
+  readonly connection: ServerConnection;
+  private timer: NodeJS.Timeout | undefined;
+  private secured = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(socket: RawTransport, config: ServerConfig, start: TlsSocketStart = {}) {
+    super({ allowHalfOpen: false });
+    this.socket = socket;
+    this.connection = new ServerConnection(config, {
+      send: (b) => {
+        if (!socket.destroyed && socket.writable) socket.write(b);
+      },
+      data: (b) => {
+        if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) socket.pause();
+      },
+      handshakeComplete: () => this.onSecure(),
+      peerClosed: () => this.push(null),
+    });
+    if (config.handshakeTimeout > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
+      }, config.handshakeTimeout);
+      this.timer.unref?.();
+    }
+    socket.on('data', (chunk: Buffer) => this.feed(this.connection.receive(chunk)));
+    socket.on('end', () => {
+      if (!this.secured) {
+        this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'peer closed the transport during the TLS handshake'), false);
+      } else {
+        // Transport closed without close_notify: end of data (truncation is
+        // visible to the application only through the missing close_notify).
+        this.push(null);
+      }
+    });
+    socket.on('error', (err) => {
+      if (!this.secured) this.handshakeFailed(err, false);
+      else this.destroy(err);
+    });
+    socket.on('close', () => {
+      this.clearTimer();
+      if (!this.secured && !this.destroyed) {
+        this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport closed during the TLS handshake'), false);
+      } else if (!this.destroyed) {
+        this.destroy();
+      }
+    });
+    socket.on('timeout', () => this.emit('timeout'));
+    if (start.clientHello) {
+      this.feed(this.connection.receiveClientHello(start.clientHello, start.initialData));
+    } else if (start.initialData?.length) {
+      this.feed(this.connection.receive(start.initialData));
+    }
+  }
+
+  private feed(p: Promise<void>): void {
+    p.catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      if (!this.secured) this.handshakeFailed(e, false);
+      else {
+        this.socket.end();
+        this.destroy(e);
+      }
+    });
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private onSecure(): void {
+    this.clearTimer();
+    this.secured = true;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+    this.emit('secure');
+  }
+
+  private handshakeFailed(err: Error, abort: boolean): void {
+    if (this.destroyed) return;
+    this.clearTimer();
+    if (abort) this.connection.abort(err as EchError);
+    this.emit('tlsClientError', err);
+    // Flush the alert (already written), then close the transport.
+    const s = this.socket as Duplex & { destroySoon?: () => void };
+    if (typeof s.destroySoon === 'function') s.destroySoon();
+    else s.end();
+    this.destroy();
+  }
+
+  /** Handshake results, once `secure` fired. */
+  get handshake(): HandshakeInfo | undefined {
+    return this.connection.info;
+  }
+
+  /** SNI of the handshake (the inner one with ECH), or `false`. */
+  get servername(): string | false {
+    return this.connection.info?.servername ?? false;
+  }
+
+  /** Negotiated ALPN protocol, or `false`. */
+  get alpnProtocol(): string | false {
+    return this.connection.info?.alpnProtocol ?? false;
+  }
+
+  /** Negotiated key exchange group name ('X25519', 'prime256v1'). */
+  get group(): string | undefined {
+    const g = this.connection.info?.group;
+    return g === undefined ? undefined : groupName(g);
+  }
+
+  /** Attributes set by the ClientHello hook (e.g. ECH status). */
+  get attributes(): Record<string, unknown> {
+    return this.connection.info?.attributes ?? {};
+  }
+
+  /** Like `tls.TLSSocket#getCipher()`. */
+  getCipher(): CipherInfo | undefined {
+    const s = this.connection.info?.suite;
+    return s ? { name: s.name, standardName: s.name, version: 'TLSv1.3' } : undefined;
+  }
+
+  /** Always `'TLSv1.3'` once connected. */
+  getProtocol(): string | null {
+    return this.connection.info ? 'TLSv1.3' : null;
+  }
+
+  /** Like `tls.TLSSocket#getEphemeralKeyInfo()`. */
+  getEphemeralKeyInfo(): { type: 'ECDH'; name: string; size: number } | Record<string, never> {
+    const g = this.connection.info?.group;
+    if (g === undefined) return {};
+    const name = groupName(g);
+    return { type: 'ECDH', name, size: name === 'X25519' ? 253 : 256 };
+  }
+
+  /** True when the handshake resumed a session from a ticket. */
+  isSessionReused(): boolean {
+    return this.connection.info?.resumed ?? false;
+  }
+
+  /** No client certificate is requested: always an empty object. */
+  getPeerCertificate(): Record<string, never> {
+    return {};
+  }
+
+  /** Like `tls.TLSSocket#exportKeyingMaterial(length, label, context)`. */
+  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Buffer {
+    return Buffer.from(this.connection.exportKeyingMaterial(label, context ?? new Uint8Array(0), length));
+  }
+
+  /** Send a KeyUpdate (asking the peer to update too, by default). */
+  keyUpdate(requestPeer = true): void {
+    this.connection.keyUpdate(requestPeer);
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.socket.remotePort;
+  }
+  get remoteFamily(): string | undefined {
+    return this.socket.remoteFamily;
+  }
+  get localAddress(): string | undefined {
+    return this.socket.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.socket.localPort;
+  }
+
+  /** Passed to the transport; its `timeout` is re-emitted here. */
+  setTimeout(ms: number, cb?: () => void): this {
+    (this.socket as Partial<Socket>).setTimeout?.(ms);
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+  setNoDelay(noDelay?: boolean): this {
+    (this.socket as Partial<Socket>).setNoDelay?.(noDelay);
+    return this;
+  }
+  setKeepAlive(enable?: boolean, delay?: number): this {
+    (this.socket as Partial<Socket>).setKeepAlive?.(enable, delay);
+    return this;
+  }
+  ref(): this {
+    (this.socket as Partial<Socket>).ref?.();
+    return this;
+  }
+  unref(): this {
+    (this.socket as Partial<Socket>).unref?.();
+    return this;
+  }
+  address(): ReturnType<Socket['address']> | Record<string, never> {
+    return (this.socket as Partial<Socket>).address?.() ?? {};
+  }
+
+  override _read(): void {
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (!this.secured) {
+      this.waiters.push(() => this._write(chunk, _enc, cb));
+      return;
+    }
+    try {
+      this.connection.write(chunk);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    if ((this.socket as Partial<Socket>).writableNeedDrain) this.socket.once('drain', () => cb());
+    else cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const finish = (): void => {
+      try {
+        this.connection.close();
+      } catch {
+        // already closed
+      }
+      this.socket.end();
+      cb();
+    };
+    if (!this.secured) this.waiters.push(finish);
+    else finish();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.clearTimer();
+    this.waiters = [];
+    if (!this.socket.destroyed) {
+      const s = this.socket as Duplex & { destroySoon?: () => void };
+      if (typeof s.destroySoon === 'function' && this.socket.writableLength > 0) s.destroySoon();
+      else this.socket.destroy();
+    }
+    cb(err);
+  }
+}
+
+/**
+ * Read the first ClientHello of a raw transport without consuming it for
+ * anyone else: resolves with the whole handshake message and every byte read
+ * after it, for {@link TlsSocketStart}. Rejects on malformed input or EOF.
+ * @group Server
+ * @example
+ * ```ts
+ * const first = await readClientHelloFrom(raw);
+ * server.handleSocket(raw, first);
+ * ```
+ */
+export function readClientHelloFrom(socket: Duplex, maxBytes = 65536 + 1024): Promise<Required<TlsSocketStart>> {
+  return new Promise((resolve, reject) => {
+    let buf = new Uint8Array(0);
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onEnd);
+    };
+    const onData = (chunk: Buffer): void => {
+      const next = new Uint8Array(buf.length + chunk.length);
+      next.set(buf);
+      next.set(chunk, buf.length);
+      buf = next;
+      try {
+        const r = readFirstHandshakeMessage(buf);
+        if (r) {
+          cleanup();
+          socket.pause();
+          resolve({ clientHello: r.message.raw, initialData: buf.slice(r.consumed) });
+        } else if (buf.length > maxBytes) {
+          throw new EchError('ERR_PROTOCOL', 'decode_error', 'first flight too large');
+        }
+      } catch (e) {
+        cleanup();
+        reject(e);
+      }
+    };
+    const onEnd = (e?: Error): void => {
+      cleanup();
+      reject(e ?? new EchError('ERR_PROTOCOL', 'decode_error', 'transport ended before a whole ClientHello'));
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onEnd);
+  });
+}
