@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+/**
+ * The `ech-server` command: keygen, dns, inspect, demo. Each subcommand has
+ * `--help`. Output meant for programs is one JSON object on stdout; errors go
+ * to stderr with a non-zero exit code.
+ *
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { EchError } from '../wire/alert.js';
+import { toBase64 } from '../wire/bytes.js';
+import { encodeEchConfigList } from '../ech/config.js';
+import { decryptClientHello } from '../ech/decrypt.js';
+import { readFirstHandshakeMessage } from '../tls/record.js';
+import { EchKeySet } from '../keys/key-set.js';
+import { KemName, generateEchKey } from '../keys/generate.js';
+import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
+import { httpsRecordZoneLine } from '../dns/https-record.js';
+import { runDemo } from './demo.js';
+
+/** A usage error: printed with the subcommand's help, exit code 2. */
+class UsageError extends Error {}
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+function out(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+const commands: Record<string, Command> = {
+  keygen: {
+    summary: 'generate an ECH key and write it as an RFC 9934 PEM file',
+    usage: `ech-server keygen --public-name NAME [--kem x25519|p256|p384] [--out DIR] [--max-name-length N]
+
+Writes one PEM key file (PRIVATE KEY + ECHCONFIG, mode 0600) into DIR
+(default: the current directory) with a config_id unused by the keys already
+there, and prints one JSON object: configId, publicName, kem, echConfigList
+(base64, ready for DNS), file.`,
+    async run(args) {
+      const { values } = parse(args, {
+        'public-name': { type: 'string' },
+        kem: { type: 'string' },
+        out: { type: 'string' },
+        'max-name-length': { type: 'string' },
+      });
+      const publicName = values['public-name'];
+      if (!publicName) throw new UsageError('--public-name is required');
+      const kem = (values.kem ?? 'x25519') as keyof typeof KemName;
+      if (!(kem in KemName)) throw new UsageError(`--kem must be one of ${Object.keys(KemName).join(', ')}`);
+      const mnl = values['max-name-length'] === undefined ? 0 : Number(values['max-name-length']);
+      const dir = resolve(values.out ?? '.');
+      await ensureKeyDirectory(dir);
+      let existing = new EchKeySet();
+      try {
+        existing = await loadEchKeyDirectory(dir);
+      } catch (e) {
+        if (!(e instanceof EchError && /no ECH key files/.test(e.message))) throw e;
+      }
+      const key = generateEchKey({ publicName, kem, maximumNameLength: mnl, configId: existing.unusedConfigId() });
+      const file = join(dir, `ech-${publicName}-${key.config.configId.toString(16).padStart(2, '0')}.pem`);
+      await writeEchKeyFile(file, key.config, key.privateKeyRaw);
+      out({
+        configId: key.config.configId,
+        publicName,
+        kem,
+        echConfigList: toBase64(encodeEchConfigList([key.config])),
+        file,
+      });
+      return 0;
+    },
+  },
+
+  dns: {
+    summary: 'print the HTTPS record (zone-file syntax) publishing the keys of a directory',
+    usage: `ech-server dns --keys DIR --name NAME [--port N] [--alpn h2,http/1.1] [--ttl S]
+
+Prints the HTTPS record for NAME with ech= set to the ECHConfigList of the
+retry keys in DIR. For a port other than 443 the owner is _PORT._https.NAME
+and the TargetName is NAME itself (Chromium ignores "." there).`,
+    async run(args) {
+      const { values } = parse(args, {
+        keys: { type: 'string' },
+        name: { type: 'string' },
+        port: { type: 'string' },
+        alpn: { type: 'string' },
+        ttl: { type: 'string' },
+      });
+      if (!values.keys) throw new UsageError('--keys is required');
+      if (!values.name) throw new UsageError('--name is required');
+      const keys = await loadEchKeyDirectory(values.keys);
+      const list = keys.retryConfigList();
+      if (!list) throw new EchError('ERR_KEY_FILE', 'internal_error', `no key in ${values.keys} is marked for publication`);
+      const port = values.port === undefined ? 443 : Number(values.port);
+      const ttl = values.ttl === undefined ? 300 : Number(values.ttl);
+      if (!Number.isInteger(ttl) || ttl < 0) throw new UsageError('--ttl must be a whole number of seconds');
+      const alpn = values.alpn ? values.alpn.split(',').filter(Boolean) : [];
+      process.stdout.write(`${httpsRecordZoneLine({ name: values.name, echConfigList: list, port, alpn, ttl })}\n`);
+      return 0;
+    },
+  },
+
+  inspect: {
+    summary: 'decrypt a captured ClientHello with a key directory',
+    usage: `ech-server inspect --keys DIR FILE
+
+FILE holds the client's first bytes as raw TLS records (e.g. captured from a
+socket). Prints one JSON object: status (accepted | rejected | not-offered |
+error), outerServerName, innerServerName (when accepted), configId, alpn, and
+alert on error. Exits non-zero on error.`,
+    async run(args) {
+      const { values, positionals } = parse(args, { keys: { type: 'string' } });
+      if (!values.keys) throw new UsageError('--keys is required');
+      if (positionals.length !== 1) throw new UsageError('give exactly one FILE');
+      const keys = await loadEchKeyDirectory(values.keys);
+      const bytes = new Uint8Array(await readFile(positionals[0]!));
+      try {
+        const first = readFirstHandshakeMessage(bytes);
+        if (!first) throw new EchError('ERR_DECODE', 'decode_error', 'the file ends before a whole ClientHello');
+        const r = await decryptClientHello(first.message.raw, keys);
+        if (r.status === 'accepted') {
+          out({
+            status: r.status,
+            outerServerName: r.outerServerName ?? null,
+            innerServerName: r.innerServerName ?? null,
+            configId: r.configId,
+            publicName: r.config.publicName,
+            alpn: r.alpn,
+            outerExtensions: r.outer.extensions.map((e) => e.type),
+            innerExtensions: r.inner.extensions.map((e) => e.type),
+          });
+        } else if (r.status === 'rejected') {
+          out({ status: r.status, reason: r.reason, outerServerName: r.outerServerName ?? null, configId: r.configId });
+        } else {
+          out({ status: r.status, outerServerName: r.outerServerName ?? null });
+        }
+        return 0;
+      } catch (e) {
+        if (!(e instanceof EchError)) throw e;
+        out({ status: 'error', alert: e.alert, code: e.code, message: e.message });
+        return 1;
+      }
+    },
+  },
+
+  demo: {
+    summary: 'show what the wire carries and what the server sees, on embedded defaults',
+    usage: `ech-server demo [--dir DIR]
+
+Generates an ECH key for cover.example (in DIR, default a directory under the
+system temp dir, reused on later runs), builds ECH ClientHellos for hidden
+sites the way browsers do, decrypts them, and prints what an observer on the
+wire sees next to what the server sees.`,
+    async run(args) {
+      const { values } = parse(args, { dir: { type: 'string' } });
+      return runDemo(values.dir);
+    },
+  },
+};
+
+function mainHelp(): string {
+  const names = Object.keys(commands);
+  const w = Math.max(...names.map((n) => n.length));
+  return `ech-server — server side of TLS Encrypted Client Hello (RFC 9849)
+
+Usage: ech-server <command> [options]   (ech-server <command> --help)
+
+${names.map((n) => `  ${n.padEnd(w)}  ${commands[n]!.summary}`).join('\n')}
+`;
+}
+
+/**
+ * Run the CLI with `argv` (without node and script); resolves to the exit
+ * code.
+ * @group CLI
+ * @example
+ * ```ts
+ * process.exitCode = await main(['keygen', '--public-name', 'cover.example']);
+ * ```
+ */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainHelp());
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`ech-server: unknown command '${name}'\n\n${mainHelp()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${cmd.usage}\n`);
+    return 0;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`ech-server ${name}: ${e.message}\n\n${cmd.usage}\n`);
+      return 2;
+    }
+    if (e instanceof EchError) {
+      process.stderr.write(`ech-server ${name}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && /[\\/](main\.js|ech-server)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`ech-server: internal error: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}

@@ -1,0 +1,29 @@
+/**
+ * ech-server: the server side of TLS Encrypted Client Hello (RFC 9849) for
+ * Node.js.
+ *
+ * @module
+ */
+export * from './wire/alert.js';
+export { Reader } from './wire/reader.js';
+export { Writer, encode } from './wire/writer.js';
+export { toBase64, fromBase64, toHex, fromHex, equalBytes, concatBytes } from './wire/bytes.js';
+
+export * from './tls/constants.js';
+export * from './tls/client-hello.js';
+export * from './tls/extensions.js';
+export * from './tls/record.js';
+
+export * from './ech/config.js';
+export * from './ech/decrypt.js';
+export * from './ech/inner.js';
+export * from './ech/builder.js';
+export * from './ech/sealer.js';
+
+export * from './keys/key-set.js';
+export * from './keys/generate.js';
+export * from './keys/files.js';
+export * from './keys/pem.js';
+export { openerFromSharedSecret } from './keys/opener.js';
+
+export * from './dns/https-record.js';
