@@ -201,6 +201,8 @@ export class ServerConnection {
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
   private ticketNonce = 0;
+  /** KeyUpdate messages sent and received so far. */
+  readonly keyUpdates = { sent: 0, received: 0 };
 
   constructor(config: ServerConfig, sink: ConnectionSink) {
     this.config = config;
@@ -974,6 +976,7 @@ export class ServerConnection {
 
   private readKeyUpdate(m: HandshakeMessage): void {
     const request = decodeKeyUpdate(m.body);
+    this.keyUpdates.received++;
     // §5.1: KeyUpdate precedes a key change, so it must end its record.
     this.requireRecordBoundary('KeyUpdate');
     const suite = this.suite!;
@@ -991,6 +994,7 @@ export class ServerConnection {
   private sendKeyUpdate(request: KeyUpdateRequest): void {
     const suite = this.suite!;
     this.sendHandshake([encodeHandshake(HandshakeType.key_update, encodeKeyUpdate(request))]);
+    this.keyUpdates.sent++;
     this.serverApSecret = nextTrafficSecret(suite.hash, this.serverApSecret!);
     this.records.setWriteKeys(suite, trafficKeys(suite, this.serverApSecret));
   }
