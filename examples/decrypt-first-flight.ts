@@ -1,0 +1,63 @@
+// Shows the transport-free decryption core inside a plain TCP server: read the
+// client's first flight (however it is split into records and reads), decrypt
+// ClientHelloOuter with the key set, and report what the server learnt. A load
+// balancer would route on `innerServerName` here.
+//
+// Run: npx tsx examples/decrypt-first-flight.ts   (or compile with tsc)
+import { createServer, connect } from 'node:net';
+import {
+  ContentType,
+  EchKeySet,
+  EchError,
+  buildEchClientHello,
+  createEchSealer,
+  decryptClientHello,
+  generateEchKey,
+  readFirstHandshakeMessage,
+  writeRecords,
+} from '../src/index.js';
+
+export async function main(): Promise<string> {
+  const key = generateEchKey({ publicName: 'cover.example', maximumNameLength: 32 });
+  const keys = new EchKeySet([key]);
+
+  const server = createServer((socket) => {
+    let buf = Buffer.alloc(0);
+    socket.on('data', async (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      try {
+        const first = readFirstHandshakeMessage(buf);
+        if (!first) return; // wait for more bytes
+        socket.pause();
+        const r = await decryptClientHello(first.message.raw, keys);
+        const seen = r.status === 'accepted' ? `accepted, inner SNI ${r.innerServerName}` : `${r.status}, SNI ${r.outerServerName}`;
+        socket.end(seen);
+      } catch (e) {
+        socket.end(e instanceof EchError ? `error: ${e.alert}` : 'error');
+      }
+    });
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  const port = (server.address() as { port: number }).port;
+
+  const hello = await buildEchClientHello(
+    { serverName: 'hidden.example', alpn: ['h2'], keyShares: [{ group: 0x1d, keyExchange: new Uint8Array(32).fill(9) }] },
+    { config: key.config, sealer: createEchSealer },
+  );
+  const answer = await new Promise<string>((res, rej) => {
+    const c = connect(port, '127.0.0.1', () => {
+      // split into small records to show reassembly
+      c.write(writeRecords(ContentType.handshake, hello.outerMessage, 0x0301, 200));
+    });
+    let text = '';
+    c.on('data', (d) => (text += d.toString()));
+    c.on('end', () => res(text));
+    c.on('error', rej);
+  });
+  server.close();
+  return answer;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then((a) => console.log(`server: ${a}`));
+}
