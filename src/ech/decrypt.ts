@@ -77,6 +77,8 @@ export interface EchAccepted {
   status: 'accepted';
   /** The reconstructed ClientHelloInner. */
   inner: ParsedClientHello;
+  /** Outer extension types the client compressed with ech_outer_extensions. */
+  outerReferences: number[];
   /** ClientHelloInner as a handshake message (4-byte header included). */
   innerMessage: Uint8Array;
   /** ClientHelloOuter as parsed. */
@@ -202,8 +204,8 @@ function outerEch(outer: ParsedClientHello): { index: number; ech: EchOuterExten
 }
 
 /** Rebuild ClientHelloInner and run the checks of RFC 9849 §5.1 and §7.1. */
-function finishInner(encoded: Uint8Array, outer: ParsedClientHello): ParsedClientHello {
-  const inner = decodeEncodedClientHelloInner(encoded, outer);
+function finishInner(encoded: Uint8Array, outer: ParsedClientHello): { inner: ParsedClientHello; outerReferences: number[] } {
+  const { inner, outerReferences } = decodeEncodedClientHelloInner(encoded, outer);
   // RFC 9849 §7.1: "the client-facing server checks that the message includes
   // a well-formed "encrypted_client_hello" extension of type inner and that it
   // does not offer TLS 1.2 or below. If either of these checks fails, the
@@ -237,7 +239,7 @@ function finishInner(encoded: Uint8Array, outer: ParsedClientHello): ParsedClien
   if (!versions.includes(ProtocolVersion.TLS13)) {
     throw new IllegalParameterError('ClientHelloInner does not offer TLS 1.3');
   }
-  return inner;
+  return { inner, outerReferences };
 }
 
 function alpnOf(ch: ParsedClientHello): string[] {
@@ -303,10 +305,11 @@ export async function decryptClientHello(
       if (err instanceof EchError && err.code !== 'ERR_DECRYPT') throw err;
       continue;
     }
-    const inner = finishInner(encoded, outer);
+    const { inner, outerReferences } = finishInner(encoded, outer);
     return {
       status: 'accepted',
       inner,
+      outerReferences,
       innerMessage: withHeader(inner.raw),
       outer,
       outerServerName,
@@ -327,6 +330,7 @@ export async function decryptClientHello(
  */
 export interface EchSecondAccepted {
   inner: ParsedClientHello;
+  outerReferences: number[];
   innerMessage: Uint8Array;
   outer: ParsedClientHello;
   innerServerName: string | undefined;
@@ -369,9 +373,10 @@ export async function decryptSecondClientHello(clientHello: Uint8Array, first: E
     // with a "decrypt_error" alert."
     throw new DecryptError('second ClientHelloOuter payload does not open with the retained HPKE context', { cause: err });
   }
-  const inner = finishInner(encoded, outer);
+  const { inner, outerReferences } = finishInner(encoded, outer);
   return {
     inner,
+    outerReferences,
     innerMessage: withHeader(inner.raw),
     outer,
     innerServerName: serverNameOf(inner),

@@ -36,14 +36,18 @@ function clientHelloLength(buf: Uint8Array): number {
  *   extensions, in linear time (Appendix B), with every rejection §5.1 lists.
  *
  * Returns the reconstructed ClientHelloInner, parsed (duplicate extensions
- * after expansion are `illegal_parameter`).
+ * after expansion are `illegal_parameter`), and the outer extension types
+ * that `ech_outer_extensions` referenced.
  * @group ECH
  * @example
  * ```ts
  * const inner = decodeEncodedClientHelloInner(plaintext, outer);
  * ```
  */
-export function decodeEncodedClientHelloInner(encoded: Uint8Array, outer: ClientHello): ParsedClientHello {
+export function decodeEncodedClientHelloInner(
+  encoded: Uint8Array,
+  outer: ClientHello,
+): { inner: ParsedClientHello; outerReferences: number[] } {
   const len = clientHelloLength(encoded);
   for (let i = len; i < encoded.length; i++) {
     // RFC 9849 §5.1: "If any padding byte is non-zero, the server MUST abort
@@ -56,7 +60,8 @@ export function decodeEncodedClientHelloInner(encoded: Uint8Array, outer: Client
   if (encodedInner.legacySessionId.length !== 0) {
     throw new IllegalParameterError('EncodedClientHelloInner has a non-empty legacy_session_id');
   }
-  const extensions = expandOuterExtensions(encodedInner.extensions, outer.extensions);
+  const outerReferences: number[] = [];
+  const extensions = expandOuterExtensions(encodedInner.extensions, outer.extensions, outerReferences);
   const inner: ClientHello = {
     legacyVersion: encodedInner.legacyVersion,
     random: encodedInner.random,
@@ -69,20 +74,25 @@ export function decodeEncodedClientHelloInner(encoded: Uint8Array, outer: Client
   writeClientHello(w, inner);
   // Re-parse: checks for duplicates that expansion may have introduced
   // (RFC 8446bis §4.2) and yields offsets into the rebuilt bytes.
-  return decodeClientHello(w.finish());
+  return { inner: decodeClientHello(w.finish()), outerReferences };
 }
 
 /**
  * Replace the `ech_outer_extensions` extension of an EncodedClientHelloInner's
  * extension list with the extensions of ClientHelloOuter it references,
- * following the linear-time procedure of RFC 9849 Appendix B.
+ * following the linear-time procedure of RFC 9849 Appendix B. The referenced
+ * types are appended to `references`.
  * @group ECH
  * @example
  * ```ts
  * const expanded = expandOuterExtensions(encodedInner.extensions, outer.extensions);
  * ```
  */
-export function expandOuterExtensions(innerExts: readonly Extension[], outerExts: readonly Extension[]): Extension[] {
+export function expandOuterExtensions(
+  innerExts: readonly Extension[],
+  outerExts: readonly Extension[],
+  references: number[] = [],
+): Extension[] {
   const out: Extension[] = [];
   let expanded = false;
   for (const e of innerExts) {
@@ -93,6 +103,7 @@ export function expandOuterExtensions(innerExts: readonly Extension[], outerExts
     if (expanded) throw new IllegalParameterError('more than one ech_outer_extensions');
     expanded = true;
     const refs = decodeEchOuterExtensions(e.data);
+    references.push(...refs);
     // Appendix B: I starts at zero, N is the number of outer extensions.
     let i = 0;
     const n = outerExts.length;
