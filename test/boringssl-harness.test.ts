@@ -210,7 +210,7 @@ describe('BoringSSL client <-> BoringSSL server', () => {
     expect(r.handshake).toBe(true);
     expect(r.echAccepted).toBe(false);
     expect(r.echRejected).toBe(false);
-    expect(r.echOffered).toBe(false);
+    expect(r.echConfigured).toBe(false);
     expect(r.retryConfigs).toBeNull();
 
     const s = await nextServerResult();

@@ -68,8 +68,12 @@ export interface ClientAttempt extends SessionInfo {
   echRejected: boolean;
   /** Base64 ECHConfigList from the server when rejected ("" = retry without ECH), else null. */
   retryConfigs: string | null;
-  /** An ECH config list was configured for this attempt (not GREASE). */
-  echOffered: boolean;
+  /**
+   * An ECH config list was configured for this attempt (not GREASE). BoringSSL
+   * silently sends no ECH when none of the configs is usable (non-X25519 KEM),
+   * so assert on the server side too.
+   */
+  echConfigured: boolean;
   sni: string | null;
   peerCertSubject: string | null;
   /** null without a CA; with a CA: chain and name verified (public_name on ECH rejection). */
@@ -162,7 +166,7 @@ export interface ServerOptions {
   echo?: boolean;
   /** Socket timeout inside the harness, seconds (default 10). */
   socketTimeoutSec?: number;
-  /** The harness exits on its own after this many seconds (default 120). */
+  /** The harness exits on its own after this many seconds (default 300). */
   lifetimeSec?: number;
   /** How long to wait for the listening line (default 15 s). */
   startTimeoutMs?: number;
@@ -448,7 +452,7 @@ export async function startServer(opts: ServerOptions): Promise<BoringServer> {
   if (opts.once) args.push('--once');
   if (opts.echo === false) args.push('--no-echo');
   if (opts.socketTimeoutSec !== undefined) args.push('--timeout', String(opts.socketTimeoutSec));
-  args.push('--lifetime', String(opts.lifetimeSec ?? 120));
+  args.push('--lifetime', String(opts.lifetimeSec ?? 300));
 
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);

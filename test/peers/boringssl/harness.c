@@ -494,7 +494,7 @@ static void client_attempt(SSL_CTX *ctx, const client_opts *o, const uint8_t *ec
     sb_json_b64(j, r->retry_configs, r->retry_configs_len);
   else
     sb_puts(j, "null");
-  sb_printf(j, ",\"echOffered\":%s", (use_ech && ech && ech_len) ? "true" : "false");
+  sb_printf(j, ",\"echConfigured\":%s", (use_ech && ech && ech_len) ? "true" : "false");
   sb_puts(j, ",\"sni\":");
   sb_json_cstr(j, o->sni);
   sb_session_params(j, ssl);
