@@ -82,3 +82,78 @@ export async function startServer(options: EchServerOptions, onSecure?: (s: TlsS
       }),
   };
 }
+
+// ------------------------------------------------------------ in-memory pair
+
+import { ServerConnection, type HandshakeInfo } from '../src/tls13/server-handshake.js';
+import { ClientConnection, type ClientOptions, type ClientSession, type ClientHandshakeInfo, type ClientSink } from '../src/tls13/client.js';
+import type { ServerConfig } from '../src/tls13/config.js';
+
+export interface MemoryPair {
+  client: ClientConnection;
+  server: ServerConnection;
+  serverErrors: Error[];
+  clientErrors: Error[];
+  /** Application data each side received, concatenated as text. */
+  received: { client: string; server: string };
+  sessions: ClientSession[];
+  /** Every chunk each side sent (after tampering). */
+  wire: { client: Uint8Array[]; server: Uint8Array[] };
+  serverInfo?: HandshakeInfo;
+  clientInfo?: ClientHandshakeInfo;
+  /** Wait until no delivery is in flight. */
+  settle(): Promise<void>;
+}
+
+export interface PairOptions {
+  /** Rewrite (or drop with an empty array) a client→server chunk; `i` counts chunks. */
+  clientToServer?: (bytes: Uint8Array, i: number) => Uint8Array;
+  serverToClient?: (bytes: Uint8Array, i: number) => Uint8Array;
+  makeClient?: (options: ClientOptions, sink: ClientSink) => ClientConnection;
+}
+
+/** A client and a server wired back to back in memory; starts the handshake. */
+export function memoryPair(config: ServerConfig, clientOptions: ClientOptions, po: PairOptions = {}): MemoryPair {
+  const pending = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>, errors: Error[]): void => {
+    const q = p.catch((e: Error) => errors.push(e)).finally(() => pending.delete(q));
+    pending.add(q);
+  };
+  const decoder = new TextDecoder('latin1');
+  let ci = 0;
+  let si = 0;
+  const pair = {
+    serverErrors: [] as Error[],
+    clientErrors: [] as Error[],
+    received: { client: '', server: '' },
+    sessions: [] as ClientSession[],
+    wire: { client: [] as Uint8Array[], server: [] as Uint8Array[] },
+    async settle() {
+      while (pending.size) await Promise.allSettled([...pending]);
+    },
+  } as MemoryPair;
+  const server = new ServerConnection(config, {
+    send: (b) => {
+      const out = po.serverToClient ? po.serverToClient(b, si++) : b;
+      pair.wire.server.push(out);
+      if (out.length) track(pair.client.receive(out), pair.clientErrors);
+    },
+    data: (b) => (pair.received.server += decoder.decode(b)),
+    handshakeComplete: (info) => (pair.serverInfo = info),
+  });
+  const sink: ClientSink = {
+    send: (b) => {
+      const out = po.clientToServer ? po.clientToServer(b, ci++) : b;
+      pair.wire.client.push(out);
+      if (out.length) track(server.receive(out), pair.serverErrors);
+    },
+    data: (b) => (pair.received.client += decoder.decode(b)),
+    handshakeComplete: (info) => (pair.clientInfo = info),
+    session: (s) => pair.sessions.push(s),
+  };
+  const client = po.makeClient ? po.makeClient(clientOptions, sink) : new ClientConnection(clientOptions, sink);
+  pair.client = client;
+  pair.server = server;
+  client.start();
+  return pair;
+}
