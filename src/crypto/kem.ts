@@ -16,7 +16,6 @@
  */
 import {
   createECDH,
-  createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -26,6 +25,7 @@ import {
 } from 'node:crypto';
 import { KemId } from 'hpke-js';
 import { DecryptError, EchError, InvalidArgumentError } from '../wire/alert.js';
+import { hmacScratch, type HmacScratch } from './hpke-hmac.js';
 
 /** @internal Static parameters of one native DHKEM. */
 export interface KemParams {
@@ -46,8 +46,8 @@ export interface KemParams {
   readonly eaePrkPrefix: Buffer;
   /** I2OSP(Nsecret, 2) || "HPKE-v1" || "KEM" || I2OSP(kem_id, 2) || "shared_secret": the info prefix of the LabeledExpand. */
   readonly sharedSecretPrefix: Buffer;
-  /** HMAC key for an empty HKDF salt (Nh zero bytes; HMAC pads keys with zeros). */
-  readonly zeroSalt: Buffer;
+  /** HMAC state of the KEM's hash. */
+  readonly hmac: HmacScratch;
 }
 
 function kemParams(
@@ -73,7 +73,7 @@ function kemParams(
     jwkCrv,
     eaePrkPrefix: Buffer.concat([v1, suiteId, Buffer.from('eae_prk', 'latin1')]),
     sharedSecretPrefix: Buffer.concat([Buffer.from([nh >> 8, nh & 0xff]), v1, suiteId, Buffer.from('shared_secret', 'latin1')]),
-    zeroSalt: Buffer.alloc(nh),
+    hmac: hmacScratch(hash),
   };
 }
 
@@ -266,16 +266,32 @@ function isAllZero(b: Uint8Array): boolean {
   return acc === 0;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /**
- * ExtractAndExpand(dh, kem_context) of RFC 9180 §4.1, with the labels
- * pre-built: two HMACs (Nsecret = Nh, so Expand is a single block).
- * `ssMsg` is I2OSP(Nsecret,2) || "HPKE-v1" || suite_id || "shared_secret" || enc || pkRm || 0x01.
+ * ExtractAndExpand(dh, kem_context) of RFC 9180 §4.1 as two HMACs (Nsecret
+ * = Nh, so the Expand is one block). `eaeMsg` holds HMAC headroom ||
+ * "HPKE-v1" || suite_id || "eae_prk" || dh; `ssMsg` holds headroom ||
+ * I2OSP(Nsecret, 2) || "HPKE-v1" || suite_id || "shared_secret" || enc || pkRm || 0x01.
  */
-function extractAndExpand(p: KemParams, dh: Uint8Array, ssMsg: Uint8Array): Uint8Array {
-  const eaePrk = createHmac(p.hash, p.zeroSalt).update(p.eaePrkPrefix).update(dh).digest();
-  const ss = createHmac(p.hash, eaePrk).update(ssMsg).digest();
-  return new Uint8Array(ss.buffer, ss.byteOffset, ss.byteLength);
+function extractAndExpand(p: KemParams, eaeMsg: Buffer, ssMsg: Buffer): string {
+  const h = p.hmac;
+  h.setKey(EMPTY); // LabeledExtract with an empty salt
+  const eaePrk = h.mac(eaeMsg);
+  h.setKey(eaePrk);
+  return h.mac(ssMsg);
 }
+
+function binaryToBytes(s: string): Uint8Array {
+  const b = Buffer.from(s, 'binary');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * @internal {@link KemPrivateKey.decap} returning `shared_secret` as a binary
+ * string, the form the key schedule's HMAC takes without conversion.
+ */
+export let decapBinary: (key: KemPrivateKey, enc: Uint8Array) => string;
 
 /**
  * A KEM private key loaded for repeated decapsulation: the node:crypto key
@@ -298,7 +314,9 @@ export class KemPrivateKey {
   readonly #p: KemParams;
   readonly #keyObject: KeyObject | undefined;
   readonly #ecdh: ECDH | undefined;
-  /** Scratch: sharedSecretPrefix || enc || pkRm || 0x01; enc is copied in per call (synchronous use only). */
+  /** Scratch: headroom || eaePrkPrefix || dh; dh is copied in per call (synchronous use only). */
+  readonly #eaeMsg: Buffer;
+  /** Scratch: headroom || sharedSecretPrefix || enc || pkRm || 0x01; enc is copied in per call. */
   readonly #ssMsg: Buffer;
   /** Reused JWK for the peer public key (X25519). */
   readonly #peerJwk = { kty: 'OKP', crv: 'X25519', x: '' };
@@ -317,11 +335,8 @@ export class KemPrivateKey {
       this.#ecdh = ecdhFor(p, raw);
       this.publicKey = new Uint8Array(this.#ecdh.getPublicKey());
     }
-    const pre = p.sharedSecretPrefix.length;
-    this.#ssMsg = Buffer.alloc(pre + 2 * p.npk + 1);
-    p.sharedSecretPrefix.copy(this.#ssMsg, 0);
-    this.#ssMsg.set(this.publicKey, pre + p.npk);
-    this.#ssMsg[this.#ssMsg.length - 1] = 1;
+    this.#eaeMsg = p.hmac.buffer([p.eaePrkPrefix], p.nh);
+    this.#ssMsg = p.hmac.buffer([p.sharedSecretPrefix, new Uint8Array(p.npk), this.publicKey, Uint8Array.of(1)]);
   }
 
   /**
@@ -335,6 +350,14 @@ export class KemPrivateKey {
    * ```
    */
   decap(enc: Uint8Array): Uint8Array {
+    return binaryToBytes(this.#decap(enc));
+  }
+
+  static {
+    decapBinary = (key, enc) => key.#decap(enc);
+  }
+
+  #decap(enc: Uint8Array): string {
     const p = this.#p;
     if (enc.length !== p.npk) throw new DecryptError(`${p.name} enc must be ${p.npk} bytes, got ${enc.length}`);
     let dh: Uint8Array;
@@ -359,8 +382,10 @@ export class KemPrivateKey {
       // RFC 9180 §7.1.4 / RFC 7748 §6.1: abort on the all-zero value.
       if (isAllZero(dh)) throw new DecryptError(`${p.name} enc is a low-order point`);
     }
-    this.#ssMsg.set(enc, p.sharedSecretPrefix.length);
-    return extractAndExpand(p, dh, this.#ssMsg);
+    if (dh.length !== p.nh) throw new DecryptError(`${p.name} DH output has an unexpected length`);
+    this.#eaeMsg.set(dh, p.hmac.block + p.eaePrkPrefix.length);
+    this.#ssMsg.set(enc, p.hmac.block + p.sharedSecretPrefix.length);
+    return extractAndExpand(p, this.#eaeMsg, this.#ssMsg);
   }
 }
 
@@ -412,6 +437,7 @@ export function kemEncap(kem: number, publicKey: Uint8Array): { enc: Uint8Array;
   } catch (cause) {
     throw new InvalidArgumentError(`${p.name} public key is not usable`, { cause });
   }
-  const msg = Buffer.concat([p.sharedSecretPrefix, enc, publicKey, Buffer.from([1])]);
-  return { enc, sharedSecret: extractAndExpand(p, dh, msg) };
+  const eaeMsg = p.hmac.buffer([p.eaePrkPrefix, dh]);
+  const ssMsg = p.hmac.buffer([p.sharedSecretPrefix, enc, publicKey, Uint8Array.of(1)]);
+  return { enc, sharedSecret: binaryToBytes(extractAndExpand(p, eaeMsg, ssMsg)) };
 }

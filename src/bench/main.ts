@@ -1,0 +1,168 @@
+/**
+ * `npm run bench`: the cost of opening an ECH payload, against one native
+ * X25519 ECDH (the floor: every ECH decryption needs one) and against
+ * hpke-js as shipped.
+ *
+ * The benchmark is a list of {@link BenchCase}s and a list of ratios; to add
+ * a figure (e.g. `decrypt_us` for decryptClientHello on a browser-shaped
+ * ClientHello, `reject_us` for an unknown config_id), append a case and,
+ * if it has a target, a ratio.
+ *
+ * Usage: `node dist/bench/main.js [--json] [--iterations N]` (N per fast case, default 4000)
+ *
+ * @module
+ */
+import { cpus } from 'node:os';
+import { createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { CipherSuite } from 'hpke-js';
+import {
+  AeadId,
+  KdfId,
+  KemId,
+  generateKemKeyPair,
+  loadKemPrivateKey,
+  setupBaseRecipient,
+  setupBaseSender,
+  type HpkeSuite,
+} from '../crypto/hpke.js';
+import { runCases, type BenchCase, type Measurement } from './harness.js';
+
+const SUITE: HpkeSuite = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm };
+/** Distinct payloads cycled through, so every open is a fresh enc and context. */
+const POOL = 64;
+/** Calls per case before moving to the next case (see runCases). */
+const BATCH = 25;
+
+/** ECH-shaped inputs: info = "tls ech" || 0x00 || ECHConfig (~70 bytes), aad = ClientHelloOuterAAD, pt = padded EncodedClientHelloInner. */
+interface Payload {
+  enc: Uint8Array;
+  aad: Uint8Array;
+  ct: Uint8Array;
+}
+
+const keyPair = generateKemKeyPair(SUITE.kem);
+const info = Buffer.concat([Buffer.from('tls ech\0', 'latin1'), randomBytes(70)]);
+const payloads: Payload[] = Array.from({ length: POOL }, () => {
+  const aad = randomBytes(420);
+  const sender = setupBaseSender(SUITE, keyPair.publicKey, info);
+  return { enc: sender.enc, aad, ct: sender.seal(aad, randomBytes(320)) };
+});
+
+function cycle<T>(items: readonly T[]): () => T {
+  let i = 0;
+  return () => items[i++ % items.length] as T;
+}
+
+const cases: BenchCase[] = [
+  {
+    field: 'x25519_us',
+    label: 'one X25519 ECDH (node:crypto; peer raw key → KeyObject + diffieHellman)',
+    setup: () => {
+      const { privateKey } = generateKeyPairSync('x25519');
+      const next = cycle(payloads);
+      // Same import our decap uses (JWK; the SPKI DER import is several times slower in Node 20).
+      return () => {
+        const x = Buffer.from(next().enc).toString('base64url');
+        return diffieHellman({ privateKey, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' }) });
+      };
+    },
+  },
+  {
+    field: 'decap_us',
+    label: 'our DHKEM(X25519) Decap (ECDH + ExtractAndExpand)',
+    setup: () => {
+      const key = loadKemPrivateKey(SUITE.kem, keyPair.privateKey);
+      const next = cycle(payloads);
+      return () => key.decap(next().enc);
+    },
+  },
+  {
+    field: 'open_us',
+    label: 'our setupBaseRecipient + open (X25519/SHA-256/AES-128-GCM, 320-byte pt, 420-byte aad)',
+    setup: () => {
+      const key = loadKemPrivateKey(SUITE.kem, keyPair.privateKey);
+      const next = cycle(payloads);
+      return () => {
+        const p = next();
+        return setupBaseRecipient(SUITE, key, p.enc, info).open(p.aad, p.ct);
+      };
+    },
+  },
+  {
+    field: 'hpke_js_open_us',
+    label: 'hpke-js 1.8 createRecipientContext + open, same suite and sizes',
+    options: { maxIterations: 400, maxTimeMs: 3000, warmup: 20 },
+    setup: async () => {
+      const suite = new CipherSuite({ kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm });
+      // A key pair, so hpke-js need not re-derive pkR on every call.
+      const recipientKey = {
+        privateKey: await suite.kem.deserializePrivateKey(keyPair.privateKey),
+        publicKey: await suite.kem.deserializePublicKey(keyPair.publicKey),
+      };
+      const next = cycle(payloads);
+      return async () => {
+        const p = next();
+        const ctx = await suite.createRecipientContext({ recipientKey, enc: p.enc, info });
+        return ctx.open(p.ct, p.aad);
+      };
+    },
+  },
+];
+
+/** Ratios of medians: `num / den`, with the target each one is held to. */
+const ratios: { field: string; num: string; den: string; meaning: string; target?: string }[] = [
+  { field: 'open_over_x25519', num: 'open_us', den: 'x25519_us', meaning: 'HPKE open cost in units of one X25519 ECDH', target: '<= 1.3' },
+  { field: 'hpke_js_over_open', num: 'hpke_js_open_us', den: 'open_us', meaning: 'speed-up of the native path over hpke-js', target: '>= 30' },
+];
+
+function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const itArg = args.indexOf('--iterations');
+  const iterations = itArg >= 0 ? Math.max(100, Math.min(100_000, Number(args[itArg + 1]) || 4000)) : 4000;
+  for (const c of cases) if (c.options === undefined) c.options = { maxIterations: iterations, maxTimeMs: 5000 };
+
+  // Sanity: every payload opens before anything is timed.
+  const check = loadKemPrivateKey(SUITE.kem, keyPair.privateKey);
+  for (const p of payloads) setupBaseRecipient(SUITE, check, p.enc, info).open(p.aad, p.ct);
+
+  const results = await runCases(cases, BATCH);
+  const out: Record<string, unknown> = {};
+  for (const [field, m] of results) {
+    out[field] = round(m.median_us, 2);
+    out[field.replace(/_us$/, '_p90_us')] = round(m.p90_us, 2);
+    out[field.replace(/_us$/, '_n')] = m.iterations;
+  }
+  for (const r of ratios) {
+    const a = results.get(r.num);
+    const b = results.get(r.den);
+    if (a !== undefined && b !== undefined) out[r.field] = round(a.median_us / b.median_us, 3);
+  }
+  const cpu = cpus();
+  out.node = process.version;
+  out.cpu = `${cpu[0]?.model ?? 'unknown'} x${cpu.length}`;
+  out.batch = BATCH;
+
+  if (json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const line = (m: Measurement, field: string): string =>
+    `${field.padEnd(18)} median ${m.median_us.toFixed(1).padStart(8)} µs   p90 ${m.p90_us.toFixed(1).padStart(8)} µs   n=${String(m.iterations).padStart(5)}   ${m.name}`;
+  console.log(`node ${process.version}, ${String(out.cpu)}, cases interleaved in batches of ${BATCH}`);
+  for (const [field, m] of results) console.log(line(m, field));
+  for (const r of ratios) {
+    const v = out[r.field];
+    if (typeof v === 'number') console.log(`${r.field.padEnd(18)} ${v.toFixed(3).padStart(8)}   ${r.meaning}${r.target !== undefined ? ` (target ${r.target})` : ''}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
