@@ -458,9 +458,12 @@ export class ClientConnection {
     return binder;
   }
 
-  /** The client Finished verify_data to send (overridable by tests). */
-  protected clientFinishedVerifyData(verifyData: Uint8Array): Uint8Array {
-    return verifyData;
+  /**
+   * The client Finished message about to be sent, whole (overridable by
+   * tests of misbehaving clients: wrong verify_data, another message).
+   */
+  protected clientFinishedMessage(message: Uint8Array): Uint8Array {
+    return message;
   }
 
   // ---------------------------------------------------------- readServerHello
@@ -602,17 +605,13 @@ export class ClientConnection {
     const suite = this.suite!;
     if ((this.options.compatibilityMode ?? true) && !this.helloRetry) this.sink.send(RecordLayer.changeCipherSpec());
     this.records.setWriteKeys(suite, trafficKeys(suite, this.clientHs!));
-    const verify = this.clientFinishedVerifyData(finishedVerifyData(suite.hash, this.clientHs!, this.transcript!.digest()));
+    const verify = finishedVerifyData(suite.hash, this.clientHs!, this.transcript!.digest());
     const msg = encodeHandshake(HandshakeType.finished, encodeFinished(verify));
     this.transcript!.update(msg);
-    this.sink.send(this.records.encode(ContentType.handshake, msg));
+    this.sink.send(this.records.encode(ContentType.handshake, this.clientFinishedMessage(msg)));
     this.rms = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
   }
 
-  /** Send a handshake message under the current write key (for tests of misbehaving clients). */
-  protected sendRawHandshake(type: number, body: Uint8Array): void {
-    this.sink.send(this.records.encode(ContentType.handshake, encodeHandshake(type, body)));
-  }
 
   // ------------------------------------------------------------ post-handshake
 

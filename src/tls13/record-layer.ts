@@ -331,9 +331,10 @@ export class RecordLayer {
 
   /**
    * Frame (and protect, once write keys are installed) `content` as records
-   * of `type`, each holding at most `maxFragment` bytes.
+   * of `type`, each holding at most `maxFragment` bytes; protected records
+   * get `padding` zero bytes of record padding (RFC 8446bis §5.4).
    */
-  encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT): Uint8Array {
+  encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT, padding = 0): Uint8Array {
     const chunks: Uint8Array[] = [];
     let total = 0;
     const n = Math.max(1, Math.ceil(content.length / maxFragment));
@@ -341,7 +342,7 @@ export class RecordLayer {
       const part = content.subarray(i * maxFragment, Math.min(content.length, (i + 1) * maxFragment));
       let rec: Uint8Array;
       if (this.writer) {
-        rec = this.writer.seal(type, part);
+        rec = this.writer.seal(type, part, padding);
       } else {
         rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
         rec[0] = type;

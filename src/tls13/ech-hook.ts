@@ -1,0 +1,193 @@
+/**
+ * ECH inside the TLS 1.3 handshake (RFC 9849 §7): the {@link ClientHelloHook}
+ * that decrypts ClientHelloOuter, continues on ClientHelloInner with the
+ * accept confirmation, or rejects with `retry_configs`; and the backend role
+ * that confirms ECH for an inner ClientHello forwarded by a split-mode front
+ * end.
+ *
+ * @module
+ */
+import { IllegalParameterError } from '../wire/alert.js';
+import { ExtensionType } from '../tls/constants.js';
+import { findExtension, type Extension } from '../tls/client-hello.js';
+import { decodeEchClientHello, decodeServerName } from '../tls/extensions.js';
+import {
+  type EchAccepted,
+  type EchKeyLookup,
+  decryptClientHello,
+  decryptSecondClientHello,
+} from '../ech/decrypt.js';
+import { acceptConfirmation, hrrAcceptConfirmation, ECH_CONFIRMATION_LENGTH } from '../ech/confirmation.js';
+import type { ClientHelloHook, ClientHelloHookResult } from './config.js';
+
+/**
+ * What a connection reports about ECH (`socket.echStatus`):
+ * - `accepted`: the handshake ran on ClientHelloInner;
+ * - `rejected`: ECH was offered with a config_id this server has, but the
+ *   payload did not open (stale key, tampering);
+ * - `grease`: ECH was offered with a config_id and suite no key of this server
+ *   has (GREASE, or a long-retired key);
+ * - `not-offered`: no `encrypted_client_hello` extension.
+ * @group Server
+ */
+export type EchStatus = 'accepted' | 'rejected' | 'grease' | 'not-offered';
+
+/**
+ * A key set as the hook uses it: the decryption lookup plus the retry list.
+ * `EchKeySet` implements it.
+ * @group Server
+ */
+export interface EchServerKeys extends EchKeyLookup {
+  /** The ECHConfigList sent as retry_configs, or `undefined` for none. */
+  retryConfigList(): Uint8Array | undefined;
+}
+
+/**
+ * Options of {@link createEchHook}.
+ * @group Server
+ */
+export interface EchHookOptions {
+  /**
+   * `client-facing` (shared mode: decrypt ClientHelloOuter; default) or
+   * `backend` (split mode: confirm ECH for an inner ClientHello forwarded by
+   * a client-facing server).
+   */
+  role?: 'client-facing' | 'backend';
+  /** The key set, or a function returning the current one (hot swap). Required for `client-facing`. */
+  keys?: EchServerKeys | (() => EchServerKeys);
+  /** Try every key whatever the config_id (RFC 9849 §7.1 method 2). */
+  trialDecryption?: boolean;
+}
+
+interface HookState {
+  ech?: EchAccepted;
+  status?: EchStatus;
+  /** Backend role: the first ClientHello carried the inner extension. */
+  backendInner?: boolean;
+}
+
+function retryExtension(keys: EchServerKeys): Extension[] {
+  const list = keys.retryConfigList();
+  // RFC 9849 §7.1: "If the server is configured with any ECHConfigs, it MUST
+  // include the "encrypted_client_hello" extension in its
+  // EncryptedExtensions with the "retry_configs" field set to one or more
+  // ECHConfig structures with up-to-date keys."
+  return list ? [{ type: ExtensionType.encrypted_client_hello, data: list }] : [];
+}
+
+function confirmations(innerRandom: Uint8Array): Pick<ClientHelloHookResult, 'serverHelloConfirmation' | 'helloRetryRequestExtension'> {
+  return {
+    // RFC 9849 §7.2: the last 8 bytes of ServerHello.random.
+    serverHelloConfirmation: (transcript, hash) => acceptConfirmation(hash, innerRandom, transcript),
+    // RFC 9849 §7.2.1: a HelloRetryRequest carries the signal in an ECH
+    // extension of 8 bytes.
+    helloRetryRequestExtension: {
+      type: ExtensionType.encrypted_client_hello,
+      length: ECH_CONFIRMATION_LENGTH,
+      compute: (transcript, hash) => hrrAcceptConfirmation(hash, innerRandom, transcript),
+    },
+  };
+}
+
+function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
+  const keysOption = opts.keys;
+  if (!keysOption) throw new TypeError('createEchHook: `keys` is required for the client-facing role');
+  const currentKeys = typeof keysOption === 'function' ? keysOption : () => keysOption;
+  return async ({ message, retry, state }) => {
+    const s = state as HookState;
+    const keys = currentKeys();
+    if (!retry) {
+      const r = await decryptClientHello(message, keys, { trialDecryption: opts.trialDecryption ?? false });
+      if (r.status === 'accepted') {
+        s.ech = r;
+        s.status = 'accepted';
+        return {
+          clientHello: r.inner.raw,
+          ...confirmations(r.inner.random),
+          attributes: {
+            echStatus: 'accepted',
+            echConfigId: r.configId,
+            outerServerName: r.outerServerName,
+            innerServerName: r.innerServerName,
+          },
+        };
+      }
+      if (r.status === 'rejected') {
+        s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
+        return {
+          encryptedExtensions: retryExtension(keys),
+          attributes: { echStatus: s.status, echConfigId: r.configId, outerServerName: r.outerServerName },
+        };
+      }
+      s.status = 'not-offered';
+      return { attributes: { echStatus: 'not-offered', outerServerName: r.outerServerName } };
+    }
+    // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
+    if (s.ech) {
+      const second = await decryptSecondClientHello(message, s.ech);
+      return { clientHello: second.inner.raw, ...confirmations(second.inner.random) };
+    }
+    // "If the client-facing server rejected ECH, or if the first ClientHello
+    // did not include an "encrypted_client_hello" extension, the
+    // client-facing server proceeds with the connection as usual. The server
+    // does not decrypt the second ClientHello's ECHClientHello.payload value"
+    // — and still sends retry_configs when it rejected.
+    return s.status === 'rejected' || s.status === 'grease' ? { encryptedExtensions: retryExtension(keys) } : undefined;
+  };
+}
+
+function backendHook(): ClientHelloHook {
+  return ({ clientHello, retry, state }) => {
+    const s = state as HookState;
+    const ext = findExtension(clientHello.extensions, ExtensionType.encrypted_client_hello);
+    const sniExt = findExtension(clientHello.extensions, ExtensionType.server_name);
+    const servername = sniExt ? decodeServerName(sniExt.data) : undefined;
+    if (!ext) {
+      // A second ClientHello must keep the inner extension if the first had it.
+      if (retry && s.backendInner) throw new IllegalParameterError('second ClientHello dropped the inner encrypted_client_hello');
+      return retry ? undefined : { attributes: { echStatus: 'not-offered' } };
+    }
+    const ech = decodeEchClientHello(ext.data);
+    if (ech.type === 'outer') {
+      // RFC 9849 §7: "in split mode, a backend server which receives a
+      // ClientHello with ECHClientHello.type of outer MUST abort with an
+      // "illegal_parameter" alert."
+      throw new IllegalParameterError('outer-type encrypted_client_hello received by a backend server');
+    }
+    // RFC 9849 §7.2: "Upon receipt of an "encrypted_client_hello" extension
+    // of type inner in a ClientHello, if the backend server negotiates TLS
+    // 1.3 or higher, then it MUST confirm ECH acceptance".
+    s.backendInner = true;
+    return {
+      ...confirmations(clientHello.random),
+      attributes: retry ? undefined : { echStatus: 'accepted', innerServerName: servername, echRole: 'backend' },
+    };
+  };
+}
+
+/**
+ * The ECH {@link ClientHelloHook} for `createEchServer({ onClientHello })`.
+ *
+ * - `client-facing` (default, shared mode): decrypts ClientHelloOuter with the
+ *   key set; on success the handshake continues on ClientHelloInner (its SNI
+ *   picks the certificate, its ALPN list is negotiated) with the accept
+ *   confirmation in ServerHello.random (and in the HelloRetryRequest); on
+ *   failure the handshake completes on ClientHelloOuter, for the public name,
+ *   with `retry_configs`. A ClientHello carrying an inner-type extension is
+ *   `illegal_parameter` (§7).
+ * - `backend` (split mode): a ClientHello with an inner-type extension is
+ *   answered with the accept confirmation; an outer-type one is
+ *   `illegal_parameter`.
+ *
+ * The connection's attributes get `echStatus` ({@link EchStatus}),
+ * `outerServerName` and `innerServerName`.
+ * @group Server
+ * @example
+ * ```ts
+ * const keys = await loadEchKeyDirectory('/etc/ech');
+ * const server = createEchServer({ key, cert, certificates, onClientHello: createEchHook({ keys }) }, onSocket);
+ * ```
+ */
+export function createEchHook(opts: EchHookOptions = {}): ClientHelloHook {
+  return (opts.role ?? 'client-facing') === 'backend' ? backendHook() : clientFacingHook(opts);
+}
