@@ -14,6 +14,10 @@ import { performance } from 'node:perf_hooks';
  * Bounds of one measurement. Iteration stops at `maxIterations` or after
  * `maxTimeMs`, whichever comes first, but not before `minIterations`.
  * @group Bench
+ * @example
+ * ```ts
+ * const opts: MeasureOptions = { warmup: 20, maxIterations: 400, maxTimeMs: 3000 };
+ * ```
  */
 export interface MeasureOptions {
   /** Untimed calls before timing (bounded by `warmupTimeMs` too). Default 200. */
@@ -31,6 +35,11 @@ export interface MeasureOptions {
 /**
  * Result of a measurement, times in microseconds.
  * @group Bench
+ * @example
+ * ```ts
+ * const m: Measurement = await measure('noop', () => 0);
+ * console.log(`${m.median_us} µs (p90 ${m.p90_us})`);
+ * ```
  */
 export interface Measurement {
   name: string;
@@ -40,7 +49,14 @@ export interface Measurement {
   min_us: number;
 }
 
-/** A function to time: synchronous, or returning a promise that is awaited inside the timed span. */
+/**
+ * A function to time: synchronous, or returning a promise that is awaited inside the timed span.
+ * @group Bench
+ * @example
+ * ```ts
+ * const fn: BenchFn = () => ctx.open(aad, ct);
+ * ```
+ */
 export type BenchFn = () => unknown;
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -113,6 +129,10 @@ export async function measure(name: string, fn: BenchFn, opts: MeasureOptions = 
  * One benchmark case: `field` is its key in the JSON output (e.g.
  * `open_us`); `setup` runs once, untimed, and returns the function to time.
  * @group Bench
+ * @example
+ * ```ts
+ * const c: BenchCase = { field: 'reject_us', label: 'unknown config_id', setup: () => () => decryptClientHello(hello, keys) };
+ * ```
  */
 export interface BenchCase {
   field: string;

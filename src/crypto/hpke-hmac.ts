@@ -19,7 +19,14 @@
  */
 import * as nodeCrypto from 'node:crypto';
 
-/** Hash functions of the HPKE KDFs and DHKEMs. */
+/**
+ * Hash functions of the HPKE KDFs and DHKEMs.
+ * @group Crypto
+ * @example
+ * ```ts
+ * const alg: HpkeHashName = 'sha384';
+ * ```
+ */
 export type HpkeHashName = 'sha256' | 'sha384' | 'sha512';
 
 type DigestBinary = (alg: HpkeHashName, data: Uint8Array) => string;
@@ -36,6 +43,14 @@ const digestBinary: DigestBinary =
  * {@link HmacScratch.mac} is a binary (latin1) string of the digest, which
  * {@link HmacScratch.setKey} accepts back without conversion.
  * @internal
+ * @group Crypto
+ * @example
+ * ```ts
+ * const h = hmacScratch('sha256');
+ * const msg = h.buffer([label, data]); // headroom || label || data
+ * h.setKey(salt);
+ * const prk = h.mac(msg); // binary string
+ * ```
  */
 export class HmacScratch {
   readonly alg: HpkeHashName;
@@ -107,7 +122,15 @@ export class HmacScratch {
 
 const scratch = new Map<HpkeHashName, HmacScratch>();
 
-/** The shared {@link HmacScratch} of `alg`. @internal */
+/**
+ * The shared {@link HmacScratch} of `alg`.
+ * @internal
+ * @group Crypto
+ * @example
+ * ```ts
+ * hmacScratch('sha256').block; // 64
+ * ```
+ */
 export function hmacScratch(alg: HpkeHashName): HmacScratch {
   let s = scratch.get(alg);
   if (s === undefined) {

@@ -41,6 +41,10 @@ export {
  * comes from the ECHConfig's `HpkeKeyConfig`, the KDF/AEAD pair from the
  * client's `ECHClientHello.cipher_suite`.
  * @group Crypto
+ * @example
+ * ```ts
+ * const suite: HpkeSuite = { kem: config.kemId, kdf: ech.cipherSuite.kdfId, aead: ech.cipherSuite.aeadId };
+ * ```
  */
 export interface HpkeSuite {
   readonly kem: number;
@@ -259,6 +263,10 @@ function resolveInfo(params: SuiteParams, info: Uint8Array | PreparedInfo): Prep
 /**
  * The AEAD key material of an HPKE context.
  * @group Crypto
+ * @example
+ * ```ts
+ * const { key, baseNonce }: HpkeKeyMaterial = keyScheduleBase(suite, sharedSecret, info);
+ * ```
  */
 export interface HpkeKeyMaterial {
   /** Nk bytes. */
@@ -499,6 +507,11 @@ export function setupBaseSender(suite: HpkeSuite, recipientPublicKey: Uint8Array
  * A raw private key for {@link createRecipientContext}, for any KEM (the
  * hpke-js path takes RFC 9180 SerializePrivateKey bytes).
  * @group Crypto
+ * @example
+ * ```ts
+ * const raw: RawKemPrivateKey = { kem: KemId.DhkemX448HkdfSha512, privateKey: skBytes };
+ * const ctx = await createRecipientContext(suite, raw, enc, info);
+ * ```
  */
 export interface RawKemPrivateKey {
   readonly kem: number;

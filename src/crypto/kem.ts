@@ -27,7 +27,14 @@ import { KemId } from 'hpke-js';
 import { DecryptError, EchError, InvalidArgumentError } from '../wire/alert.js';
 import { hmacScratch, type HmacScratch } from './hpke-hmac.js';
 
-/** @internal Static parameters of one native DHKEM. */
+/**
+ * @internal Static parameters of one native DHKEM.
+ * @group Crypto
+ * @example
+ * ```ts
+ * const p: KemParams | undefined = nativeKem(0x0020); // p?.npk === 32
+ * ```
+ */
 export interface KemParams {
   readonly id: number;
   readonly name: string;
@@ -83,7 +90,14 @@ const KEMS: ReadonlyMap<number, KemParams> = new Map([
   [KemId.DhkemP384HkdfSha384, kemParams(KemId.DhkemP384HkdfSha384, 'DHKEM(P-384, HKDF-SHA384)', 'sha384', 48, 48, 97, 'secp384r1', 'P-384')],
 ]);
 
-/** @internal The native parameters of `kem`, or undefined. */
+/**
+ * @internal The native parameters of `kem`, or undefined.
+ * @group Crypto
+ * @example
+ * ```ts
+ * nativeKem(0x0010)?.name; // 'DHKEM(P-256, HKDF-SHA256)'
+ * ```
+ */
 export function nativeKem(kem: number): KemParams | undefined {
   return KEMS.get(kem);
 }
@@ -116,6 +130,10 @@ export function nativeKemSupported(kem: number): boolean {
  * 32-byte X25519 u-coordinate or the uncompressed SEC1 point (0x04 || X || Y),
  * i.e. RFC 9180 SerializePublicKey, the form used in ECHConfig.
  * @group Crypto
+ * @example
+ * ```ts
+ * const pair: KemKeyPair = generateKemKeyPair(KemId.DhkemP256HkdfSha256); // publicKey: 65 bytes
+ * ```
  */
 export interface KemKeyPair {
   readonly kem: number;
@@ -290,6 +308,11 @@ function binaryToBytes(s: string): Uint8Array {
 /**
  * @internal {@link KemPrivateKey.decap} returning `shared_secret` as a binary
  * string, the form the key schedule's HMAC takes without conversion.
+ * @group Crypto
+ * @example
+ * ```ts
+ * hmac.setKey(decapBinary(key, enc));
+ * ```
  */
 export let decapBinary: (key: KemPrivateKey, enc: Uint8Array) => string;
 
