@@ -321,3 +321,33 @@ describe('Node tls.connect against the engine', () => {
     expect(new X509Certificate(ec.cert).subjectAltName).toContain('ec.test');
   });
 });
+
+describe('http2 on our sockets', () => {
+  test('http2.createServer fed with our sockets serves an http2.connect client (ALPN h2)', async () => {
+    const http2 = await import('node:http2');
+    const h2 = http2.createServer();
+    h2.on('stream', (stream, headers) => {
+      stream.respond({ ':status': 200, 'content-type': 'text/plain' });
+      stream.end(`h2 says hi to ${headers[':path']}`);
+    });
+    await withServer(
+      { key: ec.key, cert: ec.cert, ALPNProtocols: ['h2'] },
+      async (srv) => {
+        const session = http2.connect(`https://localhost:${srv.port}`, { ca: pki.caPem, host: '127.0.0.1', servername: 'localhost' } as never);
+        const body = await new Promise<string>((resolve, reject) => {
+          session.on('error', reject);
+          const req = session.request({ ':path': '/x' });
+          let b = '';
+          req.on('data', (d: Buffer) => (b += d.toString()));
+          req.on('end', () => resolve(b));
+          req.on('error', reject);
+          req.end();
+        });
+        await new Promise<void>((r) => session.close(() => r()));
+        expect(body).toBe('h2 says hi to /x');
+      },
+      (s) => h2.emit('connection', s),
+    );
+    h2.close();
+  });
+});
