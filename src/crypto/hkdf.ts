@@ -15,6 +15,10 @@ import { InvalidArgumentError } from '../wire/alert.js';
 /**
  * Hash functions used by TLS 1.3 cipher suites.
  * @group Crypto
+ * @example
+ * ```ts
+ * const h: HashName = suite.hash; // 'sha256' | 'sha384'
+ * ```
  */
 export type HashName = 'sha256' | 'sha384';
 

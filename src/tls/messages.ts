@@ -80,6 +80,10 @@ export function writeExtensionBlock(w: Writer, extensions: readonly Extension[])
  * } ServerHello;
  * ```
  * @group TLS
+ * @example
+ * ```ts
+ * const sh: ServerHello = decodeServerHello(message.body);
+ * ```
  */
 export interface ServerHello {
   legacyVersion: number;
@@ -184,6 +188,10 @@ export function decodeEncryptedExtensions(body: Uint8Array): Extension[] {
 /**
  * One CertificateEntry (X.509 form) of a Certificate message.
  * @group TLS
+ * @example
+ * ```ts
+ * const entry: CertificateEntry = { data: leafDer, extensions: [] };
+ * ```
  */
 export interface CertificateEntry {
   /** DER of one certificate (`cert_data<1..2^24-1>`). */
@@ -201,6 +209,10 @@ export interface CertificateEntry {
  * } Certificate;
  * ```
  * @group TLS
+ * @example
+ * ```ts
+ * const msg: CertificateMessage = { certificateRequestContext: new Uint8Array(0), entries: [entry] };
+ * ```
  */
 export interface CertificateMessage {
   certificateRequestContext: Uint8Array;
@@ -256,6 +268,10 @@ export function decodeCertificate(body: Uint8Array): CertificateMessage {
  * A CertificateVerify message (RFC 8446bis §4.4.3):
  * `SignatureScheme algorithm; opaque signature<0..2^16-1>`.
  * @group TLS
+ * @example
+ * ```ts
+ * const cv: CertificateVerify = { algorithm: SignatureScheme.ed25519, signature };
+ * ```
  */
 export interface CertificateVerify {
   algorithm: number;
@@ -338,6 +354,10 @@ export function decodeFinished(body: Uint8Array, hashLength: number): Uint8Array
  * } NewSessionTicket;
  * ```
  * @group TLS
+ * @example
+ * ```ts
+ * const nst: NewSessionTicket = decodeNewSessionTicket(message.body);
+ * ```
  */
 export interface NewSessionTicket {
   /** Seconds, at most 604800 (7 days). */
@@ -395,6 +415,10 @@ export function decodeNewSessionTicket(body: Uint8Array): NewSessionTicket {
 /**
  * KeyUpdateRequest values (RFC 8446bis §4.6.3).
  * @group TLS
+ * @example
+ * ```ts
+ * encodeKeyUpdate(KeyUpdateRequest.update_not_requested);
+ * ```
  */
 export const KeyUpdateRequest = {
   update_not_requested: 0,

@@ -14,12 +14,20 @@ import { SignatureScheme } from '../tls/constants.js';
 /**
  * A private key in any form node:crypto accepts.
  * @group Server
+ * @example
+ * ```ts
+ * const key: PrivateKeyInput = readFileSync('server.key', 'utf8');
+ * ```
  */
 export type PrivateKeyInput = string | Buffer | Uint8Array | KeyObject;
 
 /**
  * One certificate chain and its key, Node-style (`key`, `cert`).
  * @group Server
+ * @example
+ * ```ts
+ * const pair: CertificateKeyPair = { key: keyPem, cert: chainPem, names: ['example.com'] };
+ * ```
  */
 export interface CertificateKeyPair {
   /** PEM chain (leaf first), or an array of PEM/DER certificates. */
@@ -37,7 +45,13 @@ export interface CertificateKeyPair {
   sign?: (scheme: number, data: Uint8Array) => Promise<Uint8Array> | Uint8Array;
 }
 
-/** Kinds of certificate keys the engine signs with. @group Server */
+/**
+ * Kinds of certificate keys the engine signs with. @group Server
+ * @example
+ * ```ts
+ * if (cert.keyType === 'rsa') console.log('signs with RSA-PSS');
+ * ```
+ */
 export type CertificateKeyType = 'ecdsa-p256' | 'rsa' | 'ed25519';
 
 const SCHEMES: Record<CertificateKeyType, readonly number[]> = {

@@ -69,6 +69,11 @@ import { PeerAlertError } from './server-handshake.js';
 /**
  * A resumable session, from a NewSessionTicket.
  * @group Client
+ * @example
+ * ```ts
+ * let saved: ClientSession | undefined;
+ * new ClientConnection(opts, { send, session: (s) => (saved = s) });
+ * ```
  */
 export interface ClientSession {
   suite: number;
@@ -84,6 +89,10 @@ export interface ClientSession {
 /**
  * Client options (Node's names where they exist).
  * @group Client
+ * @example
+ * ```ts
+ * const opts: ClientOptions = { servername: 'example.com', ca: caPem, ALPNProtocols: ['h2'] };
+ * ```
  */
 export interface ClientOptions {
   /** SNI and the name the certificate must match. */
@@ -122,6 +131,10 @@ export interface ClientOptions {
 /**
  * Where a {@link ClientConnection} delivers its output.
  * @group Client
+ * @example
+ * ```ts
+ * const sink: ClientSink = { send: (b) => socket.write(b), data: (b) => process.stdout.write(b) };
+ * ```
  */
 export interface ClientSink {
   send(bytes: Uint8Array): void;
@@ -134,6 +147,10 @@ export interface ClientSink {
 /**
  * What the client negotiated.
  * @group Client
+ * @example
+ * ```ts
+ * sink.handshakeComplete = (info: ClientHandshakeInfo) => console.log(info.alpnProtocol, info.resumed);
+ * ```
  */
 export interface ClientHandshakeInfo {
   suite: CipherSuiteParams;

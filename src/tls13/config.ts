@@ -19,12 +19,23 @@ import { TicketKeys } from './tickets.js';
  * hash the engine computed with the confirmation bytes zeroed. Must return
  * exactly as many bytes as were zeroed (8).
  * @group Server
+ * @example
+ * ```ts
+ * const confirm: AcceptConfirmation = (th, hash) =>
+ *   hkdfExpandLabel(hash, hkdfExtract(hash, new Uint8Array(0), innerRandom), 'ech accept confirmation', th, 8);
+ * ```
  */
 export type AcceptConfirmation = (transcriptHash: Uint8Array, hash: HashName) => Uint8Array;
 
 /**
  * What the {@link ClientHelloHook} sees.
  * @group Server
+ * @example
+ * ```ts
+ * const hook: ClientHelloHook = (info: ClientHelloHookInfo) => {
+ *   if (info.retry) console.log('second ClientHello, state kept:', info.state);
+ * };
+ * ```
  */
 export interface ClientHelloHookInfo {
   /** The ClientHello as received, decoded. */
@@ -44,6 +55,16 @@ export interface ClientHelloHookInfo {
  * What a {@link ClientHelloHook} may return. Every field is optional;
  * returning `undefined` continues on the ClientHello as received.
  * @group Server
+ * @example
+ * ```ts
+ * const accepted: ClientHelloHookResult = {
+ *   clientHello: innerBody,
+ *   serverHelloConfirmation: (th, hash) => acceptConfirmation(hash, innerRandom, th),
+ *   helloRetryRequestExtension: { type: 0xfe0d, compute: (th, hash) => hrrAcceptConfirmation(hash, innerRandom, th) },
+ *   attributes: { echAccepted: true },
+ * };
+ * const rejected: ClientHelloHookResult = { encryptedExtensions: [{ type: 0xfe0d, data: retryConfigs }] };
+ * ```
  */
 export interface ClientHelloHookResult {
   /**
@@ -76,6 +97,13 @@ export interface ClientHelloHookResult {
  * HelloRetryRequest): the ECH seam. Throw an {@link EchError} to abort with
  * its alert.
  * @group Server
+ * @example
+ * ```ts
+ * const server = createEchServer({ key, cert, onClientHello: async ({ clientHello, retry, state }) => {
+ *   const r = await decryptEch(clientHello, retry, state);
+ *   return r.accepted ? { clientHello: r.innerBody, serverHelloConfirmation: r.confirm } : undefined;
+ * } });
+ * ```
  */
 export type ClientHelloHook = (
   info: ClientHelloHookInfo,
@@ -86,6 +114,10 @@ export type ClientHelloHook = (
  * (`{ key, cert }`), a {@link ServerCertificate}, or a {@link CertificateStore};
  * `undefined` falls back to the configured certificates.
  * @group Server
+ * @example
+ * ```ts
+ * const SNICallback: SniCallback = (name, cb) => cb(null, name === 'a.example' ? { key, cert } : undefined);
+ * ```
  */
 export type SniCallback = (
   servername: string,
@@ -96,6 +128,10 @@ export type SniCallback = (
  * Options of {@link createEchServer} / {@link ServerConnection}, with
  * Node's `tls.createServer` names where one exists.
  * @group Server
+ * @example
+ * ```ts
+ * const options: EchServerOptions = { key, cert, ALPNProtocols: ['h2', 'http/1.1'], ecdhCurve: 'X25519:P-256' };
+ * ```
  */
 export interface EchServerOptions {
   /** PEM private key of the default certificate (or several, matching `cert`). */
@@ -133,6 +169,10 @@ export interface EchServerOptions {
 /**
  * Resolved configuration the engine runs on.
  * @group Server
+ * @example
+ * ```ts
+ * const config: ServerConfig = resolveServerConfig({ key, cert });
+ * ```
  */
 export interface ServerConfig {
   certificates: CertificateStore;

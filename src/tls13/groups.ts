@@ -9,7 +9,13 @@ import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 
 import { EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { NamedGroup } from '../tls/constants.js';
 
-/** Groups this engine can compute. @group Server */
+/**
+ * Groups this engine can compute. @group Server
+ * @example
+ * ```ts
+ * SUPPORTED_GROUPS.includes(NamedGroup.x25519); // true
+ * ```
+ */
 export const SUPPORTED_GROUPS: readonly number[] = [NamedGroup.x25519, NamedGroup.secp256r1];
 
 const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
@@ -55,6 +61,10 @@ export function parseEcdhCurve(spec: string | undefined): number[] {
 /**
  * An ephemeral key pair for one group.
  * @group Server
+ * @example
+ * ```ts
+ * const k: EphemeralKey = generateEphemeralKey(NamedGroup.secp256r1);
+ * ```
  */
 export interface EphemeralKey {
   readonly group: number;

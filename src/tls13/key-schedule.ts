@@ -33,6 +33,10 @@ import type { CipherSuiteParams } from './suites.js';
 /**
  * Key and IV of one direction's record protection.
  * @group Server
+ * @example
+ * ```ts
+ * const keys: TrafficKeys = trafficKeys(suite, secret);
+ * ```
  */
 export interface TrafficKeys {
   key: Uint8Array;

@@ -146,6 +146,10 @@ export class RecordProtection {
 /**
  * One record after deprotection.
  * @group Server
+ * @example
+ * ```ts
+ * const rec: PlainRecord | undefined = recordLayer.next();
+ * ```
  */
 export interface PlainRecord {
   /** The real content type (inner type for protected records). */

@@ -80,6 +80,10 @@ import type { TicketState } from './tickets.js';
 /**
  * Where a {@link ServerConnection} delivers its output.
  * @group Server
+ * @example
+ * ```ts
+ * const sink: ConnectionSink = { send: (b) => socket.write(b), data: (b) => app.push(b) };
+ * ```
  */
 export interface ConnectionSink {
   /** Bytes to write to the transport, in order. */
@@ -95,6 +99,10 @@ export interface ConnectionSink {
 /**
  * What was negotiated.
  * @group Server
+ * @example
+ * ```ts
+ * sink.handshakeComplete = (info: HandshakeInfo) => console.log(info.suite.name, info.servername, info.resumed);
+ * ```
  */
 export interface HandshakeInfo {
   suite: CipherSuiteParams;
@@ -132,7 +140,13 @@ export class PeerAlertError extends EchError {
   }
 }
 
-/** States of the server handshake (RFC 8446bis Appendix A.2). @group Server */
+/**
+ * States of the server handshake (RFC 8446bis Appendix A.2). @group Server
+ * @example
+ * ```ts
+ * if (conn.state === 'connected') conn.write(data);
+ * ```
+ */
 export type ServerState = 'wait_client_hello' | 'wait_client_hello_2' | 'wait_finished' | 'connected' | 'closed';
 
 /** Bytes of rejected 0-RTT data we skip (RFC 8446bis §4.2.10). */

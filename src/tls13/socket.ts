@@ -18,6 +18,11 @@ import { groupName } from './groups.js';
 /**
  * How a {@link TlsSocket} starts.
  * @group Server
+ * @example
+ * ```ts
+ * const start: TlsSocketStart = await readClientHelloFrom(rawSocket);
+ * server.handleSocket(rawSocket, start);
+ * ```
  */
 export interface TlsSocketStart {
   /**
@@ -29,7 +34,13 @@ export interface TlsSocketStart {
   initialData?: Uint8Array;
 }
 
-/** Node's `getCipher()` shape. @group Server */
+/**
+ * Node's `getCipher()` shape. @group Server
+ * @example
+ * ```ts
+ * const c: CipherInfo | undefined = tlsSocket.getCipher();
+ * ```
+ */
 export interface CipherInfo {
   name: string;
   standardName: string;

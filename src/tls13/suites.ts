@@ -11,6 +11,10 @@ import { CipherSuite } from '../tls/constants.js';
 /**
  * Parameters of one TLS 1.3 cipher suite.
  * @group Server
+ * @example
+ * ```ts
+ * const suite: CipherSuiteParams = suiteById(CipherSuite.TLS_AES_128_GCM_SHA256)!;
+ * ```
  */
 export interface CipherSuiteParams {
   /** Code point. */

@@ -17,6 +17,10 @@ import { equalBytes } from '../wire/bytes.js';
 /**
  * What a ticket remembers about the session it resumes.
  * @group Server
+ * @example
+ * ```ts
+ * const state: TicketState | undefined = ticketKeys.open(identity);
+ * ```
  */
 export interface TicketState {
   /** Cipher suite of the original connection (its hash must match). */
