@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { CipherSuite } from 'hpke-js';
 import {
@@ -131,7 +131,9 @@ async function main(): Promise<void> {
   const check = loadKemPrivateKey(SUITE.kem, keyPair.privateKey);
   for (const p of payloads) setupBaseRecipient(SUITE, check, p.enc, info).open(p.aad, p.ct);
 
+  const loadBefore = loadavg()[0] ?? 0;
   const results = await runCases(cases, BATCH);
+  const loadAfter = loadavg()[0] ?? 0;
   const out: Record<string, unknown> = {};
   for (const [field, m] of results) {
     out[field] = round(m.median_us, 2);
@@ -147,6 +149,8 @@ async function main(): Promise<void> {
   out.node = process.version;
   out.cpu = `${cpu[0]?.model ?? 'unknown'} x${cpu.length}`;
   out.batch = BATCH;
+  // The machine is shared: the 1-minute load average before and after tells how busy it was.
+  out.loadavg_1m = [round(loadBefore, 2), round(loadAfter, 2)];
 
   if (json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
@@ -154,7 +158,9 @@ async function main(): Promise<void> {
   }
   const line = (m: Measurement, field: string): string =>
     `${field.padEnd(18)} median ${m.median_us.toFixed(1).padStart(8)} µs   p90 ${m.p90_us.toFixed(1).padStart(8)} µs   n=${String(m.iterations).padStart(5)}   ${m.name}`;
-  console.log(`node ${process.version}, ${String(out.cpu)}, cases interleaved in batches of ${BATCH}`);
+  console.log(
+    `node ${process.version}, ${String(out.cpu)}, cases interleaved in batches of ${BATCH}, load average ${loadBefore.toFixed(2)} → ${loadAfter.toFixed(2)}`,
+  );
   for (const [field, m] of results) console.log(line(m, field));
   for (const r of ratios) {
     const v = out[r.field];
