@@ -1,0 +1,52 @@
+/**
+ * The library's own TLS 1.3 engine (RFC 8446bis): server (and client)
+ * handshake, key schedule, record layer, tickets, and the Node-facing
+ * `createEchServer` / `TlsSocket`. See `server-handshake.ts` for the ECH
+ * seams (ClientHello hook, accept confirmations, starting from a pre-read
+ * ClientHello).
+ *
+ * @module
+ */
+export { createEchServer, EchServer } from './server.js';
+export { TlsSocket, readClientHelloFrom, type TlsSocketStart, type CipherInfo } from './socket.js';
+export {
+  ServerConnection,
+  PeerAlertError,
+  type ConnectionSink,
+  type HandshakeInfo,
+  type ServerState,
+} from './server-handshake.js';
+export {
+  resolveServerConfig,
+  type EchServerOptions,
+  type ServerConfig,
+  type ClientHelloHook,
+  type ClientHelloHookInfo,
+  type ClientHelloHookResult,
+  type AcceptConfirmation,
+  type SniCallback,
+} from './config.js';
+export {
+  ClientConnection,
+  verifyServerChain,
+  type ClientOptions,
+  type ClientSink,
+  type ClientSession,
+  type ClientHandshakeInfo,
+} from './client.js';
+export {
+  ServerCertificate,
+  CertificateStore,
+  certificateNames,
+  certificateVerifyInput,
+  signWithScheme,
+  verifyWithScheme,
+  type CertificateKeyPair,
+  type CertificateKeyType,
+  type PrivateKeyInput,
+} from './certificates.js';
+export { KeySchedule, trafficKeys, nextTrafficSecret, finishedVerifyData, resumptionPsk, exportKeyingMaterial, type TrafficKeys } from './key-schedule.js';
+export { RecordLayer, RecordProtection, type PlainRecord } from './record-layer.js';
+export { SUITES, suiteById, parseCipherList, type CipherSuiteParams } from './suites.js';
+export { SUPPORTED_GROUPS, generateEphemeralKey, parseEcdhCurve, groupName, type EphemeralKey } from './groups.js';
+export { TicketKeys, type TicketState } from './tickets.js';
