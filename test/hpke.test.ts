@@ -335,22 +335,43 @@ describe('key schedule and contexts', () => {
 });
 
 describe('createRecipientContext falls back to hpke-js for non-native KEMs', () => {
-  const suite = { kem: KemId.DhkemX448HkdfSha512, kdf: KdfId.HkdfSha512, aead: AeadId.Aes256Gcm };
+  for (const suite of [
+    { kem: KemId.DhkemX448HkdfSha512, kdf: KdfId.HkdfSha512, aead: AeadId.Aes256Gcm },
+    { kem: KemId.DhkemP521HkdfSha512, kdf: KdfId.HkdfSha256, aead: AeadId.Chacha20Poly1305 },
+  ]) {
+    it(`kem 0x${suite.kem.toString(16)}: hpke-js seal → facade open (seq 0 and 1); bad enc → DecryptError`, async () => {
+      expect(nativeSupported(suite)).toBe(false);
+      const ref = refSuite(suite);
+      const pair = await ref.kem.generateKeyPair();
+      const raw = { kem: suite.kem, privateKey: u8(await ref.kem.serializePrivateKey(pair.privateKey)) };
+      const info = Buffer.from('tls ech\0x448', 'latin1');
+      const sender = await ref.createSenderContext({ recipientPublicKey: pair.publicKey, info });
+      const c0 = u8(await sender.seal(new Uint8Array([1, 2, 3]), new Uint8Array([9])));
+      const c1 = u8(await sender.seal(new Uint8Array([4]), new Uint8Array([8])));
+      const ctx = await createRecipientContext(suite, raw, u8(sender.enc), info);
+      expect([...ctx.open(new Uint8Array([9]), c0)]).toEqual([1, 2, 3]);
+      expect([...ctx.open(new Uint8Array([8]), c1)]).toEqual([4]);
+      await expect(createRecipientContext(suite, raw, new Uint8Array(10), info)).rejects.toBeInstanceOf(DecryptError);
+      expect(() => setupBaseSender(suite, new Uint8Array(56), info)).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED' }));
+      const wrongInfo = await createRecipientContext(suite, raw, u8(sender.enc), new Uint8Array(0));
+      expect(() => wrongInfo.open(new Uint8Array([9]), c0)).toThrow(DecryptError);
+    });
+  }
 
-  it('X448: hpke-js seal → facade open (seq 0 and 1); bad enc → DecryptError', async () => {
-    expect(nativeSupported(suite)).toBe(false);
-    const ref = refSuite(suite);
-    const pair = await ref.kem.generateKeyPair();
-    const raw = { kem: suite.kem, privateKey: u8(await ref.kem.serializePrivateKey(pair.privateKey)) };
-    const info = Buffer.from('tls ech\0x448', 'latin1');
-    const sender = await ref.createSenderContext({ recipientPublicKey: pair.publicKey, info });
-    const c0 = u8(await sender.seal(new Uint8Array([1, 2, 3]), new Uint8Array([9])));
-    const c1 = u8(await sender.seal(new Uint8Array([4]), new Uint8Array([8])));
-    const ctx = await createRecipientContext(suite, raw, u8(sender.enc), info);
-    expect([...ctx.open(new Uint8Array([9]), c0)]).toEqual([1, 2, 3]);
-    expect([...ctx.open(new Uint8Array([8]), c1)]).toEqual([4]);
-    await expect(createRecipientContext(suite, raw, new Uint8Array(10), info)).rejects.toBeInstanceOf(DecryptError);
-    expect(() => setupBaseSender(suite, new Uint8Array(56), info)).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED' }));
+  it('a native KEM with an unsupported KDF is ERR_UNSUPPORTED, also for a loaded key', async () => {
+    const kp = generateKemKeyPair(0x20);
+    const key = loadKemPrivateKey(0x20, kp.privateKey);
+    await expect(createRecipientContext({ kem: 0x20, kdf: 4, aead: 1 }, key, new Uint8Array(32), new Uint8Array(0))).rejects.toMatchObject({
+      code: 'ERR_UNSUPPORTED',
+    });
+  });
+
+  it('setupBaseSender result can be destructured', () => {
+    const kp = generateKemKeyPair(0x20);
+    const { enc, seal } = setupBaseSender({ kem: 0x20, kdf: 1, aead: 1 }, kp.publicKey, new Uint8Array(0));
+    const ct = seal(new Uint8Array(0), new Uint8Array([1]));
+    const ctx = setupBaseRecipient({ kem: 0x20, kdf: 1, aead: 1 }, loadKemPrivateKey(0x20, kp.privateKey), enc, new Uint8Array(0));
+    expect([...ctx.open(new Uint8Array(0), ct)]).toEqual([1]);
   });
 
   it('an unknown KEM is ERR_UNSUPPORTED', async () => {

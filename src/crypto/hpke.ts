@@ -435,6 +435,7 @@ export class SenderContext {
     this.#cipher = params.cipher;
     this.#key = m.key;
     this.#baseNonce = m.baseNonce;
+    this.seal = this.seal.bind(this); // so `const { enc, seal } = setupBaseSender(...)` works
   }
 
   /** Sequence number of the next {@link SenderContext.seal}. */
@@ -493,7 +494,8 @@ export function setupBaseRecipient(
  * `ERR_UNSUPPORTED` if the suite is not native.
  * @example
  * ```ts
- * const { enc, seal } = setupBaseSender(suite, config.publicKey, info);
+ * const sender = setupBaseSender(suite, config.publicKey, info);
+ * const payload = sender.seal(outerAad, encodedInner); // send sender.enc with it
  * ```
  */
 export function setupBaseSender(suite: HpkeSuite, recipientPublicKey: Uint8Array, info: Uint8Array | PreparedInfo): SenderContext {
@@ -579,8 +581,8 @@ export async function createRecipientContext(
     }
     return setupBaseRecipient(suite, loaded, enc, info);
   }
-  if (key instanceof KemPrivateKey) throw new InvalidArgumentError('a loaded KemPrivateKey is native-only');
   const params = symmetricParams(suite); // throws for a KDF/AEAD outside RFC 9180
+  if (key instanceof KemPrivateKey) throw new InvalidArgumentError('a loaded KemPrivateKey is native-only');
   const prepared = resolveInfo(params, info);
   const sharedSecret = await hpkeJsDecap(suite, key, enc);
   return new RecipientContext(params.suite, keySchedule(params, sharedSecret, prepared));
