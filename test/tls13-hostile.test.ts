@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import net from 'node:net';
+import tls from 'node:tls';
 import { makePki, memoryPair, startServer, type Running, type TestPki } from './tls13-helpers.js';
 import { ClientConnection, type ClientOptions, type ClientSink } from '../src/tls13/client.js';
 import { resolveServerConfig } from '../src/tls13/config.js';
@@ -277,6 +278,46 @@ describe('hostile peers over TCP', () => {
       expect(await lastServerAlert(n)).toBe(alert);
     });
   }
+
+  test('badRecordMac after the handshake: alert, close, and the server lives on (no error listener)', async () => {
+    // The echo handler of startServer pipes without an 'error' listener.
+    let clientError: Error | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(srv.port, '127.0.0.1');
+      const timer = setTimeout(() => reject(new Error('no close')), 5000);
+      let connected = false;
+      const c = new ClientConnection(clientOpts(), {
+        send: (b) => {
+          if (connected) {
+            const t = b.slice();
+            t[t.length - 1]! ^= 1;
+            s.write(t);
+          } else s.write(b);
+        },
+        handshakeComplete: () => {
+          connected = true;
+          setTimeout(() => c.write(new TextEncoder().encode('tampered')), 20);
+        },
+      });
+      s.on('connect', () => c.start());
+      s.on('data', (d: Buffer) => c.receive(d).catch((e: Error) => (clientError ??= e)));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(timer);
+        setImmediate(resolve);
+      });
+    });
+    expect((clientError as { alert?: string } | undefined)?.alert).toBe('bad_record_mac');
+    // Still serving.
+    const again = await new Promise<string>((resolve, reject) => {
+      const c = tls.connect({ host: '127.0.0.1', port: srv.port, ca: pki.caPem, servername: 'localhost' }, () => {
+        resolve(c.getProtocol() ?? '');
+        c.end();
+      });
+      c.on('error', reject);
+    });
+    expect(again).toBe('TLSv1.3');
+  });
 
   test('a peer that goes silent is cut off by handshakeTimeout', async () => {
     const quick = await startServer({ key: leaf.key, cert: leaf.cert, handshakeTimeout: 150 });

@@ -322,6 +322,35 @@ describe('Node tls.connect against the engine', () => {
   });
 });
 
+describe('front-end handoff', () => {
+  test('a front end reads the first ClientHello itself and hands it to handleSocket', async () => {
+    const { readClientHelloFrom } = await import('../src/tls13/socket.js');
+    const net = await import('node:net');
+    const engine = await startServer({ key: ec.key, cert: ec.cert, ALPNProtocols: ['http/1.1'] });
+    const seen: number[] = [];
+    const front = net.createServer((raw) => {
+      readClientHelloFrom(raw).then(
+        (start) => {
+          seen.push(start.clientHello[0]!);
+          engine.server.handleSocket(raw, start);
+        },
+        () => raw.destroy(),
+      );
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    try {
+      const port = (front.address() as { port: number }).port;
+      const r = await roundTrip(port, { ALPNProtocols: ['http/1.1'] });
+      expect(r.echoed).toBe('ping\n');
+      expect(r.alpn).toBe('http/1.1');
+      expect(seen).toEqual([1]);
+    } finally {
+      await new Promise<void>((r) => front.close(() => r()));
+      await engine.close();
+    }
+  });
+});
+
 describe('http2 on our sockets', () => {
   test('http2.createServer fed with our sockets serves an http2.connect client (ALPN h2)', async () => {
     const http2 = await import('node:http2');

@@ -284,7 +284,7 @@ export class ServerConnection {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
     }
     if (data.length === 0) return;
-    this.sink.send(this.records.encode(ContentType.application_data, data));
+    this.send(this.records.encode(ContentType.application_data, data));
   }
 
   /**
@@ -304,8 +304,8 @@ export class ServerConnection {
    */
   close(): void {
     if (this.writeClosed || this.stateValue === 'closed') return;
+    this.send(this.records.encodeAlert('close_notify'));
     this.writeClosed = true;
-    this.sink.send(this.records.encodeAlert('close_notify'));
   }
 
   /**
@@ -450,8 +450,15 @@ export class ServerConnection {
     }
   }
 
+  /** Every byte leaves through here; nothing leaves after a failure or close_notify. */
   private send(bytes: Uint8Array): void {
+    if (this.failure || this.writeClosed) return;
     this.sink.send(bytes);
+  }
+
+  /** After an await: stop if the connection failed meanwhile (timeout, abort). */
+  private checkAlive(): void {
+    if (this.failure) throw this.failure;
   }
 
   private sendHandshake(messages: Uint8Array[]): void {
@@ -478,6 +485,7 @@ export class ServerConnection {
   private async processClientHello(received: Uint8Array, retry: boolean): Promise<void> {
     this.requireRecordBoundary('ClientHello');
     const facts = await this.readClientHello(received, retry);
+    this.checkAlive();
     const { ch } = facts;
 
     // RFC 8446bis §4.2.1: a TLS 1.3 ClientHello carries supported_versions
@@ -564,6 +572,7 @@ export class ServerConnection {
     let scheme: number | undefined;
     if (!psk) {
       const pick = await this.pickCertificate(facts);
+      this.checkAlive();
       certificate = pick.certificate;
       scheme = pick.scheme;
     }
@@ -586,6 +595,7 @@ export class ServerConnection {
     if (certificate && scheme !== undefined) {
       this.sendCertificate(certificate);
       await this.sendCertificateVerify(certificate, scheme);
+      this.checkAlive();
     }
     this.sendServerFinished();
     this.stateValue = 'wait_finished';

@@ -53,7 +53,9 @@ type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort'
  * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
  * Emits `secure` when the handshake completes and `tlsClientError`
  * (`(err)`) if it fails; after a failed handshake the socket is destroyed
- * without an `error` event.
+ * without an `error` event. Failures after the handshake (bad record MAC,
+ * a peer's fatal alert, transport errors) emit `tlsError` (`(err)`) and close
+ * the socket, also without an `error` event.
  * @group Server
  * @example
  * ```ts
@@ -106,7 +108,7 @@ export class TlsSocket extends Duplex {
     });
     socket.on('error', (err) => {
       if (!this.secured) this.handshakeFailed(err, false);
-      else this.destroy(err);
+      else this.failAfterHandshake(err);
     });
     socket.on('close', () => {
       this.clearTimer();
@@ -122,18 +124,37 @@ export class TlsSocket extends Duplex {
     } else if (start.initialData?.length) {
       this.feed(this.connection.receive(start.initialData));
     }
+    // A front end may have paused the transport while reading the first flight.
+    socket.resume();
   }
 
   private feed(p: Promise<void>): void {
     p.catch((err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
       if (!this.secured) this.handshakeFailed(e, false);
-      else {
-        this.socket.end();
-        this.destroy(e);
-      }
+      else this.failAfterHandshake(e);
     });
   }
+
+  /**
+   * An error on an established connection (the alert is already written):
+   * reported as a `tlsError` event and {@link TlsSocket.tlsError}, then the
+   * socket closes. NOTE: deliberately not an `error` event — a consumer
+   * without an error listener (a bare `pipe`) must not take the process
+   * down because one peer misbehaved.
+   */
+  private failAfterHandshake(e: Error): void {
+    if (this.destroyed) return;
+    this.tlsError = e;
+    const s = this.socket as Duplex & { destroySoon?: () => void };
+    if (typeof s.destroySoon === 'function') s.destroySoon();
+    else s.end();
+    this.emit('tlsError', e);
+    this.destroy();
+  }
+
+  /** The error that ended an established connection, if any. */
+  tlsError: Error | undefined;
 
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
@@ -180,6 +201,11 @@ export class TlsSocket extends Duplex {
   get group(): string | undefined {
     const g = this.connection.info?.group;
     return g === undefined ? undefined : groupName(g);
+  }
+
+  /** True when the ClientHello hook reported `attributes.echAccepted === true`. */
+  get echAccepted(): boolean {
+    return this.attributes.echAccepted === true;
   }
 
   /** Attributes set by the ClientHello hook (e.g. ECH status). */
