@@ -399,3 +399,14 @@ describe('sequence numbers beyond one byte', () => {
     expect(ctx.seq).toBe(300);
   });
 });
+
+describe('suite identifiers outside the u16 range', () => {
+  it('do not alias a cached suite', () => {
+    const ss = new Uint8Array(32).fill(3);
+    keyScheduleBase({ kem: 0x20, kdf: 1, aead: 1 }, ss, new Uint8Array(0));
+    // 0 * 0x10000 + 0x10001 === 1 * 0x10000 + 1
+    expect(() => keyScheduleBase({ kem: 0x20, kdf: 0, aead: 0x10001 }, ss, new Uint8Array(0))).toThrow(
+      expect.objectContaining({ code: 'ERR_UNSUPPORTED' }),
+    );
+  });
+});

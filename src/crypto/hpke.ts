@@ -110,7 +110,7 @@ function unsupported(what: string): EchError {
 function symmetricParams(suite: HpkeSuite): SuiteParams {
   const k = suiteKey(suite);
   const cached = suiteCache.get(k);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined && cached.suite.kdf === suite.kdf && cached.suite.aead === suite.aead) return cached;
   const kdf = KDFS.get(suite.kdf);
   const aead = AEADS.get(suite.aead);
   if (kdf === undefined) throw unsupported(`HPKE KDF ${hexId(suite.kdf)} is not supported`);
@@ -247,7 +247,9 @@ export function prepareInfo(suite: HpkeSuite, info: Uint8Array): PreparedInfo {
     }
     infoByContent.set(contentKey, prepared);
   }
-  if (list !== undefined) list.push(prepared);
+  // A list per array object holds one entry per suite; an array mutated again
+  // and again between calls would grow it, so it is reset past a bound.
+  if (list !== undefined && list.length < 32) list.push(prepared);
   else infoByObject.set(info, [prepared]);
   return prepared;
 }
