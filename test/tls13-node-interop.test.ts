@@ -292,6 +292,31 @@ describe('Node tls.connect against the engine', () => {
     app.close();
   });
 
+  test('exported keying material agrees with the Node client', async () => {
+    let serverEkm = '';
+    const clientEkm = await withServer(
+      { key: ec.key, cert: ec.cert },
+      (srv) =>
+        new Promise<string>((resolve, reject) => {
+          const c = tls.connect({ host: '127.0.0.1', port: srv.port, ca: pki.caPem, servername: 'localhost' }, () => {
+            const k = c.exportKeyingMaterial(32, 'EXPORTER-ech-server-test', Buffer.from('ctx')).toString('hex');
+            c.write('x');
+            c.once('data', () => {
+              c.end();
+              resolve(k);
+            });
+          });
+          c.on('error', reject);
+        }),
+      (s) => {
+        serverEkm = s.exportKeyingMaterial(32, 'EXPORTER-ech-server-test', Buffer.from('ctx')).toString('hex');
+        s.pipe(s);
+      },
+    );
+    expect(clientEkm).toMatch(/^[0-9a-f]{64}$/);
+    expect(serverEkm).toBe(clientEkm);
+  });
+
   test('socket reports servername, cipher, remote address', async () => {
     let seen: Record<string, unknown> = {};
     await withServer(

@@ -179,6 +179,7 @@ export class RecordLayer {
   private writer: RecordProtection | undefined;
   /** Whether an unprotected change_cipher_spec may still be dropped. */
   private ccsAllowed = false;
+  private ccsDropped = false;
   /** Bytes of undecryptable (rejected 0-RTT) records still allowed to be skipped. */
   private skipBudget = 0;
 
@@ -223,7 +224,7 @@ export class RecordLayer {
    * peer's Finished). One is dropped; a second is `unexpected_message`.
    */
   allowChangeCipherSpec(allowed: boolean): void {
-    this.ccsAllowed = allowed;
+    this.ccsAllowed = allowed && !this.ccsDropped;
   }
 
   /**
@@ -291,6 +292,7 @@ export class RecordLayer {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'unexpected change_cipher_spec record');
         }
         this.ccsAllowed = false;
+        this.ccsDropped = true;
         continue;
       }
       if (!this.reader) {

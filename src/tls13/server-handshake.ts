@@ -149,6 +149,9 @@ export class PeerAlertError extends EchError {
  */
 export type ServerState = 'wait_client_hello' | 'wait_client_hello_2' | 'wait_finished' | 'connected' | 'closed';
 
+/** Records sent under one key before we rotate it with a KeyUpdate (§5.5). */
+const KEY_UPDATE_AFTER_RECORDS = 1n << 24n;
+
 /** Bytes of rejected 0-RTT data we skip (RFC 8446bis §4.2.10). */
 const EARLY_DATA_SKIP = 1 << 16;
 
@@ -284,6 +287,9 @@ export class ServerConnection {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
     }
     if (data.length === 0) return;
+    // RFC 8446bis §5.5: rekey well before the AEAD limits (2^24.5 full-size
+    // records for AES-GCM) by sending a KeyUpdate first.
+    if (this.records.writeSequence >= KEY_UPDATE_AFTER_RECORDS) this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
     this.send(this.records.encode(ContentType.application_data, data));
   }
 
