@@ -89,6 +89,26 @@ const cases: BenchCase[] = [
     },
   },
   {
+    field: 'open_p256_us',
+    label: 'our setupBaseRecipient + open with DHKEM(P-256), same KDF, AEAD and sizes',
+    options: { maxIterations: 1000, maxTimeMs: 3000 },
+    setup: () => {
+      const suite = { ...SUITE, kem: KemId.DhkemP256HkdfSha256 };
+      const kp = generateKemKeyPair(suite.kem);
+      const key = loadKemPrivateKey(suite.kem, kp.privateKey);
+      const pool = Array.from({ length: 16 }, () => {
+        const aad = randomBytes(420);
+        const sender = setupBaseSender(suite, kp.publicKey, info);
+        return { enc: sender.enc, aad, ct: sender.seal(aad, randomBytes(320)) };
+      });
+      const next = cycle(pool);
+      return () => {
+        const p = next();
+        return setupBaseRecipient(suite, key, p.enc, info).open(p.aad, p.ct);
+      };
+    },
+  },
+  {
     field: 'hpke_js_open_us',
     label: 'hpke-js 1.8 createRecipientContext + open, same suite and sizes',
     options: { maxIterations: 400, maxTimeMs: 3000, warmup: 20 },
