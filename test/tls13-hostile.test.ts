@@ -392,3 +392,38 @@ describe('hostile peers in memory (protected records)', () => {
     expect(p.server.state).toBe('closed');
   });
 });
+
+describe('fuzz: mutated client flights', () => {
+  test('any byte flip or truncation of a real client flight ends in an alert or a handshake, never a crash', async () => {
+    const fc = (await import('fast-check')).default;
+    const cfg = resolveServerConfig({ key: leaf.key, cert: leaf.cert });
+    // Capture a real first flight.
+    let flight: Uint8Array | undefined;
+    new ClientConnection(clientOpts(), { send: (b) => (flight ??= b) }).start();
+    const known = new Set(Object.keys((await import('../src/wire/alert.js')).AlertDescription));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: flight!.length - 1 }),
+        fc.integer({ min: 1, max: 255 }),
+        fc.integer({ min: 1, max: flight!.length }),
+        async (at, xor, cut) => {
+          const bytes = flight!.slice(0, cut);
+          if (at < bytes.length) bytes[at]! ^= xor;
+          const sent: Uint8Array[] = [];
+          const { ServerConnection } = await import('../src/tls13/server-handshake.js');
+          const s = new ServerConnection(cfg, { send: (b) => sent.push(b) });
+          try {
+            await s.receive(bytes);
+          } catch (e) {
+            // Only library errors, each with a real alert, and it was sent.
+            expect((e as { alert?: string }).alert).toBeDefined();
+            expect(known.has((e as { alert: string }).alert)).toBe(true);
+            expect(sent.length).toBeGreaterThan(0);
+            expect(s.state).toBe('closed');
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
