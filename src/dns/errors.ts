@@ -1,0 +1,61 @@
+/**
+ * Errors of the DNS publishers. They are not TLS failures, so they carry no
+ * alert: a stable `code` for programs, and for DNS answers the RCODE and TSIG
+ * error the server gave.
+ *
+ * @module
+ */
+
+/**
+ * Stable codes of {@link PublishError}.
+ *
+ * - `ERR_DNS_TSIG`: TSIG failed, either the server rejected our signature
+ *   (BADSIG, BADKEY, BADTIME) or its answer was unsigned or did not verify;
+ * - `ERR_DNS_REFUSED`: the server refused the update (REFUSED, NOTAUTH,
+ *   NOTZONE: a name outside the zone, a key the server's policy does not
+ *   allow, a zone the server is not primary for);
+ * - `ERR_DNS_UNREACHABLE`: no answer after every retry (timeout, connection
+ *   refused);
+ * - `ERR_DNS_RESPONSE`: an answer that is not a valid response to our message;
+ * - `ERR_DNS_UPDATE`: any other failing RCODE (SERVFAIL after retries,
+ *   FORMERR, NOTIMP, a prerequisite that kept failing);
+ * - `ERR_PUBLISH_FILE`: the file publisher could not write its files;
+ * - `ERR_PUBLISH_CONFIG`: the publisher was given unusable settings.
+ * @group DNS
+ */
+export type PublishErrorCode =
+  | 'ERR_DNS_TSIG'
+  | 'ERR_DNS_REFUSED'
+  | 'ERR_DNS_UNREACHABLE'
+  | 'ERR_DNS_RESPONSE'
+  | 'ERR_DNS_UPDATE'
+  | 'ERR_PUBLISH_FILE'
+  | 'ERR_PUBLISH_CONFIG';
+
+/**
+ * A publishing failure.
+ * @group DNS
+ * @example
+ * ```ts
+ * try { await publisher.publish(['secret.example'], list); }
+ * catch (e) {
+ *   if (e instanceof PublishError && e.code === 'ERR_DNS_TSIG') console.error('check the TSIG secret:', e.message);
+ * }
+ * ```
+ */
+export class PublishError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: PublishErrorCode;
+  /** The DNS RCODE of the server's answer, e.g. `REFUSED`, when there was one. */
+  readonly rcode: string | undefined;
+  /** The TSIG error the server reported, e.g. `BADSIG`, when there was one. */
+  readonly tsigError: string | undefined;
+
+  constructor(code: PublishErrorCode, message: string, options?: { cause?: unknown; rcode?: string; tsigError?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PublishError';
+    this.code = code;
+    this.rcode = options?.rcode;
+    this.tsigError = options?.tsigError;
+  }
+}
