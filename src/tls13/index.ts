@@ -34,6 +34,7 @@ export {
   type ClientSession,
   type ClientHandshakeInfo,
 } from './client.js';
+export { connectTls13, TlsClientSocket, type ConnectOptions } from './client-socket.js';
 export {
   ServerCertificate,
   CertificateStore,
