@@ -19,6 +19,8 @@ import { KemName, generateEchKey } from '../keys/generate.js';
 import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
 import { httpsRecordZoneLine } from '../dns/https-record.js';
 import { runDemo } from './demo.js';
+import { loadServeConfig } from '../front/config.js';
+import { startFrontEnd } from '../front/front-end.js';
 
 /** A usage error: printed with the subcommand's help, exit code 2. */
 class UsageError extends Error {}
@@ -153,6 +155,48 @@ alert on error. Exits non-zero on error.`,
         out({ status: 'error', alert: e.alert, code: e.code, message: e.message });
         return 1;
       }
+    },
+  },
+
+  serve: {
+    summary: 'run the ECH front end described by a JSON config file',
+    usage: `ech-server serve --config FILE
+
+FILE is JSON:
+  {
+    "listen": "127.0.0.1:8443",
+    "keys": "./keys",                      directory of ECH PEM key files
+    "publicName": { "cert": "cover.pem", "key": "cover.key" },
+    "groups": ["x25519", "secp256r1"],     optional, preference order
+    "alpn": ["http/1.1"],                  optional
+    "routes": [
+      { "serverName": "alpha.example", "cert": "alpha.pem", "key": "alpha.key", "respond": "ech-status" }
+    ]
+  }
+Relative paths are resolved against FILE's directory. A route matches the
+inner name when ECH is accepted, else the outer name; connections matching no
+route (rejected, GREASE, or the public name itself) get the public name's
+certificate and page. Configuration errors name the field at fault and are
+reported before listening. Prints one JSON line {"listening": "host:port"}
+when ready; SIGTERM or SIGINT stops it.`,
+    async run(args) {
+      const { values } = parse(args, { config: { type: 'string' } });
+      if (!values.config) throw new UsageError('--config is required');
+      const config = await loadServeConfig(values.config);
+      const fe = await startFrontEnd(config);
+      process.stdout.write(
+        `${JSON.stringify({ listening: `${fe.host}:${fe.port}`, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
+      );
+      await new Promise<void>((res) => {
+        const stop = () => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          fe.close().then(res, res);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+      return 0;
     },
   },
 

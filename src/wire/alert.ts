@@ -84,7 +84,8 @@ export type EchErrorCode =
   | 'ERR_ALERT_RECEIVED'
   | 'ERR_CERTIFICATE'
   | 'ERR_TIMEOUT'
-  | 'ERR_ECH_REJECTED';
+  | 'ERR_ECH_REJECTED'
+  | 'ERR_CONFIG';
 
 /**
  * Base error of this library: carries a stable `code` and the TLS `alert`

@@ -1,0 +1,179 @@
+/**
+ * The `ech-server serve` configuration file: JSON, validated before anything
+ * listens, every error naming the field at fault. Relative paths are
+ * resolved against the file's directory.
+ *
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { EchError } from '../wire/alert.js';
+import type { RouteMatch } from './routes.js';
+
+/**
+ * A configuration error; `field` is a JSON path such as `routes[1].cert`.
+ * @group Front end
+ * @example
+ * ```ts
+ * try { await loadServeConfig('serve.json'); } catch (e) { if (e instanceof ServeConfigError) console.error(e.field); }
+ * ```
+ */
+export class ServeConfigError extends EchError {
+  /** The field at fault. */
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super('ERR_CONFIG', 'internal_error', `${field}: ${message}`);
+    this.name = 'ServeConfigError';
+    this.field = field;
+  }
+}
+
+/**
+ * A route of the serve configuration.
+ * @group Front end
+ */
+export interface ServeRoute extends RouteMatch {
+  /** Certificate chain file (PEM) for this name. */
+  cert: string;
+  /** Private key file (PEM). */
+  key: string;
+  /** What to do with the connection: the built-in ech-status page. */
+  respond: 'ech-status';
+}
+
+/**
+ * A validated serve configuration (absolute paths).
+ * @group Front end
+ */
+export interface ServeConfig {
+  listen: { host: string; port: number };
+  /** Directory of ECH PEM key files. */
+  keys: string;
+  /** Certificate for the public name: rejected, GREASE and non-ECH connections to it. */
+  publicName: { cert: string; key: string; respond: 'ech-status' };
+  /** Key exchange groups in preference order: `x25519`, `secp256r1`. */
+  groups?: string[];
+  /** ALPN protocols offered; default `['http/1.1']`. */
+  alpn: string[];
+  routes: ServeRoute[];
+  /** Try every ECH key whatever the config_id (RFC 9849 §7.1 method 2). */
+  trialDecryption: boolean;
+}
+
+const GROUPS = new Set(['x25519', 'secp256r1']);
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Obj, k: string, field: string, required = true): string | undefined {
+  const v = o[k];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || v.length === 0) throw new ServeConfigError(field, required && v === undefined ? 'is required' : 'must be a non-empty string');
+  return v;
+}
+
+function unknownKeys(o: Obj, allowed: string[], at: string): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new ServeConfigError(at ? `${at}.${k}` : k, 'is not a known field');
+}
+
+function parseListen(v: unknown): { host: string; port: number } {
+  if (typeof v !== 'string') throw new ServeConfigError('listen', 'must be "host:port"');
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
+  if (!m) throw new ServeConfigError('listen', `'${v}' is not "host:port"`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ServeConfigError('listen', `port ${port} is out of range`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/**
+ * Validate a parsed serve configuration. `baseDir` resolves relative paths.
+ * @group Front end
+ * @example
+ * ```ts
+ * const config = validateServeConfig(JSON.parse(text), '/etc/ech-server');
+ * ```
+ */
+export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
+  if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption'], '');
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const listen = parseListen(raw['listen']);
+  const keys = path(str(raw, 'keys', 'keys')!);
+  const pn = raw['publicName'];
+  if (!isObj(pn)) throw new ServeConfigError('publicName', 'must be an object { "cert": file, "key": file }');
+  unknownKeys(pn, ['cert', 'key', 'respond'], 'publicName');
+  if (pn['respond'] !== undefined && pn['respond'] !== 'ech-status') throw new ServeConfigError('publicName.respond', 'must be "ech-status"');
+  const publicName = { cert: path(str(pn, 'cert', 'publicName.cert')!), key: path(str(pn, 'key', 'publicName.key')!), respond: 'ech-status' as const };
+  let groups: string[] | undefined;
+  if (raw['groups'] !== undefined) {
+    const g = raw['groups'];
+    if (!Array.isArray(g) || g.length === 0) throw new ServeConfigError('groups', 'must be a non-empty list');
+    g.forEach((x, i) => {
+      if (typeof x !== 'string' || !GROUPS.has(x)) throw new ServeConfigError(`groups[${i}]`, `must be one of ${[...GROUPS].join(', ')}`);
+    });
+    groups = g as string[];
+  }
+  let alpn = ['http/1.1'];
+  if (raw['alpn'] !== undefined) {
+    const a = raw['alpn'];
+    if (!Array.isArray(a) || a.length === 0 || a.some((x) => typeof x !== 'string' || x.length === 0 || x.length > 255)) {
+      throw new ServeConfigError('alpn', 'must be a non-empty list of protocol names');
+    }
+    alpn = a as string[];
+  }
+  const r = raw['routes'] ?? [];
+  if (!Array.isArray(r)) throw new ServeConfigError('routes', 'must be a list');
+  const seen = new Set<string>();
+  const routes = r.map((x, i): ServeRoute => {
+    const at = `routes[${i}]`;
+    if (!isObj(x)) throw new ServeConfigError(at, 'must be an object');
+    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond'], at);
+    const serverName = str(x, 'serverName', `${at}.serverName`)!;
+    if (!/^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$/.test(serverName)) throw new ServeConfigError(`${at}.serverName`, `'${serverName}' is not a host name or *.wildcard`);
+    let ra: string[] | undefined;
+    if (x['alpn'] !== undefined) {
+      if (!Array.isArray(x['alpn']) || x['alpn'].some((p) => typeof p !== 'string')) throw new ServeConfigError(`${at}.alpn`, 'must be a list of protocol names');
+      ra = x['alpn'] as string[];
+    }
+    const dupKey = `${serverName.toLowerCase()}|${(ra ?? []).join(',')}`;
+    if (seen.has(dupKey)) throw new ServeConfigError(`${at}.serverName`, `duplicates an earlier route for '${serverName}'`);
+    seen.add(dupKey);
+    if (x['respond'] !== 'ech-status') throw new ServeConfigError(`${at}.respond`, x['respond'] === undefined ? 'is required ("ech-status")' : 'must be "ech-status"');
+    return {
+      serverName,
+      ...(ra ? { alpn: ra } : {}),
+      cert: path(str(x, 'cert', `${at}.cert`)!),
+      key: path(str(x, 'key', `${at}.key`)!),
+      respond: 'ech-status',
+    };
+  });
+  const td = raw['trialDecryption'];
+  if (td !== undefined && typeof td !== 'boolean') throw new ServeConfigError('trialDecryption', 'must be true or false');
+  return { listen, keys, publicName, ...(groups ? { groups } : {}), alpn, routes, trialDecryption: td === true };
+}
+
+/**
+ * Read and validate a serve configuration file.
+ * @group Front end
+ * @example
+ * ```ts
+ * const config = await loadServeConfig('./serve.json');
+ * ```
+ */
+export async function loadServeConfig(file: string): Promise<ServeConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ServeConfigError('(file)', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ServeConfigError('(file)', `${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return validateServeConfig(raw, dirname(resolve(file)));
+}

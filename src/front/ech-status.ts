@@ -1,0 +1,97 @@
+/**
+ * The built-in `ech-status` responder: answers any HTTP/1.x request with a
+ * page (or JSON for `Accept: application/json`) that reports what the server
+ * saw, like defo.ie's ech-check.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TlsSocket } from '../tls13/socket.js';
+
+/**
+ * What the server saw on one connection.
+ * @group Front end
+ */
+export interface EchStatusReport {
+  echStatus: string;
+  outerServerName: string | null;
+  innerServerName: string | null;
+  servername: string | null;
+  cipher: string | null;
+  group: string | null;
+  alpn: string | null;
+  helloRetryRequest: boolean;
+  resumed: boolean;
+  configId: number | null;
+}
+
+/**
+ * The report for a connection of our engine.
+ * @group Front end
+ * @example
+ * ```ts
+ * const report = echStatusReport(tlsSocket);
+ * ```
+ */
+export function echStatusReport(socket: TlsSocket): EchStatusReport {
+  const a = socket.attributes;
+  const h = socket.handshake;
+  const str = (v: unknown) => (typeof v === 'string' ? v : null);
+  return {
+    echStatus: str(a['echStatus']) ?? 'not-offered',
+    outerServerName: str(a['outerServerName']),
+    innerServerName: a['echStatus'] === 'accepted' ? str(a['innerServerName']) : null,
+    servername: socket.servername || null,
+    cipher: socket.getCipher()?.name ?? null,
+    group: socket.group ?? null,
+    alpn: socket.alpnProtocol || null,
+    helloRetryRequest: h?.helloRetry ?? false,
+    resumed: h?.resumed ?? false,
+    configId: typeof a['echConfigId'] === 'number' ? a['echConfigId'] : null,
+  };
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function html(r: EchStatusReport, site: string): string {
+  const verdict =
+    r.echStatus === 'accepted'
+      ? `ECH accepted: you reached <b>${esc(r.innerServerName ?? '')}</b> while the wire only showed <b>${esc(r.outerServerName ?? '')}</b>.`
+      : r.echStatus === 'not-offered'
+        ? 'Your client did not offer ECH.'
+        : `ECH ${esc(r.echStatus)}: the handshake ran for the public name; retry_configs were sent.`;
+  const rows = Object.entries(r)
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`)
+    .join('\n');
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>ECH status — ${esc(site)}</title></head>
+<body><h1>${esc(site)}</h1><p id="verdict">${verdict}</p>
+<table id="report">
+${rows}
+</table></body></html>
+`;
+}
+
+/**
+ * An `http.Server` request listener for the ech-status page of `site`. The
+ * request's socket must be one of our {@link TlsSocket}s.
+ * @group Front end
+ * @example
+ * ```ts
+ * const app = http.createServer(echStatusHandler('alpha.example'));
+ * server.on('secureConnection', (s) => app.emit('connection', s));
+ * ```
+ */
+export function echStatusHandler(site: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const report = echStatusReport(req.socket as unknown as TlsSocket);
+    const wantsJson = /application\/json/.test(req.headers.accept ?? '');
+    const body = wantsJson ? `${JSON.stringify({ site, ...report })}\n` : html(report, site);
+    res.writeHead(200, {
+      'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+}
