@@ -126,6 +126,22 @@ describe('handshake in memory', () => {
     expect(p2.received.server).toBe('resumed');
   });
 
+  test('a SHA-256 ticket steers the suite choice to a SHA-256 suite so it can resume', async () => {
+    const cfg = config();
+    const p1 = memoryPair(cfg, clientOpts({ ciphers: 'TLS_AES_128_GCM_SHA256' }));
+    await p1.settle();
+    // The client now prefers a SHA-384 suite but also offers SHA-256 ones.
+    const p2 = memoryPair(cfg, clientOpts({ ciphers: 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256', session: p1.sessions[0]! }));
+    await p2.settle();
+    expect(p2.serverErrors).toEqual([]);
+    expect(p2.serverInfo).toMatchObject({ resumed: true });
+    expect(p2.serverInfo?.suite.name).toBe('TLS_CHACHA20_POLY1305_SHA256');
+    // Without a ticket the client's first choice wins.
+    const p3 = memoryPair(cfg, clientOpts({ ciphers: 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256' }));
+    await p3.settle();
+    expect(p3.serverInfo?.suite.name).toBe('TLS_AES_256_GCM_SHA384');
+  });
+
   test('a ticket from another server (other ticket keys) falls back to a full handshake', async () => {
     const p1 = memoryPair(config(), clientOpts());
     await p1.settle();

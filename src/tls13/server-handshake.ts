@@ -537,13 +537,15 @@ export class ServerConnection {
 
     if (retry) this.checkClientHelloRetry(facts);
 
-    // --- cipher suite (§4.1.1): the server's or the client's order.
-    const suite = this.pickCipherSuite(ch.cipherSuites);
-    if (retry && suite !== this.suite) {
+    // --- cipher suite (§4.1.1): the server's or the client's order, preferring
+    // the hash of a ticket we could resume (§4.2.11: the PSK's hash must be
+    // the suite's).
+    if (retry && !ch.cipherSuites.includes(this.suite!.id)) {
       // §4.1.4: "Servers MUST ensure that they negotiate the same cipher suite
       // when receiving a conformant updated ClientHello".
       throw new IllegalParameterError('ClientHello2 no longer allows the cipher suite of the HelloRetryRequest');
     }
+    const suite = retry ? this.suite! : this.pickCipherSuite(ch.cipherSuites, this.resumableHash(facts));
     this.suite = suite;
 
     // --- key exchange group (§4.2.8): a group we prefer for which the client
@@ -694,16 +696,31 @@ export class ServerConnection {
     }
   }
 
-  private pickCipherSuite(offered: readonly number[]): CipherSuiteParams {
+  private pickCipherSuite(offered: readonly number[], preferHash: HashName | undefined): CipherSuiteParams {
     const ours = this.config.suites;
-    let suite: CipherSuiteParams | undefined;
-    if (this.config.honorCipherOrder) suite = ours.find((s) => offered.includes(s.id));
-    else for (const id of offered) if ((suite = ours.find((s) => s.id === id))) break;
+    const common = this.config.honorCipherOrder
+      ? ours.filter((s) => offered.includes(s.id))
+      : offered.map((id) => ours.find((s) => s.id === id)).filter((s): s is CipherSuiteParams => s !== undefined);
+    const suite = common.find((s) => s.hash === preferHash) ?? common[0];
     // §4.1.1: "If the server is unable to negotiate a supported set of
     // parameters ... it MUST abort the handshake with either a
     // "handshake_failure" or "insufficient_security" fatal alert".
     if (!suite) throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no cipher suite in common');
     return suite;
+  }
+
+  /** Hash of the first offered ticket we could resume (binder not checked yet). */
+  private resumableHash(facts: HelloFacts): HashName | undefined {
+    const tickets = this.config.tickets;
+    if (!facts.pskExt || !tickets || !facts.pskModes?.includes(PskKeyExchangeMode.psk_dhe_ke)) return undefined;
+    const now = Date.now();
+    for (const id of decodeOfferedPsks(facts.pskExt.data).identities) {
+      const state = tickets.open(id.identity);
+      if (!state || now - state.createdAt > state.lifetime * 1000 || state.servername !== (facts.servername ?? '')) continue;
+      const s = suiteById(state.suite);
+      if (s) return s.hash;
+    }
+    return undefined;
   }
 
   private pickKeyShare(facts: HelloFacts): KeyShareEntry | undefined {
