@@ -326,7 +326,18 @@ export class Rfc2136Publisher implements EchPublisher {
       w.u16(TYPE_HTTPS).u16(CLASS_IN).u32(r.ttl).bytes16(r.rdata);
     }
     const what = `UPDATE of ${owner} in zone ${this.#zone}`;
-    const a = await this.#send(w.finish(), what);
+    let a: Answer;
+    try {
+      a = await this.#send(w.finish(), what);
+    } catch (e) {
+      // The key is known: the server just signed its answer to our query
+      // with it. Knot reports an ACL denial as NOTAUTH + BADKEY, so here
+      // BADKEY means "this key may not make this update".
+      if (e instanceof PublishError && e.tsigError === 'BADKEY') {
+        throw new PublishError('ERR_DNS_REFUSED', `${what}: NOTAUTH/BADKEY from ${this.#server.host}:${this.#server.port}: the server knows key ${this.#opts.tsig?.name ?? ''} (it signed the answer to our query) but its policy does not allow this key to make this update`, { cause: e, rcode: 'NOTAUTH', tsigError: 'BADKEY' });
+      }
+      throw e;
+    }
     if (a.rcode === Rcode.NOERROR) return;
     if (isRefusal(a.rcode)) throw this.#refused(a.rcode, what);
     const name = rcodeName(a.rcode);

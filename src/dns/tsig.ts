@@ -298,7 +298,7 @@ export function tsigVerifyResponse(response: Uint8Array, key: TsigKey, requestMa
     const name = tsigErrorName(t.error);
     const hint =
       name === 'BADSIG' ? 'the TSIG secret does not match the server\'s' :
-      name === 'BADKEY' ? `the server does not know key '${key.name}' with ${key.algorithm}` :
+      name === 'BADKEY' ? `the server does not know key '${key.name}' with ${key.algorithm}, or does not allow that key here` :
       name === 'BADTIME' ? 'the clocks differ by more than the fudge' : 'TSIG failed';
     throw new PublishError('ERR_DNS_TSIG', `TSIG error ${name} from the server: ${hint}`, { tsigError: name });
   }
