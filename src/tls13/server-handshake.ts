@@ -211,6 +211,9 @@ export class ServerConnection {
   private ccsSent = false;
   private schedule: KeySchedule | undefined;
   private clientHsSecret: Uint8Array | undefined;
+  private serverHsSecret: Uint8Array | undefined;
+  /** EncryptedExtensions ... Finished, sent together. */
+  private pendingFlight: Uint8Array[] = [];
   private clientApSecret: Uint8Array | undefined;
   private serverApSecret: Uint8Array | undefined;
   private exporterSecret: Uint8Array | undefined;
@@ -792,6 +795,11 @@ export class ServerConnection {
           reject(e);
         }
       });
+      if (ctx && typeof ctx === 'object' && 'context' in ctx && !('cert' in ctx)) {
+        // NOTE: a tls.SecureContext hides its key inside OpenSSL; this engine
+        // cannot sign with it.
+        throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', 'SNICallback must pass { key, cert }, not a tls.SecureContext');
+      }
       if (ctx instanceof CertificateStore) store = ctx;
       else if (ctx instanceof ServerCertificate) store = new CertificateStore([ctx]);
       else if (ctx && typeof ctx === 'object' && 'cert' in ctx) {
@@ -904,11 +912,7 @@ export class ServerConnection {
     if (facts.earlyData && !this.hrrSent) this.records.skipUndecryptable(EARLY_DATA_SKIP);
   }
 
-  private serverHsSecret: Uint8Array | undefined;
-
   // ------------------------------------------------- sendEncryptedExtensions
-
-  private pendingFlight: Uint8Array[] = [];
 
   private sendEncryptedExtensions(facts: HelloFacts, alpn: string | undefined, certificateAuth: boolean): void {
     const exts: Extension[] = [];
