@@ -307,6 +307,29 @@ describe('ECH seams', () => {
     expect(toHex(ext.data)).toBe(toHex(want));
   });
 
+  test('an abort while the hook is pending: only the alert leaves, nothing after it', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const p = memoryPair(
+      config({
+        onClientHello: async () => {
+          await gate;
+          return undefined;
+        },
+      }),
+      clientOpts(),
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    const { EchError } = await import('../src/wire/alert.js');
+    p.server.abort(new EchError('ERR_TIMEOUT', 'handshake_failure', 'timed out'));
+    release();
+    await p.settle();
+    expect(p.wire.server.length).toBe(1);
+    expect(readRecord(p.wire.server[0]!, 0)!.record.type).toBe(21);
+    expect(p.serverErrors.map((e) => (e as { code?: string }).code)).toEqual(['ERR_TIMEOUT']);
+    expect(p.clientErrors.map((e) => (e as { alert?: string }).alert)).toEqual(['handshake_failure']);
+  });
+
   test('receiveClientHello: the engine starts from an already-read ClientHello', async () => {
     let first: Uint8Array | undefined;
     const p = memoryPair(config(), clientOpts(), {
