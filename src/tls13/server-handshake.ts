@@ -275,7 +275,8 @@ export class ServerConnection {
       if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
         throw new DecodeError('ClientHello message length does not match its header');
       }
-      const raw = message.slice();
+      // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
+      const raw = new Uint8Array(message);
       await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
     });
     return rest && rest.length ? p.then(() => this.receive(rest)) : p;

@@ -116,7 +116,8 @@ export class TicketKeys {
       d.setAAD(id);
       d.setAuthTag(ticket.subarray(ticket.length - 16));
       const plain = Buffer.concat([d.update(ticket.subarray(20, ticket.length - 16)), d.final()]);
-      const r = new Reader(plain);
+      // NOTE: a Buffer's slice() is a view; read from a plain Uint8Array copy.
+      const r = new Reader(new Uint8Array(plain));
       if (r.u8() !== VERSION) return undefined;
       const suite = r.u16();
       const psk = r.bytes8();
