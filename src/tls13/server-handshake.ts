@@ -785,6 +785,9 @@ export class ServerConnection {
   }
 
   private async pickCertificate(facts: HelloFacts): Promise<{ certificate: ServerCertificate; scheme: number }> {
+    // §9.2: certificate authentication needs signature_algorithms (the PSK
+    // offered, if any, was not accepted) → "missing_extension".
+    if (!facts.sigalgs) throw new MissingExtensionError('no signature_algorithms for certificate authentication');
     let store = this.config.certificates;
     const cb = this.config.sniCallback;
     if (cb && facts.servername !== undefined) {
