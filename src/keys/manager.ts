@@ -285,6 +285,7 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
   #set = new EchKeySet();
   #timer: unknown;
   #running = false;
+  #ticking: Promise<void> | undefined;
   #chain: Promise<unknown> = Promise.resolve();
 
   private constructor(opts: EchKeyManagerOptions) {
@@ -345,9 +346,11 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     times.push(live.length ? newest + o.period * 1000 : now);
     for (const r of live) if (r.published === null) times.push(r.created + o.publishDelay * 1000);
     for (const r of this.#state.keys) if (r.withdrawn !== null) times.push(r.withdrawn + (o.ttl + o.margin) * 1000);
-    if (this.#state.lastError) times.push(this.#state.lastError.at + o.retryInterval * 1000);
     if (!this.#dnsUpToDate()) times.push(now);
-    return Math.min(...times);
+    const next = Math.min(...times);
+    // After a failed publish, wait retryInterval before anything else.
+    const err = this.#state.lastError;
+    return err ? Math.max(next, err.at + o.retryInterval * 1000) : next;
   }
 
   /**
@@ -368,12 +371,24 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     return this.#tick();
   }
 
+  /**
+   * Resolves when no step is running and the next one is scheduled: what a
+   * test on a fake clock awaits after firing a timer.
+   */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      const t = this.#ticking;
+      await Promise.all([this.#chain, t]);
+      if (t === this.#ticking) return;
+    }
+  }
+
   /** Stop the schedule and wait for a step in progress. */
   async stop(): Promise<void> {
     this.#running = false;
     if (this.#timer !== undefined) this.#opts.clock.clearTimer(this.#timer);
     this.#timer = undefined;
-    await this.#chain;
+    await this.whenIdle();
   }
 
   async #tick(): Promise<RotationStepReport> {
@@ -387,7 +402,12 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
         // On an unexpected failure (e.g. disk) nextDue() still schedules a retry.
         const delay = Math.min(MAX_TIMER, Math.max(1000, this.nextDue() - clock.now()));
         this.#timer = clock.setTimer(() => {
-          this.#tick().catch((e: unknown) => this.emit('stepError', e as Error));
+          this.#ticking = this.#tick().then(
+            () => undefined,
+            (e: unknown) => {
+              this.emit('stepError', e as Error);
+            },
+          );
         }, delay);
       }
     }
