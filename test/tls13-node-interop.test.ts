@@ -286,6 +286,17 @@ describe('Node tls.connect against the engine', () => {
         agent.destroy();
         expect(a).toEqual({ status: 200, body: 'hello /one over TLSv1.3' });
         expect(b).toEqual({ status: 200, body: 'hello /two over TLSv1.3' });
+        // Connection: close — the server side ends the TLS stream after the response.
+        const closed = await new Promise<{ body: string; closed: boolean }>((resolve, reject) => {
+          https
+            .get({ host: '127.0.0.1', port: srv.port, path: '/bye', servername: 'localhost', ca: pki.caPem, agent: false }, (res) => {
+              let body = '';
+              res.on('data', (d: Buffer) => (body += d.toString()));
+              res.on('end', () => res.socket.once('close', () => resolve({ body, closed: true })));
+            })
+            .on('error', reject);
+        });
+        expect(closed).toEqual({ body: 'hello /bye over TLSv1.3', closed: true });
       },
       (s) => app.emit('connection', s),
     );

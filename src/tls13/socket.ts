@@ -294,6 +294,13 @@ export class TlsSocket extends Duplex {
     return (this.socket as Partial<Socket>).address?.() ?? {};
   }
 
+  /** End (close_notify) and destroy once everything is flushed, like `net.Socket#destroySoon`. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
   override _read(): void {
     if (this.socket.isPaused()) this.socket.resume();
   }
