@@ -94,7 +94,7 @@ function soaReady(port: number, zone: string): Promise<boolean> {
       if (p.id !== id) return;
       clearTimeout(t);
       u.close();
-      resolve(p.rcode === 'NOERROR' && (p.answers ?? []).some((a) => a.type === 'SOA'));
+      resolve((p as { rcode?: string }).rcode === 'NOERROR' && (p.answers ?? []).some((a) => a.type === 'SOA'));
     });
     u.send(dnsPacket.encode({ type: 'query', id, questions: [{ type: 'SOA', name: zone }] }), port, '127.0.0.1');
   });
