@@ -1,0 +1,106 @@
+/**
+ * The first-flight reader: reads a connection's first bytes until one whole
+ * ClientHello (across records and TCP reads), with a size cap and a
+ * deadline, and without consuming anything after it.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import { EchError } from '../wire/alert.js';
+import { readFirstHandshakeMessage } from '../tls/record.js';
+
+/**
+ * A connection's first ClientHello.
+ * @group Front end
+ */
+export interface FirstFlight {
+  /** The ClientHello handshake message (4-byte header included). */
+  message: Uint8Array;
+  /** Every byte read, the ClientHello's records included. */
+  raw: Uint8Array;
+  /** Bytes read after the ClientHello's records. */
+  rest: Uint8Array;
+  /** legacy_record_version of the first record. */
+  recordVersion: number;
+}
+
+/**
+ * Options of {@link readFirstFlight}.
+ * @group Front end
+ */
+export interface FirstFlightOptions {
+  /** Largest first flight accepted, bytes (default 64 KiB + record headers). */
+  maxBytes?: number;
+  /** Give up after this many ms (default 10000): the slowloris guard. */
+  timeoutMs?: number;
+}
+
+/**
+ * Read the first ClientHello from `socket`. Rejects with an {@link EchError}
+ * carrying the alert to send: `decode_error` for bytes that are not TLS,
+ * `record_overflow`/`decode_error` for an oversized hello,
+ * `unexpected_message` for a first record that is not a handshake, and code
+ * `ERR_TIMEOUT` (no alert is owed) when the client stalls. The socket is
+ * paused when this resolves; listeners it added are removed.
+ * @group Front end
+ * @example
+ * ```ts
+ * const first = await readFirstFlight(socket, { timeoutMs: 5000 });
+ * const r = await decryptClientHello(first.message, keys);
+ * ```
+ */
+export function readFirstFlight(socket: Socket, opts: FirstFlightOptions = {}): Promise<FirstFlight> {
+  const maxBytes = opts.maxBytes ?? 65536 + 1024;
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    let buf = new Uint8Array(0);
+    const cleanup = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      socket.off('close', onEnd);
+    };
+    const fail = (e: Error) => {
+      cleanup();
+      socket.pause();
+      reject(e);
+    };
+    const timer = setTimeout(
+      () => fail(new EchError('ERR_TIMEOUT', 'handshake_failure', `no complete ClientHello within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const onData = (d: Buffer) => {
+      const n = new Uint8Array(buf.length + d.length);
+      n.set(buf);
+      n.set(d, buf.length);
+      buf = n;
+      let got;
+      try {
+        got = readFirstHandshakeMessage(buf, maxBytes);
+      } catch (e) {
+        fail(e as Error);
+        return;
+      }
+      if (got) {
+        cleanup();
+        socket.pause();
+        resolve({
+          message: got.message.raw,
+          raw: buf,
+          rest: buf.slice(got.consumed),
+          recordVersion: (buf[1]! << 8) | buf[2]!,
+        });
+        return;
+      }
+      if (buf.length > maxBytes) fail(new EchError('ERR_DECODE', 'decode_error', `first flight exceeds ${maxBytes} bytes without a complete ClientHello`));
+    };
+    const onEnd = () => fail(new EchError('ERR_PROTOCOL', 'handshake_failure', 'client closed before sending a complete ClientHello'));
+    const onError = (e: Error) => fail(e);
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.once('error', onError);
+    socket.resume();
+  });
+}
