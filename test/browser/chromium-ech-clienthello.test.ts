@@ -121,6 +121,10 @@ describe('Chromium offers ECH from our HTTPS record, and our core opens it', () 
     // The private name is nowhere on the wire.
     expect(wireHas(hello, PRIVATE_NAME)).toBe(false);
     expect(wireHas(hello, PUBLIC_NAME)).toBe(true);
+    // Control: a different key under the same config_id cannot open it.
+    const impostor = new EchKeySet([generateEchKey({ publicName: PUBLIC_NAME, configId })]);
+    const wrong = await decryptClientHello(hello.message, impostor);
+    expect(wrong.status === 'rejected' && wrong.reason).toBe('decryption-failed');
   });
 
   it(`port ${ALT_PORT}: HTTPS record at _${ALT_PORT}._https.${PRIVATE_NAME} → ECH accepted`, async () => {

@@ -356,13 +356,18 @@ export async function createNetns(opts: CreateNetnsOptions = {}): Promise<Netns>
     if (created) {
       // Anything still inside was started by us (the namespace is unique to
       // this run): stragglers that left their process group.
-      for (const pid of await pids()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-          problems.push(`killed straggler PID ${pid}`);
-        } catch {
-          /* gone */
+      for (let round = 0; round < 30; round++) {
+        const left = await pids();
+        if (!left.length) break;
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL');
+            problems.push(`killed straggler PID ${pid}`);
+          } catch {
+            /* gone */
+          }
         }
+        await new Promise((r) => setTimeout(r, 100));
       }
       await exec('ip', ['netns', 'del', name]).catch((e: Error) => problems.push(e.message));
     }
