@@ -151,6 +151,16 @@ describe('handshake in memory', () => {
     expect(p2.serverInfo?.resumed).toBe(false);
   });
 
+  test('servers sharing ticketKeys resume each other\'s tickets', async () => {
+    const shared = new Uint8Array(48).fill(42);
+    const p1 = memoryPair(config({ ticketKeys: shared }), clientOpts());
+    await p1.settle();
+    const p2 = memoryPair(config({ ticketKeys: shared }), clientOpts({ session: p1.sessions[0]! }));
+    await p2.settle();
+    expect(p2.serverErrors).toEqual([]);
+    expect(p2.serverInfo?.resumed).toBe(true);
+  });
+
   test('a wrong PSK binder is decrypt_error', async () => {
     const cfg = config();
     const p1 = memoryPair(cfg, clientOpts());

@@ -156,6 +156,12 @@ export interface EchServerOptions {
   honorCipherOrder?: boolean;
   /** Ticket lifetime and ticket-key rotation period, seconds (default 300; 0 disables tickets). */
   sessionTimeout?: number;
+  /**
+   * 48 random bytes shared by every server that must accept each other's
+   * tickets (Node's name); default: a random key per server, rotated every
+   * `sessionTimeout`.
+   */
+  ticketKeys?: Uint8Array;
   /** Tickets sent after each handshake (default 1; 0 disables). */
   sessionTickets?: number;
   /** Abort a handshake not finished after this many ms (default 120000). */
@@ -251,7 +257,10 @@ export function resolveServerConfig(options: EchServerOptions): ServerConfig {
     honorCipherOrder: options.honorCipherOrder ?? false,
     groups: parseEcdhCurve(options.ecdhCurve),
     alpnProtocols: alpn,
-    tickets: ticketCount > 0 ? new TicketKeys({ rotationMs: lifetime * 1000 }) : undefined,
+    tickets:
+      ticketCount > 0
+        ? new TicketKeys({ rotationMs: lifetime * 1000, ...(options.ticketKeys ? { secret: options.ticketKeys } : {}) })
+        : undefined,
     ticketLifetime: lifetime,
     ticketCount,
     handshakeTimeout: options.handshakeTimeout ?? 120_000,

@@ -10,6 +10,8 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { hkdfExpand, hkdfExtract } from '../crypto/hkdf.js';
+import { InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
 import { encode } from '../wire/writer.js';
 import { equalBytes } from '../wire/bytes.js';
@@ -63,16 +65,28 @@ export class TicketKeys {
   private current: TicketKey | undefined;
   private previous: TicketKey | undefined;
 
+  private readonly fixed: TicketKey | undefined;
+
   /**
    * @param options.rotationMs how long one key seals new tickets
    * @param options.now clock (ms), for tests
+   * @param options.secret Node's `ticketKeys` (48 random bytes, shared by
+   *   every server of a cluster): the key is derived from it and does not
+   *   rotate; rotate by changing the secret.
    */
-  constructor(options: { rotationMs?: number; now?: () => number } = {}) {
+  constructor(options: { rotationMs?: number; now?: () => number; secret?: Uint8Array } = {}) {
     this.rotationMs = options.rotationMs ?? 300_000;
     this.now = options.now ?? Date.now;
+    if (options.secret) {
+      if (options.secret.length !== 48) throw new InvalidArgumentError('ticketKeys must be 48 bytes');
+      const prk = hkdfExtract('sha256', new TextEncoder().encode('ech-server ticket key'), options.secret);
+      const okm = hkdfExpand('sha256', prk, new Uint8Array(0), 40);
+      this.fixed = { id: okm.slice(0, 8), key: okm.slice(8, 40), createdAt: 0 };
+    }
   }
 
   private rotate(): TicketKey {
+    if (this.fixed) return this.fixed;
     const t = this.now();
     if (!this.current || t - this.current.createdAt >= this.rotationMs) {
       // Keep the outgoing key for one more period only if it is still young
@@ -109,7 +123,7 @@ export class TicketKeys {
     if (ticket.length < 8 + 12 + 16 + 1) return undefined;
     this.rotate();
     const id = ticket.subarray(0, 8);
-    const k = [this.current, this.previous].find((x) => x && equalBytes(x.id, id));
+    const k = [this.fixed, this.current, this.previous].find((x) => x && equalBytes(x.id, id));
     if (!k) return undefined;
     try {
       const d = createDecipheriv('aes-256-gcm', k.key, ticket.subarray(8, 20));
