@@ -164,8 +164,8 @@ export async function runCases(cases: readonly BenchCase[], batch = 50): Promise
   const done = (i: number): boolean => {
     const o = cases[i]?.options ?? {};
     const st = state[i] as { samples: number[]; spentMs: number };
-    if (st.samples.length < (o.minIterations ?? 10)) return false;
-    return st.samples.length >= (o.maxIterations ?? 2000) || st.spentMs >= (o.maxTimeMs ?? 2000);
+    if (st.samples.length >= (o.maxIterations ?? 2000)) return true;
+    return st.samples.length >= (o.minIterations ?? 10) && st.spentMs >= (o.maxTimeMs ?? 2000);
   };
   while (!cases.every((_, i) => done(i))) {
     for (let i = 0; i < cases.length; i++) {
