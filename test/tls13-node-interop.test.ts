@@ -187,6 +187,25 @@ describe('Node tls.connect against the engine', () => {
     });
   });
 
+  test('ALPNCallback chooses, or refuses with no_application_protocol', async () => {
+    const calls: Array<{ servername: string | undefined; protocols: string[] }> = [];
+    await withServer(
+      {
+        key: ec.key,
+        cert: ec.cert,
+        ALPNCallback: (arg) => {
+          calls.push(arg);
+          return arg.protocols.includes('refuse') ? undefined : arg.protocols[arg.protocols.length - 1];
+        },
+      },
+      async (srv) => {
+        expect((await roundTrip(srv.port, { ALPNProtocols: ['h2', 'http/1.1'] })).alpn).toBe('http/1.1');
+        await expect(roundTrip(srv.port, { ALPNProtocols: ['refuse'] })).rejects.toThrow(/alert number 120|no application protocol/i);
+      },
+    );
+    expect(calls[0]).toEqual({ servername: 'localhost', protocols: ['h2', 'http/1.1'] });
+  });
+
   test('ALPN without overlap ends in no_application_protocol', async () => {
     await withServer({ key: ec.key, cert: ec.cert, ALPNProtocols: ['h2'] }, async (srv) => {
       await expect(roundTrip(srv.port, { ALPNProtocols: ['spdy/1'] })).rejects.toThrow(/no application protocol|alert number 120/i);

@@ -148,6 +148,12 @@ export interface EchServerOptions {
   SNICallback?: SniCallback;
   /** Server ALPN protocols in preference order (or Node's wire-format buffer). */
   ALPNProtocols?: string[] | Uint8Array;
+  /**
+   * Node's `ALPNCallback`: pick one of the client's protocols, or return
+   * `undefined` to refuse the connection (`no_application_protocol`). Not
+   * called when the client sends no ALPN. Exclusive with `ALPNProtocols`.
+   */
+  ALPNCallback?: (arg: { servername: string | undefined; protocols: string[] }) => string | undefined;
   /** Groups in preference order, e.g. `'X25519:P-256'` (default both, X25519 first). */
   ecdhCurve?: string;
   /** TLS 1.3 suites, OpenSSL names joined by ':' (TLS 1.2 names are ignored). */
@@ -187,6 +193,7 @@ export interface ServerConfig {
   honorCipherOrder: boolean;
   groups: number[];
   alpnProtocols: string[] | undefined;
+  alpnCallback: EchServerOptions['ALPNCallback'];
   tickets: TicketKeys | undefined;
   ticketLifetime: number;
   ticketCount: number;
@@ -241,6 +248,9 @@ export function resolveServerConfig(options: EchServerOptions): ServerConfig {
   }
   for (const p of options.certificates ?? []) certs.push(ServerCertificate.from(p));
   if (certs.length === 0 && !options.SNICallback) throw new InvalidArgumentError('no certificate: give key and cert, certificates, or SNICallback');
+  if (options.ALPNCallback && options.ALPNProtocols !== undefined) {
+    throw new InvalidArgumentError('ALPNCallback and ALPNProtocols are mutually exclusive');
+  }
   const timeout = options.sessionTimeout ?? 300;
   if (!(timeout >= 0)) throw new InvalidArgumentError('sessionTimeout must be >= 0');
   const lifetime = Math.min(Math.floor(timeout), 604800);
@@ -257,6 +267,7 @@ export function resolveServerConfig(options: EchServerOptions): ServerConfig {
     honorCipherOrder: options.honorCipherOrder ?? false,
     groups: parseEcdhCurve(options.ecdhCurve),
     alpnProtocols: alpn,
+    alpnCallback: options.ALPNCallback,
     tickets:
       ticketCount > 0
         ? new TicketKeys({ rotationMs: lifetime * 1000, ...(options.ticketKeys ? { secret: options.ticketKeys } : {}) })

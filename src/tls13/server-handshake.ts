@@ -775,9 +775,14 @@ export class ServerConnection {
   }
 
   private pickAlpn(facts: HelloFacts): string | undefined {
+    if (!facts.alpn) return undefined;
+    const cb = this.config.alpnCallback;
     const ours = this.config.alpnProtocols;
-    if (!ours || !facts.alpn) return undefined;
-    const p = ours.find((x) => facts.alpn!.includes(x));
+    if (!cb && !ours) return undefined;
+    const p = cb ? cb({ servername: facts.servername, protocols: [...facts.alpn] }) : ours!.find((x) => facts.alpn!.includes(x));
+    if (p !== undefined && !facts.alpn.includes(p)) {
+      throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `ALPNCallback chose '${p}', which the client did not offer`);
+    }
     // RFC 7301 §3.2: "the server MUST respond with a fatal
     // "no_application_protocol" alert" when it supports none of the client's.
     if (p === undefined) throw new EchError('ERR_HANDSHAKE_FAILURE', 'no_application_protocol', 'no application protocol in common');
