@@ -343,7 +343,8 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     const live = this.#state.keys.filter((r) => r.withdrawn === null);
     const times: number[] = [];
     const newest = Math.max(...live.map((r) => r.created));
-    times.push(live.length ? newest + o.period * 1000 : now);
+    if (!live.length) times.push(now);
+    else if (!live.some((r) => r.published === null)) times.push(newest + o.period * 1000);
     for (const r of live) if (r.published === null) times.push(r.created + o.publishDelay * 1000);
     for (const r of this.#state.keys) if (r.withdrawn !== null) times.push(r.withdrawn + (o.ttl + o.margin) * 1000);
     if (!this.#dnsUpToDate()) times.push(now);
@@ -541,9 +542,11 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     const report: RotationStepReport = { time: new Date(now).toISOString(), created: [], published: null, withdrawn: [], deleted: [], error: null, keys: [], next: '' };
     let changed = false;
 
-    // 1. Create a key when none is live or the newest is `period` old.
+    // 1. Create a key when none is live, or the newest is `period` old and
+    //    none is still waiting to be published (a DNS outage must not pile up keys).
     const live = this.#state.keys.filter((r) => r.withdrawn === null);
-    if (!live.length || Math.max(...live.map((r) => r.created)) + o.period * 1000 <= now) {
+    const waiting = live.some((r) => r.published === null);
+    if (!live.length || (!waiting && Math.max(...live.map((r) => r.created)) + o.period * 1000 <= now)) {
       const key = generateEchKey({
         publicName: o.publicName,
         ...(o.kem ? { kem: o.kem } : {}),
