@@ -126,6 +126,11 @@ export class TlsSocket extends Duplex {
     }
     // A front end may have paused the transport while reading the first flight.
     socket.resume();
+    if (socket.destroyed || socket.readableEnded) {
+      queueMicrotask(() =>
+        this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport already closed'), false),
+      );
+    }
   }
 
   private feed(p: Promise<void>): void {
