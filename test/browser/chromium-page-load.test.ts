@@ -17,7 +17,7 @@ import { generateEchKey } from '../../src/keys/generate.js';
 import { EchKeySet } from '../../src/keys/key-set.js';
 import { assertRoot, createNetns, type Netns } from '../peers/netns.js';
 import { DnsResponder, buildZone } from '../peers/dns-responder.js';
-import { chromiumBinary, runChromium } from '../peers/chromium.js';
+import { chromiumBinary, parseNetLog, runChromium } from '../peers/chromium.js';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 
 const PUBLIC_NAME = 'cover.test';
@@ -28,6 +28,7 @@ let ns: Netns | undefined;
 let dns: DnsResponder;
 let pki: TestPki | undefined;
 let https: HttpsServer;
+let echConfigList: Uint8Array;
 /** SNI of every ClientHello the server saw, in order. */
 const snis: string[] = [];
 /** server_name of every completed handshake that made a request. */
@@ -42,7 +43,7 @@ beforeAll(async () => {
     { proto: 'tcp', port: 443 },
   ] as const);
   pki = await makeTestPki([PLAIN_NAME, PRIVATE_NAME, PUBLIC_NAME]);
-  const echConfigList = new EchKeySet([generateEchKey({ publicName: PUBLIC_NAME })]).retryConfigList()!;
+  echConfigList = new EchKeySet([generateEchKey({ publicName: PUBLIC_NAME })]).retryConfigList()!;
   dns = new DnsResponder(
     buildZone([
       { name: PLAIN_NAME, address: ns.address },
@@ -96,8 +97,14 @@ describe('Chromium loads pages in the namespace', () => {
 
   it('ECH-unaware server, valid cert for the public name: Chromium falls back to no ECH and loads the page', async () => {
     snis.length = 0;
-    const r = await runChromium({ netns: ns!, url: `https://${PRIVATE_NAME}/`, trustCaPem: pki!.caCertPem, timeoutMs: 30_000 });
+    const r = await runChromium({ netns: ns!, url: `https://${PRIVATE_NAME}/`, trustCaPem: pki!.caCertPem, timeoutMs: 30_000, netLog: true });
     expect(r.stdout).toContain(`servername=${PRIVATE_NAME}`);
+    // Chromium's own account: it used our ECHConfigList, the server did not
+    // accept ECH, and it called that ERR_ECH_NOT_NEGOTIATED before retrying.
+    const log = parseNetLog(r.netLog!);
+    const ssl = log.events.find((e) => e.type === 'SSL_CONNECT_JOB_SSL_CONNECT' && e.params['ech_enabled'] === true);
+    expect(ssl?.params['ech_config_list']).toBe(Buffer.from(echConfigList).toString('base64'));
+    expect(log.netErrors()).toContain('ERR_ECH_NOT_NEGOTIATED');
     // First the ECH attempt (outer SNI = public name), then the retry in clear.
     expect(snis[0]).toBe(PUBLIC_NAME);
     expect(snis).toContain(PRIVATE_NAME);

@@ -179,6 +179,49 @@ export async function launchChromium(opts: ChromiumOptions): Promise<ChromiumRun
   };
 }
 
+export interface NetLogEvent {
+  /** Event type name, e.g. 'SSL_CONNECT', 'HOST_RESOLVER_DNS_TASK_EXTRACTION_RESULTS'. */
+  type: string;
+  /** 'PHASE_BEGIN' | 'PHASE_END' | 'PHASE_NONE' */
+  phase: string;
+  params: Record<string, unknown>;
+}
+
+export interface NetLog {
+  events: NetLogEvent[];
+  /** Chromium's net error names by code, e.g. -183 → 'ERR_ECH_NOT_NEGOTIATED'. */
+  netErrorName(code: number): string | undefined;
+  /** Names of every net_error in the log, e.g. ['ERR_ECH_NOT_NEGOTIATED', ...]. */
+  netErrors(): string[];
+}
+
+/**
+ * Parse a NetLog file (`netLog: true`). A log cut short by a kill lacks its
+ * closing brackets; they are supplied.
+ */
+export function parseNetLog(text: string): NetLog {
+  let raw: { constants: { logEventTypes: Record<string, number>; logEventPhase: Record<string, number>; netError: Record<string, number> }; events: Array<{ type: number; phase: number; params?: Record<string, unknown> }> };
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    raw = JSON.parse(`${text.trimEnd().replace(/,$/, '')}]}`);
+  }
+  const invert = (o: Record<string, number>) => new Map(Object.entries(o).map(([k, v]) => [v, k]));
+  const types = invert(raw.constants.logEventTypes);
+  const phases = invert(raw.constants.logEventPhase);
+  const errors = invert(raw.constants.netError);
+  const events = raw.events.map((e) => ({ type: types.get(e.type) ?? String(e.type), phase: phases.get(e.phase) ?? String(e.phase), params: e.params ?? {} }));
+  return {
+    events,
+    netErrorName: (code) => errors.get(code),
+    netErrors: () =>
+      events
+        .map((e) => e.params['net_error'])
+        .filter((c): c is number => typeof c === 'number')
+        .map((c) => errors.get(c) ?? String(c)),
+  };
+}
+
 /** Launch, wait for Chromium to exit by itself (or be killed at timeoutMs). */
 export async function runChromium(opts: ChromiumOptions): Promise<ChromiumResult> {
   return (await launchChromium(opts)).done;
