@@ -22,6 +22,10 @@
  * - `ERR_PUBLISH_FILE`: the file publisher could not write its files;
  * - `ERR_PUBLISH_CONFIG`: the publisher was given unusable settings.
  * @group DNS
+ * @example
+ * ```ts
+ * const retryLater = (code: PublishErrorCode) => code === 'ERR_DNS_UNREACHABLE';
+ * ```
  */
 export type PublishErrorCode =
   | 'ERR_DNS_TSIG'

@@ -44,6 +44,10 @@ export function parseDnsServer(text: string): DnsServerAddress {
 /**
  * Options of {@link dnsExchange}.
  * @group DNS
+ * @example
+ * ```ts
+ * const opts: DnsExchangeOptions = { transport: 'tcp', timeoutMs: 2000 };
+ * ```
  */
 export interface DnsExchangeOptions {
   /** `udp` (default; TCP when the answer is truncated) or `tcp`. */

@@ -11,15 +11,27 @@ import { concatBytes, fromBase64 } from '../wire/bytes.js';
 import { PublishError } from './errors.js';
 
 /**
- * TSIG algorithms supported (RFC 8945 §6: HMAC-SHA256 is mandatory).
+ * TSIG algorithms supported (RFC 8945 §6: HMAC-SHA256 is mandatory), with
+ * their node:crypto hash names.
  * @group DNS
+ * @example
+ * ```ts
+ * TsigAlgorithm['hmac-sha256']; // 'sha256'
+ * ```
  */
 export const TsigAlgorithm = {
   'hmac-sha256': 'sha256',
   'hmac-sha384': 'sha384',
   'hmac-sha512': 'sha512',
 } as const;
-/** @group DNS */
+/**
+ * A TSIG algorithm name.
+ * @group DNS
+ * @example
+ * ```ts
+ * const alg: TsigAlgorithm = 'hmac-sha256';
+ * ```
+ */
 export type TsigAlgorithm = keyof typeof TsigAlgorithm;
 
 /**
@@ -66,6 +78,10 @@ export function tsigKey(name: string, secretBase64: string, algorithm: TsigAlgor
 /**
  * TSIG error codes (RFC 8945 §5.3 and the IANA RCODE registry).
  * @group DNS
+ * @example
+ * ```ts
+ * if (findTsig(answer)?.error === TsigError.BADSIG) console.error('wrong secret');
+ * ```
  */
 export const TsigError = {
   NOERROR: 0,
@@ -74,7 +90,14 @@ export const TsigError = {
   BADTIME: 18,
   BADTRUNC: 22,
 } as const;
-/** @group DNS */
+/**
+ * A TSIG error name.
+ * @group DNS
+ * @example
+ * ```ts
+ * const e: TsigError = 'BADKEY';
+ * ```
+ */
 export type TsigError = keyof typeof TsigError;
 
 /**
@@ -149,6 +172,10 @@ function hmac(key: TsigKey, ...parts: Uint8Array[]): Uint8Array {
  * A message signed with TSIG: the bytes to send and the MAC, which the
  * answer's MAC covers.
  * @group DNS
+ * @example
+ * ```ts
+ * const signed: TsigSigned = tsigSign(message, key, Date.now());
+ * ```
  */
 export interface TsigSigned {
   /** The message with the TSIG RR appended. */
@@ -211,6 +238,11 @@ function readName(b: Uint8Array, o: number): { name: string; end: number } {
 /**
  * The TSIG RR found at the end of a message.
  * @group DNS
+ * @example
+ * ```ts
+ * const t: TsigRecord | undefined = findTsig(answer);
+ * console.log(t?.keyName, t?.timeSigned);
+ * ```
  */
 export interface TsigRecord {
   /** Offset where the TSIG RR starts (the unsigned message is the bytes before it). */
