@@ -365,6 +365,25 @@ describe('key manager state', () => {
     expect(r.keys.find((k) => k.configId === 8)!.deleteAfter).toBe(new Date(T0 + 900 * S).toISOString());
   });
 
+  it('each step starts from disk: a manager sees what another one did and makes no colliding key', async () => {
+    const a = await open({ publishDelay: 0 });
+    const b = await open({ publishDelay: 0 });
+    const seen: EchKeySet[] = [];
+    b.on('keys', (s) => seen.push(s));
+    const ra = await a.step();
+    expect(b.keySet.size).toBe(0);
+    const rb = await b.step();
+    expect(rb.created).toEqual([]);
+    expect(rb.published).toBeNull();
+    expect(seen).toHaveLength(1);
+    expect(b.keySet.keys().map((k) => k.config.configId)).toEqual(ra.created);
+    clock.t += 3600 * S;
+    const rb2 = await b.step();
+    expect(rb2.created).toHaveLength(1);
+    expect(rb2.created[0]).not.toBe(ra.created[0]);
+    expect(rb2.withdrawn).toEqual(ra.created);
+  });
+
   it('refuses to step while another process holds the lock', async () => {
     const m = await open();
     await writeFile(`${stateFile}.lock`, '12345\n');

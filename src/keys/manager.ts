@@ -425,6 +425,11 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     return [...this.#state.keys].sort((a, b) => rank[phaseOf(a)] - rank[phaseOf(b)] || b.created - a.created);
   }
 
+  /** What the key set snapshot depends on: which keys, in which phase. */
+  #signature(): string {
+    return this.#ordered().map((r) => `${r.base}:${phaseOf(r)}`).join();
+  }
+
   /** Build a new key set snapshot; emit it when asked. */
   #rebuild(emit: boolean): void {
     const set = new EchKeySet();
@@ -454,7 +459,9 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       await fh.writeFile(`${process.pid}\n`);
       await fh.close();
       // Another process may have stepped since we loaded: start from disk.
+      const before = this.#signature();
       await this.#load();
+      if (this.#signature() !== before) this.#rebuild(true);
       return await fn();
     } finally {
       await unlink(lock).catch(() => undefined);
