@@ -97,7 +97,7 @@ function wireHas(hello: CapturedHello, text: string): boolean {
   return Buffer.from(hello.wire).includes(Buffer.from(text, 'ascii'));
 }
 
-describe('Chromium offers ECH from our HTTPS record, and our core opens it', () => {
+describe('Chromium offers ECH from our HTTPS record, and our core opens it', { timeout: 60_000 }, () => {
   it(`port 443: HTTPS record at ${PRIVATE_NAME} → ECH accepted, inner ${PRIVATE_NAME}, outer ${PUBLIC_NAME}`, async () => {
     const { hello } = await helloFromChromium(`https://${PRIVATE_NAME}/`, 443);
     // Chromium asked for, and got, our HTTPS record.

@@ -80,7 +80,7 @@ afterAll(async () => {
   await pki?.cleanup();
 }, 30_000);
 
-describe('Chromium loads pages in the namespace', () => {
+describe('Chromium loads pages in the namespace', { timeout: 60_000 }, () => {
   it('trusts the test CA through the NSS db and loads a page (no HTTPS record)', async () => {
     const r = await runChromium({ netns: ns!, url: `https://${PLAIN_NAME}/`, trustCaPem: pki!.caCertPem, timeoutMs: 30_000 });
     expect(r.timedOut, r.stderr.slice(-2000)).toBe(false);

@@ -48,7 +48,7 @@ afterAll(async () => {
   await ns?.destroy();
 });
 
-describe('network namespace', () => {
+describe('network namespace', { timeout: 60_000 }, () => {
   it('has lo up, both veth ends with the /30 addresses, and its own resolv.conf / nsswitch.conf', async () => {
     expect(await namespaceExists(ns!.name)).toBe(true);
     const addr = await ns!.run('ip', ['-o', '-4', 'addr', 'show']);
