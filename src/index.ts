@@ -27,3 +27,19 @@ export * from './keys/pem.js';
 export { openerFromSharedSecret } from './keys/opener.js';
 
 export * from './dns/https-record.js';
+
+export * from './tls13/index.js';
+export { createEchHook, type EchHookOptions, type EchServerKeys, type EchStatus } from './tls13/ech-hook.js';
+export * from './ech/confirmation.js';
+
+export * from './front/front-end.js';
+export * from './front/config.js';
+export * from './front/serve.js';
+export * from './front/routes.js';
+export * from './front/passthrough.js';
+export * from './front/first-flight.js';
+export * from './front/proxy-protocol.js';
+export * from './front/metrics.js';
+export * from './front/log.js';
+export * from './front/ech-status.js';
+export * from './front/alerts.js';

@@ -122,8 +122,8 @@ describe('ech-server serve with BoringSSL', () => {
       [{ listen: 'nowhere' }, /listen: 'nowhere' is not "host:port"/],
       [{ keys: 'missing-dir' }, /keys: cannot read key directory/],
       [{ groups: ['x448'] }, /groups\[0\]: must be one of/],
-      [{ routes: [{ serverName: 'a.example', cert: 'nope.pem', key: 'nope.key', respond: 'ech-status' }] }, /routes\[0\]\.key: cannot read/],
-      [{ routes: [{ serverName: 'a.example', cert: 'x', key: 'y' }] }, /routes\[0\]\.respond: is required/],
+      [{ routes: [{ serverName: 'a.example', cert: 'nope.pem', key: 'nope.key', respond: 'ech-status' }] }, /routes\[0\]\.(cert|key): cannot read/],
+      [{ routes: [{ serverName: 'a.example', cert: 'x', key: 'y' }] }, /routes\[0\]: needs one of respond, passthrough, forward, forwardTls/],
       [{ bogus: 1 }, /bogus: is not a known field/],
     ];
     for (const [extra, re] of cases) {

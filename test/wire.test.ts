@@ -83,3 +83,19 @@ describe('Reader and Writer', () => {
     expect(() => fromBase64('not base64!')).toThrow(TypeError);
   });
 });
+
+describe('copies never alias a Buffer input', () => {
+  it('Reader.bytes and decodeClientHello copy even from a Buffer', async () => {
+    const { decodeClientHello, encodeClientHello } = await import('../src/tls/client-hello.js');
+    const { buildClientHello } = await import('../src/ech/builder.js');
+    const buf = Buffer.from([2, 7, 8]);
+    const b = new Reader(buf).bytes8();
+    buf[1] = 99;
+    expect(b[0]).toBe(7);
+    const body = Buffer.from(encodeClientHello(buildClientHello({ serverName: 'a.example' })));
+    const ch = decodeClientHello(body);
+    const before = ch.random[0];
+    body[2] = (body[2]! + 1) & 0xff;
+    expect(ch.random[0]).toBe(before);
+  });
+});

@@ -20,7 +20,8 @@ import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../key
 import { httpsRecordZoneLine } from '../dns/https-record.js';
 import { runDemo } from './demo.js';
 import { loadServeConfig } from '../front/config.js';
-import { startFrontEnd } from '../front/front-end.js';
+import { startServe } from '../front/serve.js';
+import { jsonLines } from '../front/log.js';
 
 /** A usage error: printed with the subcommand's help, exit code 2. */
 class UsageError extends Error {}
@@ -162,36 +163,57 @@ alert on error. Exits non-zero on error.`,
     summary: 'run the ECH front end described by a JSON config file',
     usage: `ech-server serve --config FILE
 
-FILE is JSON:
+FILE is JSON (relative paths are resolved against FILE's directory):
   {
     "listen": "127.0.0.1:8443",
-    "keys": "./keys",                      directory of ECH PEM key files
+    "keys": "./keys",                        directory of ECH PEM key files
     "publicName": { "cert": "cover.pem", "key": "cover.key" },
-    "groups": ["x25519", "secp256r1"],     optional, preference order
-    "alpn": ["http/1.1"],                  optional
+    "groups": ["x25519", "secp256r1"],       optional, preference order
+    "alpn": ["http/1.1"],                    optional
     "routes": [
-      { "serverName": "alpha.example", "cert": "alpha.pem", "key": "alpha.key", "respond": "ech-status" }
-    ]
+      { "serverName": "alpha.example", "cert": "alpha.pem", "key": "alpha.key", "respond": "ech-status" },
+      { "serverName": "beta.example", "passthrough": "10.0.0.2:443", "proxyProtocol": true },
+      { "serverName": "gamma.example", "cert": "g.pem", "key": "g.key", "forward": "127.0.0.1:8080" },
+      { "serverName": "*.legacy.example", "cert": "l.pem", "key": "l.key",
+        "forwardTls": { "to": "10.0.0.3:443", "ca": "legacy-ca.pem" } }
+    ],
+    "limits": { "firstFlightTimeoutMs": 10000, "handshakeTimeoutMs": 30000,
+                "maxClientHelloBytes": 65536, "maxConcurrentHandshakes": 10000 },
+    "admin": "127.0.0.1:9090",               optional: /metrics (Prometheus), /healthz
+    "drainTimeoutMs": 10000,
+    "logInnerNames": false
   }
-Relative paths are resolved against FILE's directory. A route matches the
-inner name when ECH is accepted, else the outer name; connections matching no
-route (rejected, GREASE, or the public name itself) get the public name's
-certificate and page. Configuration errors name the field at fault and are
-reported before listening. Prints one JSON line {"listening": "host:port"}
-when ready; SIGTERM or SIGINT stops it.`,
+A route matches the inner name when ECH is accepted, else the outer name
+(exact, then *.wildcard; "alpn" narrows a route to clients offering one of
+those protocols). passthrough forwards ClientHelloInner to an ECH-aware
+backend (split mode); respond/forward/forwardTls terminate TLS here. Rejected
+and GREASE connections get the public name's certificate, its page and
+retry_configs. Errors name the field at fault and are reported before
+listening. Prints one JSON line {"listening": "host:port"} when ready; logs
+are JSON lines on stderr. SIGHUP reloads FILE (keys, certificates, routes)
+without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
     async run(args) {
       const { values } = parse(args, { config: { type: 'string' } });
       if (!values.config) throw new UsageError('--config is required');
-      const config = await loadServeConfig(values.config);
-      const fe = await startFrontEnd(config);
+      const file = values.config;
+      const config = await loadServeConfig(file);
+      const log = jsonLines(process.stderr);
+      const running = await startServe(config, log);
       process.stdout.write(
-        `${JSON.stringify({ listening: `${fe.host}:${fe.port}`, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
+        `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );
+      const hup = () => {
+        loadServeConfig(file)
+          .then((next) => running.reload(next))
+          .catch(() => undefined); // logged by reload; the old configuration stays
+      };
+      process.on('SIGHUP', hup);
       await new Promise<void>((res) => {
         const stop = () => {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
-          fe.close().then(res, res);
+          process.off('SIGHUP', hup);
+          running.close().then(res, res);
         };
         process.on('SIGTERM', stop);
         process.on('SIGINT', stop);

@@ -24,6 +24,7 @@
  */
 import { DecodeError, InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
+import { copyBytes } from '../wire/bytes.js';
 import { Writer, encode } from '../wire/writer.js';
 import type { Extension } from '../tls/client-hello.js';
 
@@ -179,7 +180,7 @@ export function decodeEchConfig(bytes: Uint8Array): EchConfig {
   const body = r.vector16('ECHConfig.contents');
   r.end('ECHConfig');
   if (version !== ECH_VERSION) throw new DecodeError(`unsupported ECHConfig version 0x${version.toString(16)}`);
-  return decodeContents(body, bytes.slice());
+  return decodeContents(body, copyBytes(bytes));
 }
 
 /**
@@ -216,7 +217,7 @@ export function decodeEchConfigList(bytes: Uint8Array): DecodedEchConfigList {
     const start = list.offset;
     const version = list.u16('ECHConfig.version');
     const body = list.vector16('ECHConfig.contents');
-    const raw = bytes.slice(start, list.offset);
+    const raw = copyBytes(bytes, start, list.offset);
     if (version !== ECH_VERSION) {
       skipped.push({ version, reason: 'unknown-version', raw });
       continue;

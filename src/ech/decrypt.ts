@@ -18,6 +18,7 @@ import {
 } from '../tls/extensions.js';
 import type { EchConfig, HpkeSymmetricCipherSuite } from './config.js';
 import { decodeEncodedClientHelloInner } from './inner.js';
+import { copyBytes } from '../wire/bytes.js';
 
 /**
  * An HPKE recipient context set up for one ClientHelloOuter: opens the first
@@ -173,7 +174,7 @@ function serverNameOf(ch: ParsedClientHello): string | undefined {
 
 /** ClientHelloOuterAAD: the outer body with the ECH payload zeroed (RFC 9849 §5.2). */
 function outerAad(outer: ParsedClientHello, index: number, ech: EchOuterExtension): Uint8Array {
-  const aad = outer.raw.slice();
+  const aad = copyBytes(outer.raw);
   const at = outer.extensionOffsets[index]! + ech.payloadOffset;
   aad.fill(0, at, at + ech.payload.length);
   return aad;

@@ -29,16 +29,27 @@ export class ServeConfigError extends EchError {
 }
 
 /**
+ * What a configured route does (exactly one per route).
+ * @group Front end
+ */
+export type ServeAction =
+  | { respond: 'ech-status' }
+  | { passthrough: { host: string; port: number } }
+  | { forward: { host: string; port: number } }
+  | { forwardTls: { host: string; port: number; ca?: string; servername?: string } };
+
+/**
  * A route of the serve configuration.
  * @group Front end
  */
 export interface ServeRoute extends RouteMatch {
-  /** Certificate chain file (PEM) for this name. */
-  cert: string;
+  /** Certificate chain file (PEM) for this name; required unless the action is passthrough. */
+  cert?: string;
   /** Private key file (PEM). */
-  key: string;
-  /** What to do with the connection: the built-in ech-status page. */
-  respond: 'ech-status';
+  key?: string;
+  action: ServeAction;
+  /** Send a PROXY v2 header to the backend. */
+  proxyProtocol: boolean;
 }
 
 /**
@@ -58,6 +69,14 @@ export interface ServeConfig {
   routes: ServeRoute[];
   /** Try every ECH key whatever the config_id (RFC 9849 §7.1 method 2). */
   trialDecryption: boolean;
+  /** Limits (ms, bytes, counts). */
+  limits: { firstFlightTimeoutMs?: number; handshakeTimeoutMs?: number; maxClientHelloBytes?: number; maxConcurrentHandshakes?: number };
+  /** Admin listener for /metrics and /healthz. */
+  admin?: { host: string; port: number };
+  /** How long SIGTERM waits for open connections, ms (default 10000). */
+  drainTimeoutMs: number;
+  /** Put inner names in logs (default false). */
+  logInnerNames: boolean;
 }
 
 const GROUPS = new Set(['x25519', 'secp256r1']);
@@ -78,13 +97,20 @@ function unknownKeys(o: Obj, allowed: string[], at: string): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new ServeConfigError(at ? `${at}.${k}` : k, 'is not a known field');
 }
 
-function parseListen(v: unknown): { host: string; port: number } {
-  if (typeof v !== 'string') throw new ServeConfigError('listen', 'must be "host:port"');
+function hostPort(v: unknown, field: string): { host: string; port: number } {
+  if (typeof v !== 'string') throw new ServeConfigError(field, 'must be "host:port"');
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
-  if (!m) throw new ServeConfigError('listen', `'${v}' is not "host:port"`);
+  if (!m) throw new ServeConfigError(field, `'${v}' is not "host:port"`);
   const port = Number(m[3]);
-  if (port > 65535) throw new ServeConfigError('listen', `port ${port} is out of range`);
+  if (port > 65535) throw new ServeConfigError(field, `port ${port} is out of range`);
   return { host: m[1] ?? m[2]!, port };
+}
+
+function positive(o: Obj, k: string, field: string): number | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ServeConfigError(field, 'must be a positive whole number');
+  return v;
 }
 
 /**
@@ -97,9 +123,9 @@ function parseListen(v: unknown): { host: string; port: number } {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const listen = parseListen(raw['listen']);
+  const listen = hostPort(raw['listen'], 'listen');
   const keys = path(str(raw, 'keys', 'keys')!);
   const pn = raw['publicName'];
   if (!isObj(pn)) throw new ServeConfigError('publicName', 'must be an object { "cert": file, "key": file }');
@@ -129,7 +155,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   const routes = r.map((x, i): ServeRoute => {
     const at = `routes[${i}]`;
     if (!isObj(x)) throw new ServeConfigError(at, 'must be an object');
-    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond'], at);
+    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond', 'passthrough', 'forward', 'forwardTls', 'proxyProtocol'], at);
     const serverName = str(x, 'serverName', `${at}.serverName`)!;
     if (!/^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$/.test(serverName)) throw new ServeConfigError(`${at}.serverName`, `'${serverName}' is not a host name or *.wildcard`);
     let ra: string[] | undefined;
@@ -140,18 +166,69 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     const dupKey = `${serverName.toLowerCase()}|${(ra ?? []).join(',')}`;
     if (seen.has(dupKey)) throw new ServeConfigError(`${at}.serverName`, `duplicates an earlier route for '${serverName}'`);
     seen.add(dupKey);
-    if (x['respond'] !== 'ech-status') throw new ServeConfigError(`${at}.respond`, x['respond'] === undefined ? 'is required ("ech-status")' : 'must be "ech-status"');
+    const actions = ['respond', 'passthrough', 'forward', 'forwardTls'].filter((k) => x[k] !== undefined);
+    if (actions.length !== 1) {
+      throw new ServeConfigError(at, actions.length === 0 ? 'needs one of respond, passthrough, forward, forwardTls (respond: "ech-status" for the built-in page)' : `has several actions (${actions.join(', ')})`);
+    }
+    let action: ServeAction;
+    if (x['respond'] !== undefined) {
+      if (x['respond'] !== 'ech-status') throw new ServeConfigError(`${at}.respond`, 'must be "ech-status"');
+      action = { respond: 'ech-status' };
+    } else if (x['passthrough'] !== undefined) {
+      action = { passthrough: hostPort(x['passthrough'], `${at}.passthrough`) };
+    } else if (x['forward'] !== undefined) {
+      action = { forward: hostPort(x['forward'], `${at}.forward`) };
+    } else {
+      const f = x['forwardTls'];
+      if (!isObj(f)) throw new ServeConfigError(`${at}.forwardTls`, 'must be an object { "to": "host:port", "ca": file, "servername": name }');
+      unknownKeys(f, ['to', 'ca', 'servername'], `${at}.forwardTls`);
+      const ca = str(f, 'ca', `${at}.forwardTls.ca`, false);
+      const sn = str(f, 'servername', `${at}.forwardTls.servername`, false);
+      action = { forwardTls: { ...hostPort(f['to'], `${at}.forwardTls.to`), ...(ca ? { ca: path(ca) } : {}), ...(sn ? { servername: sn } : {}) } };
+    }
+    const terminates = !('passthrough' in action);
+    const cert = str(x, 'cert', `${at}.cert`, terminates);
+    const key = str(x, 'key', `${at}.key`, terminates);
+    const pp = x['proxyProtocol'];
+    if (pp !== undefined && typeof pp !== 'boolean') throw new ServeConfigError(`${at}.proxyProtocol`, 'must be true or false');
     return {
       serverName,
       ...(ra ? { alpn: ra } : {}),
-      cert: path(str(x, 'cert', `${at}.cert`)!),
-      key: path(str(x, 'key', `${at}.key`)!),
-      respond: 'ech-status',
+      ...(cert ? { cert: path(cert) } : {}),
+      ...(key ? { key: path(key) } : {}),
+      action,
+      proxyProtocol: pp === true,
     };
   });
   const td = raw['trialDecryption'];
   if (td !== undefined && typeof td !== 'boolean') throw new ServeConfigError('trialDecryption', 'must be true or false');
-  return { listen, keys, publicName, ...(groups ? { groups } : {}), alpn, routes, trialDecryption: td === true };
+  const limits: ServeConfig['limits'] = {};
+  if (raw['limits'] !== undefined) {
+    const l = raw['limits'];
+    if (!isObj(l)) throw new ServeConfigError('limits', 'must be an object');
+    unknownKeys(l, ['firstFlightTimeoutMs', 'handshakeTimeoutMs', 'maxClientHelloBytes', 'maxConcurrentHandshakes'], 'limits');
+    for (const k of ['firstFlightTimeoutMs', 'handshakeTimeoutMs', 'maxClientHelloBytes', 'maxConcurrentHandshakes'] as const) {
+      const v = positive(l, k, `limits.${k}`);
+      if (v !== undefined) limits[k] = v;
+    }
+  }
+  const admin = raw['admin'] === undefined ? undefined : hostPort(raw['admin'], 'admin');
+  const drain = positive(raw, 'drainTimeoutMs', 'drainTimeoutMs') ?? 10_000;
+  const lin = raw['logInnerNames'];
+  if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
+  return {
+    listen,
+    keys,
+    publicName,
+    ...(groups ? { groups } : {}),
+    alpn,
+    routes,
+    trialDecryption: td === true,
+    limits,
+    ...(admin ? { admin } : {}),
+    drainTimeoutMs: drain,
+    logInnerNames: lin === true,
+  };
 }
 
 /**

@@ -1,137 +1,459 @@
 /**
- * The client-facing front end behind `ech-server serve`: one listener, the
- * ECH key set, a certificate per route, and routing of each terminated
- * connection by the name the handshake ran on (the inner name when ECH was
- * accepted, else the outer one).
+ * The client-facing front end (DESIGN.md, "Data flow of one connection"):
+ * read the first flight, decrypt ClientHelloOuter once, route by the inner
+ * server name (and ALPN), then either pass the connection through to an
+ * ECH-aware backend (split mode) or terminate TLS with this library's engine
+ * (shared mode) and hand the plaintext to the route: the ech-status page, a
+ * TCP or TLS backend, or a handler in code. Rejected and GREASE connections
+ * get the public name's handshake with retry_configs.
  *
  * @module
  */
 import http from 'node:http';
-import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import tls from 'node:tls';
 import { EchError } from '../wire/alert.js';
+import { type DecryptResult, decryptClientHello } from '../ech/decrypt.js';
 import type { EchKeySet } from '../keys/key-set.js';
-import { loadEchKeyDirectory } from '../keys/files.js';
-import { EchServer } from '../tls13/server.js';
-import type { TlsSocket } from '../tls13/socket.js';
-import { createEchHook } from '../tls13/ech-hook.js';
-import { ServeConfigError, type ServeConfig, type ServeRoute } from './config.js';
+import { type EchServerOptions, type ServerConfig, resolveServerConfig } from '../tls13/config.js';
+import { TlsSocket } from '../tls13/socket.js';
+import { createEchHook, type EchStatus } from '../tls13/ech-hook.js';
+import type { CertificateKeyPair } from '../tls13/certificates.js';
+import { alertRecord } from './alerts.js';
 import { echStatusHandler } from './ech-status.js';
-import { RoutingTable } from './routes.js';
+import { readFirstFlight } from './first-flight.js';
+import { type LogSink, silent } from './log.js';
+import { FrontEndMetrics } from './metrics.js';
+import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrough.js';
+import { encodeProxyV2 } from './proxy-protocol.js';
+import { type RouteMatch, RoutingTable } from './routes.js';
 
 /**
- * A running front end.
+ * What a route does with a connection.
  * @group Front end
  */
-export interface FrontEnd {
-  server: EchServer;
-  host: string;
-  port: number;
-  /** The key set in use (replace with {@link FrontEnd.setKeys}). */
-  readonly keys: EchKeySet;
-  /** Swap the ECH key set: new handshakes use it, live ones are unaffected. */
-  setKeys(keys: EchKeySet): void;
-  /** Stop accepting and close every connection. */
-  close(): Promise<void>;
-}
-
-async function readPem(file: string, field: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ServeConfigError(field, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
-const groupNames: Record<string, string> = { x25519: 'X25519', secp256r1: 'P-256' };
+export type RouteAction =
+  /** Terminate and answer with the ech-status page. */
+  | { respond: 'ech-status' }
+  /** Split mode: forward ClientHelloInner to an ECH-aware backend and relay. */
+  | { passthrough: PassthroughTarget }
+  /** Terminate, then relay the plaintext to a TCP backend. */
+  | { forward: { host: string; port: number; proxyProtocol?: boolean } }
+  /** Terminate, then re-encrypt with node:tls to a legacy TLS backend. */
+  | {
+      forwardTls: {
+        host: string;
+        port: number;
+        /** CA certificates (PEM) the backend's certificate must chain to. */
+        ca?: string | string[];
+        /** SNI and name to verify; default the route's server name. */
+        servername?: string;
+        rejectUnauthorized?: boolean;
+        proxyProtocol?: boolean;
+      };
+    }
+  /** Terminate, then call a function with the plaintext socket. */
+  | { handler: (socket: TlsSocket, info: ConnectionInfo) => void };
 
 /**
- * Start the front end of a {@link ServeConfig}. Everything is loaded and
- * checked before the port is opened; errors name the field at fault.
+ * A route: a name (and optional ALPN) to match, an action, and for
+ * terminating actions the certificate to present.
+ * @group Front end
+ */
+export interface FrontEndRoute extends RouteMatch {
+  action: RouteAction;
+  /** PEM certificate chain and key for this name (terminating actions). */
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * What the front end knows about a connection when it hands it to a route.
+ * @group Front end
+ */
+export interface ConnectionInfo {
+  echStatus: EchStatus;
+  outerServerName: string | undefined;
+  /** The inner name when ECH was accepted. */
+  innerServerName: string | undefined;
+  /** The route's server name, or `public` for the public-name handshake. */
+  route: string;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+}
+
+/**
+ * Limits that keep one client from hurting the others.
+ * @group Front end
+ */
+export interface FrontEndLimits {
+  /** Close a connection that has not sent a whole ClientHello after this many ms (default 10000). */
+  firstFlightTimeoutMs?: number;
+  /** Abort a TLS handshake not finished after this many ms (default 30000). */
+  handshakeTimeoutMs?: number;
+  /** Largest ClientHello accepted, bytes (default 65536). */
+  maxClientHelloBytes?: number;
+  /** Connections still in their handshake at once; more are closed at once (default 10000). */
+  maxConcurrentHandshakes?: number;
+}
+
+/**
+ * Options of {@link EchFrontEnd}.
+ * @group Front end
+ */
+export interface FrontEndOptions {
+  keys: EchKeySet;
+  /** Certificate for the public name, and what to do with its connections (default the ech-status page). */
+  publicName: CertificateKeyPair & { action?: RouteAction };
+  routes: FrontEndRoute[];
+  /** ALPN protocols for terminated connections (default `['http/1.1']`). */
+  ALPNProtocols?: string[];
+  /** Groups, Node's `ecdhCurve` syntax (e.g. `'P-256'`). */
+  ecdhCurve?: string;
+  /** More engine options (tickets, ciphers...). */
+  tls?: Partial<EchServerOptions>;
+  trialDecryption?: boolean;
+  limits?: FrontEndLimits;
+  /** Structured log sink (default: none). */
+  log?: LogSink;
+  /** Put inner server names into logs (default false: they are what ECH hides). */
+  logInnerNames?: boolean;
+}
+
+interface Compiled {
+  keys: EchKeySet;
+  table: RoutingTable<FrontEndRoute>;
+  publicRoute: FrontEndRoute;
+  engine: ServerConfig;
+  options: FrontEndOptions;
+}
+
+function compile(options: FrontEndOptions): Compiled {
+  const certificates: CertificateKeyPair[] = [];
+  for (const r of options.routes) {
+    const terminates = !('passthrough' in r.action);
+    if (terminates && (!r.cert || !r.key)) throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `route ${r.serverName}: a terminating route needs cert and key`);
+    if (r.cert && r.key) certificates.push({ cert: r.cert, key: r.key });
+  }
+  const engine = resolveServerConfig({
+    sessionTimeout: 300,
+    ...options.tls,
+    key: options.publicName.key,
+    cert: options.publicName.cert as string,
+    certificates,
+    ALPNProtocols: options.ALPNProtocols ?? ['http/1.1'],
+    ...(options.ecdhCurve ? { ecdhCurve: options.ecdhCurve } : {}),
+    handshakeTimeout: options.limits?.handshakeTimeoutMs ?? 30_000,
+  });
+  return {
+    keys: options.keys,
+    table: new RoutingTable(options.routes),
+    publicRoute: { serverName: 'public', action: options.publicName.action ?? { respond: 'ech-status' } },
+    engine,
+    options,
+  };
+}
+
+/**
+ * The ECH front end: a `net.Server` whose connections are decrypted, routed
+ * and passed through or terminated. Reconfigure it live with
+ * {@link EchFrontEnd.update}; stop it with {@link EchFrontEnd.close}.
  * @group Front end
  * @example
  * ```ts
- * const fe = await startFrontEnd(await loadServeConfig('serve.json'));
- * console.log(`listening on ${fe.host}:${fe.port}`);
+ * const fe = new EchFrontEnd({
+ *   keys: await loadEchKeyDirectory('/etc/ech'),
+ *   publicName: { cert: coverCert, key: coverKey },
+ *   routes: [
+ *     { serverName: 'alpha.example', cert, key, action: { respond: 'ech-status' } },
+ *     { serverName: 'beta.example', action: { passthrough: { host: '10.0.0.2', port: 443 } } },
+ *   ],
+ * });
+ * await fe.listen(443);
  * ```
  */
-export async function startFrontEnd(config: ServeConfig): Promise<FrontEnd> {
-  let keys: EchKeySet;
-  try {
-    keys = await loadEchKeyDirectory(config.keys);
-  } catch (e) {
-    throw new ServeConfigError('keys', (e as Error).message);
-  }
-  const publicKeyPem = await readPem(config.publicName.key, 'publicName.key');
-  const publicCertPem = await readPem(config.publicName.cert, 'publicName.cert');
-  const certificates = await Promise.all(
-    config.routes.map(async (r, i) => ({
-      key: await readPem(r.key, `routes[${i}].key`),
-      cert: await readPem(r.cert, `routes[${i}].cert`),
-    })),
-  );
-  let server: EchServer;
-  try {
-    server = new EchServer({
-      key: publicKeyPem,
-      cert: publicCertPem,
-      certificates,
-      ALPNProtocols: config.alpn,
-      ...(config.groups ? { ecdhCurve: config.groups.map((g) => groupNames[g]).join(':') } : {}),
-      onClientHello: createEchHook({ keys: () => keys, trialDecryption: config.trialDecryption }),
-    });
-  } catch (e) {
-    if (e instanceof EchError) throw new ServeConfigError('publicName', e.message);
-    throw e;
+export class EchFrontEnd {
+  /** The listening server. */
+  readonly server: net.Server;
+  /** Counters for the admin endpoint. */
+  readonly metrics: FrontEndMetrics;
+  #c: Compiled;
+  #log: LogSink;
+  #handshaking = 0;
+  #draining = false;
+  readonly #live = new Set<Socket>();
+  readonly #apps = new Map<string, http.Server>();
+
+  constructor(options: FrontEndOptions, metrics = new FrontEndMetrics()) {
+    this.#c = compile(options);
+    this.#log = options.log ?? silent;
+    this.metrics = metrics;
+    this.server = net.createServer((s) => void this.#connection(s));
   }
 
-  const publicSite = keys.retryConfigs()[0]?.publicName ?? 'public name';
-  const apps = new Map<ServeRoute | 'public', http.Server>();
-  const appFor = (route: ServeRoute | 'public'): http.Server => {
-    let app = apps.get(route);
+  /** The key set in use. */
+  get keys(): EchKeySet {
+    return this.#c.keys;
+  }
+
+  /** True once {@link EchFrontEnd.close} was called. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#live.size;
+  }
+
+  /**
+   * Replace keys, certificates and routes. New connections use the new
+   * configuration; connections already open keep the one they started with.
+   * Throws (and changes nothing) when the new options are unusable.
+   */
+  update(options: Partial<FrontEndOptions>): void {
+    const next = compile({ ...this.#c.options, ...options });
+    this.#c = next;
+    if (options.log) this.#log = options.log;
+    this.#apps.clear();
+  }
+
+  /** Listen; resolves with the bound address. */
+  listen(port: number, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    return new Promise((res, rej) => {
+      this.server.once('error', rej);
+      this.server.listen(port, host, () => {
+        this.server.off('error', rej);
+        const a = this.server.address() as AddressInfo;
+        this.#log({ event: 'listening', host: a.address, port: a.port });
+        res({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  /**
+   * Stop accepting, let open connections finish for up to `drainMs`, then
+   * close what is left. Resolves when every connection is closed.
+   */
+  async close(drainMs = 0): Promise<void> {
+    this.#draining = true;
+    const closed = new Promise<void>((res) => this.server.close(() => res()));
+    if (this.#live.size > 0 && drainMs > 0) {
+      this.#log({ event: 'draining', connections: this.#live.size, deadlineMs: drainMs });
+      const deadline = Date.now() + drainMs;
+      while (this.#live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, Math.min(50, deadline - Date.now())));
+    }
+    for (const s of this.#live) s.destroy();
+    for (const app of this.#apps.values()) app.closeAllConnections();
+    await closed;
+    this.#log({ event: 'stopped' });
+  }
+
+  #app(site: string): http.Server {
+    let app = this.#apps.get(site);
     if (!app) {
-      app = http.createServer(echStatusHandler(route === 'public' ? publicSite : route.serverName));
-      app.on('clientError', (_err, socket) => socket.destroy());
-      apps.set(route, app);
+      app = http.createServer(echStatusHandler(site));
+      app.on('clientError', (_e, s) => s.destroy());
+      this.#apps.set(site, app);
     }
     return app;
-  };
-  const table = new RoutingTable<ServeRoute>(config.routes);
-  const live = new Set<TlsSocket>();
-  server.on('secureConnection', (socket: TlsSocket) => {
-    live.add(socket);
-    socket.once('close', () => live.delete(socket));
-    // An error after the handshake (e.g. the client's ech_required alert)
-    // ends that connection only.
-    socket.on('error', () => socket.destroy());
-    const route = table.lookup(socket.servername, socket.alpnProtocol) ?? 'public';
-    appFor(route).emit('connection', socket);
-  });
-  server.on('tlsClientError', () => undefined);
+  }
 
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', rej);
-      res();
+  #fail(socket: Socket, err: unknown, phase: string): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const code = e instanceof EchError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
+    this.metrics.handshakeError(code);
+    this.metrics.connection('error');
+    if (e instanceof EchError && code !== 'ERR_TIMEOUT' && code !== 'ERR_ALERT_RECEIVED' && !socket.destroyed) {
+      this.metrics.alertSent(e.alert);
+      socket.end(alertRecord(e.alert));
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else {
+      socket.destroy();
+    }
+    this.#log({ event: 'connection_error', phase, code, alert: e instanceof EchError ? e.alert : undefined, remote: socket.remoteAddress });
+  }
+
+  async #connection(socket: Socket): Promise<void> {
+    const started = process.hrtime.bigint();
+    const c = this.#c;
+    const limits = c.options.limits ?? {};
+    this.#live.add(socket);
+    this.metrics.active(1);
+    socket.once('close', () => {
+      this.#live.delete(socket);
+      this.metrics.active(-1);
     });
+    socket.on('error', () => undefined);
+    if (this.#draining || this.#handshaking >= (limits.maxConcurrentHandshakes ?? 10_000)) {
+      this.metrics.handshakeError(this.#draining ? 'DRAINING' : 'TOO_MANY_HANDSHAKES');
+      socket.destroy();
+      return;
+    }
+    this.#handshaking++;
+    let handshakeOpen = true;
+    const handshakeDone = () => {
+      if (handshakeOpen) {
+        handshakeOpen = false;
+        this.#handshaking--;
+      }
+    };
+    socket.once('close', handshakeDone);
+
+    let first;
+    let result: DecryptResult;
+    try {
+      first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxBytes: (limits.maxClientHelloBytes ?? 65536) + 1024 });
+      result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
+    } catch (e) {
+      handshakeDone();
+      this.#fail(socket, e, 'client_hello');
+      return;
+    }
+    const status: EchStatus = result.status === 'rejected' ? (result.reason === 'no-matching-config' ? 'grease' : 'rejected') : result.status;
+    // Accepted: the inner name decides. Otherwise the handshake runs on
+    // ClientHelloOuter (RFC 9849 §7.1: "proceed with the connection using
+    // ClientHelloOuter"), so the outer name decides — except that a rejected
+    // or GREASE hello cannot go to a split-mode backend (a backend "MUST
+    // abort" on an outer-type extension, §7), so it is terminated here for
+    // the public name, with retry_configs.
+    const route =
+      result.status === 'accepted' ? c.table.lookup(result.innerServerName, result.alpn) : c.table.lookup(result.outerServerName, alpnOffered(result));
+    const chosen = route && !(status !== 'accepted' && status !== 'not-offered' && 'passthrough' in route.action) ? route : c.publicRoute;
+    const info: ConnectionInfo = {
+      echStatus: status,
+      outerServerName: result.outerServerName,
+      innerServerName: result.status === 'accepted' ? result.innerServerName : undefined,
+      route: chosen.serverName,
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+    };
+    const logInfo = { status, outer: info.outerServerName, route: c.options.logInnerNames ? info.route : undefined, inner: c.options.logInnerNames ? info.innerServerName : undefined };
+
+    // Split mode: the backend terminates TLS.
+    if ('passthrough' in chosen.action) {
+      const target = chosen.action.passthrough;
+      this.metrics.connection(status);
+      const r =
+        result.status === 'accepted'
+          ? await passthrough(socket, result, target, first.rest, first.recordVersion, handshakeDone)
+          : await passthroughRaw(socket, first.raw, target, handshakeDone);
+      handshakeDone();
+      this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+      this.metrics.relayed(chosen.serverName, 'client_to_backend', r.bytesFromClient);
+      this.metrics.relayed(chosen.serverName, 'backend_to_client', r.bytesFromBackend);
+      if (r.error) {
+        const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
+        this.metrics.handshakeError(code);
+        if (r.error instanceof EchError) this.metrics.alertSent(r.error.alert);
+      }
+      this.#log({ event: 'passthrough_closed', ...logInfo, helloRetry: r.helloRetry, error: r.error?.message });
+      return;
+    }
+
+    // Shared mode: terminate with our engine, continuing from the ClientHello already read.
+    const engine: ServerConfig = { ...c.engine, onClientHello: createEchHook({ keys: c.keys, first: result }) };
+    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest });
+    tlsSocket.once('tlsClientError', (e: Error) => {
+      handshakeDone();
+      const code = e instanceof EchError ? e.code : 'ERR_SOCKET';
+      this.metrics.connection('error');
+      this.metrics.handshakeError(code);
+      if (e instanceof EchError && code !== 'ERR_ALERT_RECEIVED' && code !== 'ERR_PROTOCOL') this.metrics.alertSent(e.alert);
+      this.#log({ event: 'handshake_error', ...logInfo, code, alert: e instanceof EchError ? e.alert : undefined });
+    });
+    tlsSocket.once('secure', () => {
+      handshakeDone();
+      this.metrics.connection(status);
+      this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol, cipher: tlsSocket.getCipher()?.name });
+      this.#deliver(tlsSocket, chosen, info);
+    });
+    // After the handshake: the client's ech_required alert is counted, not
+    // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
+    // of the "ech_required" alert").
+    tlsSocket.on('tlsError', (e: Error) => {
+      if (e instanceof EchError && e.alert === 'ech_required') {
+        this.metrics.echRequired();
+        this.#log({ event: 'ech_required', ...logInfo });
+      }
+      tlsSocket.destroy();
+    });
+  }
+
+  #deliver(tlsSocket: TlsSocket, route: FrontEndRoute, info: ConnectionInfo): void {
+    const a = route.action;
+    if ('respond' in a) {
+      this.#app(route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName).emit('connection', tlsSocket);
+    } else if ('handler' in a) {
+      a.handler(tlsSocket, info);
+    } else if ('forward' in a) {
+      const up = net.connect({ host: a.forward.host, port: a.forward.port });
+      if (a.forward.proxyProtocol) up.write(proxyHeader(tlsSocket));
+      this.#relay(tlsSocket, up, route.serverName);
+    } else if ('forwardTls' in a) {
+      const f = a.forwardTls;
+      const up = tls.connect({
+        host: f.host,
+        port: f.port,
+        servername: f.servername ?? route.serverName,
+        ...(f.ca ? { ca: f.ca } : {}),
+        rejectUnauthorized: f.rejectUnauthorized ?? true,
+        ...(f.proxyProtocol ? { socket: proxiedSocket(f.host, f.port, proxyHeader(tlsSocket)) } : {}),
+      });
+      this.#relay(tlsSocket, up, route.serverName);
+    }
+  }
+
+  #relay(client: TlsSocket, up: net.Socket, route: string): void {
+    let fromClient = 0;
+    let fromBackend = 0;
+    client.on('data', (d: Buffer) => (fromClient += d.length));
+    up.on('data', (d: Buffer) => (fromBackend += d.length));
+    client.pipe(up).pipe(client);
+    const done = () => {
+      up.destroy();
+      client.destroy();
+    };
+    up.on('error', (e) => {
+      this.#log({ event: 'backend_error', route: this.#c.options.logInnerNames ? route : undefined, code: (e as NodeJS.ErrnoException).code });
+      done();
+    });
+    up.on('close', () => client.end());
+    client.on('close', () => {
+      this.metrics.relayed(route, 'client_to_backend', fromClient);
+      this.metrics.relayed(route, 'backend_to_client', fromBackend);
+      up.end();
+    });
+  }
+}
+
+function alpnOffered(r: DecryptResult): string[] {
+  const { outer } = r;
+  const ext = outer.extensions.find((e) => e.type === 16);
+  if (!ext) return [];
+  const out: string[] = [];
+  for (let i = 2; i < ext.data.length; ) {
+    const n = ext.data[i]!;
+    out.push(Buffer.from(ext.data.subarray(i + 1, i + 1 + n)).toString('latin1'));
+    i += 1 + n;
+  }
+  return out;
+}
+
+function proxyHeader(s: TlsSocket): Uint8Array {
+  const raw = s.socket as Socket;
+  return encodeProxyV2({
+    sourceAddress: raw.remoteAddress ?? '0.0.0.0',
+    sourcePort: raw.remotePort ?? 0,
+    destinationAddress: raw.localAddress ?? '0.0.0.0',
+    destinationPort: raw.localPort ?? 0,
   });
-  const addr = server.address() as AddressInfo;
-  return {
-    server,
-    host: addr.address,
-    port: addr.port,
-    get keys() {
-      return keys;
-    },
-    setKeys(next: EchKeySet) {
-      keys = next;
-    },
-    close: () =>
-      new Promise<void>((res) => {
-        server.close(() => res());
-        for (const s of live) s.destroy();
-        for (const app of apps.values()) app.closeAllConnections();
-      }),
-  };
+}
+
+/** A TCP socket that sends the PROXY header before node:tls starts its handshake. */
+function proxiedSocket(host: string, port: number, header: Uint8Array): net.Socket {
+  const s = net.connect({ host, port });
+  s.write(header);
+  return s;
 }

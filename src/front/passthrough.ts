@@ -62,6 +62,7 @@ export function passthrough(
   target: PassthroughTarget,
   rest: Uint8Array = new Uint8Array(0),
   recordVersion = 0x0301,
+  onConnected?: () => void,
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
@@ -92,7 +93,10 @@ export function passthrough(
     };
     const timer = setTimeout(() => finish(new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer within ${target.connectTimeoutMs ?? 10_000} ms`)), target.connectTimeoutMs ?? 10_000);
     timer.unref();
-    backend.once('connect', () => clearTimeout(timer));
+    backend.once('connect', () => {
+      clearTimeout(timer);
+      onConnected?.();
+    });
     backend.on('error', (e) => {
       clearTimeout(timer);
       finish(e);
@@ -233,4 +237,72 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   o.set(a);
   o.set(b, a.length);
   return o;
+}
+
+/**
+ * Plain TLS passthrough (no ECH to decrypt): relay the first flight as read,
+ * then bytes both ways, unmodified. Used for connections without ECH routed
+ * by their outer server name to a passthrough backend.
+ * @group Front end
+ * @example
+ * ```ts
+ * await passthroughRaw(socket, first.raw, { host: '10.0.0.7', port: 443 });
+ * ```
+ */
+export function passthroughRaw(
+  client: Socket,
+  firstFlight: Uint8Array,
+  target: PassthroughTarget,
+  onConnected?: () => void,
+): Promise<PassthroughResult> {
+  return new Promise((resolve) => {
+    const result: PassthroughResult = { helloRetry: false, bytesFromClient: firstFlight.length, bytesFromBackend: 0 };
+    const backend = connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => {
+      result.error = new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer`);
+      backend.destroy();
+      client.destroy();
+    }, target.connectTimeoutMs ?? 10_000);
+    timer.unref();
+    backend.once('connect', () => {
+      clearTimeout(timer);
+      onConnected?.();
+    });
+    if (target.proxyProtocol && client.remoteAddress && client.localAddress) {
+      backend.write(
+        encodeProxyV2({
+          sourceAddress: client.remoteAddress,
+          sourcePort: client.remotePort ?? 0,
+          destinationAddress: client.localAddress,
+          destinationPort: client.localPort ?? 0,
+        }),
+      );
+    }
+    backend.write(firstFlight);
+    client.on('data', (d: Buffer) => (result.bytesFromClient += d.length));
+    backend.on('data', (d: Buffer) => (result.bytesFromBackend += d.length));
+    client.pipe(backend).pipe(client);
+    let closed = 0;
+    const side = () => {
+      if (++closed === 2) resolve(result);
+    };
+    backend.on('error', (e) => {
+      result.error ??= e;
+      client.destroy();
+    });
+    client.on('error', (e) => {
+      result.error ??= e;
+      backend.destroy();
+    });
+    backend.on('close', () => {
+      clearTimeout(timer);
+      if (!client.destroyed) client.end();
+      side();
+    });
+    client.on('close', () => {
+      if (!backend.destroyed) backend.end();
+      side();
+    });
+    client.resume();
+  });
 }

@@ -44,13 +44,18 @@ export class RoutingTable<R extends RouteMatch> {
     this.#default = defaultRoute;
   }
 
-  static #pick<R extends RouteMatch>(list: R[] | undefined, alpn: string | false | undefined): R | undefined {
+  static #pick<R extends RouteMatch>(list: R[] | undefined, alpn: string | false | readonly string[] | undefined): R | undefined {
     if (!list) return undefined;
-    return list.find((r) => r.alpn && alpn && r.alpn.includes(alpn)) ?? list.find((r) => !r.alpn);
+    const offered = alpn === undefined || alpn === false ? [] : typeof alpn === 'string' ? [alpn] : alpn;
+    return list.find((r) => r.alpn && r.alpn.some((p) => offered.includes(p))) ?? list.find((r) => !r.alpn);
   }
 
-  /** The route for a server name (and negotiated ALPN), or the default route. */
-  lookup(serverName: string | false | undefined, alpn?: string | false): R | undefined {
+  /**
+   * The route for a server name and ALPN (the negotiated protocol, or the
+   * list a ClientHello offers when routing before the handshake), or the
+   * default route.
+   */
+  lookup(serverName: string | false | undefined, alpn?: string | false | readonly string[]): R | undefined {
     if (serverName) {
       const name = serverName.toLowerCase().replace(/\.$/, '');
       const exact = RoutingTable.#pick(this.#exact.get(name), alpn);

@@ -6,6 +6,7 @@
  */
 import { DecodeError, IllegalParameterError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
+import { copyBytes } from '../wire/bytes.js';
 import { Writer } from '../wire/writer.js';
 import { HandshakeType } from './constants.js';
 
@@ -74,7 +75,7 @@ export interface ParsedClientHello extends ClientHello {
 export function decodeClientHello(body: Uint8Array): ParsedClientHello {
   // One copy of the input; every field below is a view into it, so nothing
   // aliases the caller's (possibly reused) network buffer.
-  const raw = body.slice();
+  const raw = copyBytes(body);
   const r = new Reader(raw);
   const legacyVersion = r.u16('legacy_version');
   const random = r.view(32, 'random');

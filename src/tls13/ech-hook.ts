@@ -12,6 +12,7 @@ import { ExtensionType } from '../tls/constants.js';
 import { findExtension, type Extension } from '../tls/client-hello.js';
 import { decodeEchClientHello, decodeServerName } from '../tls/extensions.js';
 import {
+  type DecryptResult,
   type EchAccepted,
   type EchKeyLookup,
   decryptClientHello,
@@ -57,6 +58,12 @@ export interface EchHookOptions {
   keys?: EchServerKeys | (() => EchServerKeys);
   /** Try every key whatever the config_id (RFC 9849 §7.1 method 2). */
   trialDecryption?: boolean;
+  /**
+   * The decryption result of this connection's first ClientHello, when a
+   * front end already decrypted it (to route before the handshake): the hook
+   * then does not decrypt it again. Only for a per-connection hook.
+   */
+  first?: DecryptResult;
 }
 
 interface HookState {
@@ -97,7 +104,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
     const s = state as HookState;
     const keys = currentKeys();
     if (!retry) {
-      const r = await decryptClientHello(message, keys, { trialDecryption: opts.trialDecryption ?? false });
+      const r = opts.first ?? (await decryptClientHello(message, keys, { trialDecryption: opts.trialDecryption ?? false }));
       if (r.status === 'accepted') {
         s.ech = r;
         s.status = 'accepted';

@@ -19,6 +19,20 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
+ * A copy of `b[start:end]` as a plain `Uint8Array` that never shares memory
+ * with `b`. (`Buffer#slice` returns a view, so `b.slice()` is not a copy when
+ * `b` is a Buffer; this is.)
+ * @group Wire
+ * @example
+ * ```ts
+ * const owned = copyBytes(socketChunk, 5, 9);
+ * ```
+ */
+export function copyBytes(b: Uint8Array, start = 0, end = b.length): Uint8Array {
+  return Uint8Array.prototype.slice.call(b, start, end) as Uint8Array;
+}
+
+/**
  * Concatenate byte arrays.
  * @group Wire
  * @example

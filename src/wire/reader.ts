@@ -7,6 +7,7 @@
  * @module
  */
 import { DecodeError } from './alert.js';
+import { copyBytes } from './bytes.js';
 
 /**
  * A cursor over a byte array. Reads never go past the end; a short read throws
@@ -95,7 +96,7 @@ export class Reader {
   /** Read `n` bytes as a copy. */
   bytes(n: number, what = 'bytes'): Uint8Array {
     this.need(n, what);
-    const out = this.buf.slice(this.pos, this.pos + n);
+    const out = copyBytes(this.buf, this.pos, this.pos + n);
     this.pos += n;
     return out;
   }

@@ -1,0 +1,125 @@
+/**
+ * Front-end metrics in the Prometheus text exposition format: counters,
+ * gauges and one histogram, rendered on demand. Labels never carry inner
+ * server names unless the operator asks for them.
+ *
+ * @module
+ */
+
+type Labels = Record<string, string>;
+
+function key(labels: Labels): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${labels[k]!.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+    .join(',');
+}
+
+class Family {
+  readonly values = new Map<string, number>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge',
+  ) {}
+  add(labels: Labels, v: number): void {
+    const k = key(labels);
+    this.values.set(k, (this.values.get(k) ?? 0) + v);
+  }
+  get(labels: Labels): number {
+    return this.values.get(key(labels)) ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
+    if (this.values.size === 0 && this.type === 'gauge') lines.push(`${this.name} 0`);
+    for (const [k, v] of this.values) lines.push(k ? `${this.name}{${k}} ${v}` : `${this.name} ${v}`);
+    return lines.join('\n');
+  }
+}
+
+/** Handshake latency buckets, seconds. */
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The front end's metrics.
+ * @group Front end
+ * @example
+ * ```ts
+ * const m = new FrontEndMetrics();
+ * m.connection('accepted');
+ * res.end(m.render());
+ * ```
+ */
+export class FrontEndMetrics {
+  readonly #connections = new Family('ech_connections_total', 'Connections by ECH status (accepted, rejected, grease, not-offered, error).', 'counter');
+  readonly #echRequired = new Family('ech_required_alerts_total', 'ech_required alerts received from clients after an ECH rejection.', 'counter');
+  readonly #alerts = new Family('ech_alerts_sent_total', 'Fatal alerts sent, by description.', 'counter');
+  readonly #handshakeErrors = new Family('ech_handshake_errors_total', 'Connections that ended before a completed handshake, by reason code.', 'counter');
+  readonly #bytes = new Family('ech_relayed_bytes_total', 'Bytes relayed, by route and direction.', 'counter');
+  readonly #active = new Family('ech_active_connections', 'Connections open now.', 'gauge');
+  readonly #reloads = new Family('ech_reloads_total', 'Configuration reloads, by result.', 'counter');
+  readonly #hist = new Map<number, number>(BUCKETS.map((b) => [b, 0]));
+  #histSum = 0;
+  #histCount = 0;
+
+  /** Count a connection by its ECH status. */
+  connection(status: string): void {
+    this.#connections.add({ status }, 1);
+  }
+  /** Count an ech_required alert. */
+  echRequired(): void {
+    this.#echRequired.add({}, 1);
+  }
+  /** Count an alert sent. */
+  alertSent(alert: string): void {
+    this.#alerts.add({ alert }, 1);
+  }
+  /** Count a handshake error. */
+  handshakeError(reason: string): void {
+    this.#handshakeErrors.add({ reason }, 1);
+  }
+  /** Count relayed bytes. */
+  relayed(route: string, direction: 'client_to_backend' | 'backend_to_client', n: number): void {
+    if (n > 0) this.#bytes.add({ route, direction }, n);
+  }
+  /** Change the active-connection gauge. */
+  active(delta: number): void {
+    this.#active.add({}, delta);
+  }
+  /** Count a reload. */
+  reload(ok: boolean): void {
+    this.#reloads.add({ result: ok ? 'ok' : 'error' }, 1);
+  }
+  /** Record one handshake's duration, seconds. */
+  handshakeSeconds(s: number): void {
+    for (const b of BUCKETS) if (s <= b) this.#hist.set(b, this.#hist.get(b)! + 1);
+    this.#histSum += s;
+    this.#histCount++;
+  }
+
+  /** Current value of a counter, for tests and health checks. */
+  value(name: 'connections' | 'echRequired' | 'alerts' | 'handshakeErrors' | 'active', labels: Labels = {}): number {
+    const f = { connections: this.#connections, echRequired: this.#echRequired, alerts: this.#alerts, handshakeErrors: this.#handshakeErrors, active: this.#active }[name];
+    return f.get(labels);
+  }
+
+  /** Prometheus text exposition (version 0.0.4). */
+  render(): string {
+    const hist = [
+      '# HELP ech_handshake_duration_seconds Time from the first byte to a completed handshake (terminated) or to the backend connection (passthrough).',
+      '# TYPE ech_handshake_duration_seconds histogram',
+      ...BUCKETS.map((b) => `ech_handshake_duration_seconds_bucket{le="${b}"} ${this.#hist.get(b)}`),
+      `ech_handshake_duration_seconds_bucket{le="+Inf"} ${this.#histCount}`,
+      `ech_handshake_duration_seconds_sum ${this.#histSum}`,
+      `ech_handshake_duration_seconds_count ${this.#histCount}`,
+    ].join('\n');
+    return (
+      [this.#connections, this.#echRequired, this.#alerts, this.#handshakeErrors, this.#bytes, this.#active, this.#reloads]
+        .map((f) => f.render())
+        .join('\n') +
+      '\n' +
+      hist +
+      '\n'
+    );
+  }
+}
