@@ -1,11 +1,12 @@
 /**
- * A real authoritative DNS server for tests: Debian's Knot DNS (`knotd`)
- * with a generated config and zone in a temporary directory, listening on
- * 127.0.0.1:<free port>, with TSIG keys and an update ACL.
+ * Real authoritative DNS servers for tests: Debian's Knot DNS (`knotd`) or
+ * BIND (`named`), with a generated config and zone in a temporary directory,
+ * listening on 127.0.0.1:<free port>, with two TSIG keys: one allowed to
+ * update the zone, one allowed to update TXT records only.
  *
- * A missing `knotd` is an error, never a skip: CI installs it (apt packages
- * `knot` and `knot-dnsutils`), and a test that silently did not talk to a
- * real server would prove nothing.
+ * A missing server is an error, never a skip: CI installs them (apt packages
+ * `knot`, `knot-dnsutils` and `bind9`), and a test that silently did not talk
+ * to a real server would prove nothing.
  *
  * The server is started as a child process tracked by PID, readiness is
  * polled with an SOA query, and stop() kills it by that PID (SIGTERM, then
@@ -15,13 +16,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 
-export const INSTALL_HINT = 'install Knot with: apt-get install -y knot knot-dnsutils';
+export const INSTALL_HINT = 'install the DNS servers with: apt-get install -y knot knot-dnsutils bind9';
 
 function findBinary(name: string, dirs = ['/usr/sbin', '/usr/bin', '/sbin', '/bin']): string {
   for (const d of [...(process.env['PATH'] ?? '').split(':').filter(Boolean), ...dirs]) {
@@ -37,7 +38,10 @@ export interface TestTsigKey {
   secret: string;
 }
 
+export type DnsServerKind = 'knot' | 'bind';
+
 export interface TestDnsServer {
+  kind: DnsServerKind;
   host: string;
   port: number;
   /** `127.0.0.1:PORT`. */
@@ -105,22 +109,9 @@ process.once('exit', () => {
   for (const c of live) if (c.pid) try { process.kill(c.pid, 'SIGKILL'); } catch { /* already gone */ }
 });
 
-/**
- * Start Knot with `zone` holding `records` (zone-file lines relative to the
- * zone origin, e.g. `www 300 HTTPS 1 . alpn=h2 ech=AAA=`).
- */
-export async function startKnot(opts: { zone: string; records: string[] }): Promise<TestDnsServer> {
-  const knotd = findBinary('knotd');
-  const dir = await mkdtemp(join(tmpdir(), 'ech-knot-'));
-  const port = await freePort();
-  // Knot 3.2 does not create its database directory; without it every UPDATE is SERVFAIL.
-  await mkdir(join(dir, 'db'), { mode: 0o700 });
-  const zone = opts.zone.replace(/\.$/, '');
-  const updateKey = { name: 'ech-update.', secret: randomBytes(32).toString('base64') };
-  const readOnlyKey = { name: 'ech-readonly.', secret: randomBytes(32).toString('base64') };
-  await writeFile(
-    join(dir, 'knot.conf'),
-    `server:
+/** Knot's config: Knot answers NOTAUTH+BADKEY for a key no ACL allows the action for. */
+function knotConfig(dir: string, port: number, zone: string, updateKey: TestTsigKey, readOnlyKey: TestTsigKey): string {
+  return `server:
     rundir: "${dir}"
     listen: 127.0.0.1@${port}
 log:
@@ -139,9 +130,6 @@ acl:
   - id: ech-update
     key: ${updateKey.name}
     action: update
-  # Knot answers NOTAUTH+BADKEY for a key no ACL of the zone allows the
-  # action for; this key may update TXT records only, so its HTTPS UPDATEs
-  # are refused by update policy.
   - id: ech-readonly
     key: ${readOnlyKey.name}
     action: update
@@ -155,15 +143,58 @@ template:
 zone:
   - domain: ${zone}.
     acl: [ech-update, ech-readonly]
-`,
-    { mode: 0o600 },
-  );
+`;
+}
+
+/** BIND's config: update-policy grants, no rndc, no recursion. */
+function bindConfig(dir: string, port: number, zone: string, updateKey: TestTsigKey, readOnlyKey: TestTsigKey): string {
+  return `options {
+  directory "${dir}";
+  pid-file "${dir}/named.pid";
+  listen-on port ${port} { 127.0.0.1; };
+  listen-on-v6 { none; };
+  recursion no;
+  dnssec-validation no;
+  notify no;
+};
+controls { };
+key "${updateKey.name}" { algorithm hmac-sha256; secret "${updateKey.secret}"; };
+key "${readOnlyKey.name}" { algorithm hmac-sha256; secret "${readOnlyKey.secret}"; };
+zone "${zone}" {
+  type primary;
+  file "${dir}/${zone}.zone";
+  update-policy { grant ${updateKey.name} zonesub ANY; grant ${readOnlyKey.name} zonesub TXT; };
+};
+`;
+}
+
+/**
+ * Start an authoritative server for `zone` holding `records` (zone-file
+ * lines relative to the zone origin, e.g. `www 300 HTTPS 1 . alpn=h2 ech=AAA=`).
+ */
+export async function startDnsServer(kind: DnsServerKind, opts: { zone: string; records: string[] }): Promise<TestDnsServer> {
+  const binary = findBinary(kind === 'knot' ? 'knotd' : 'named');
+  const dir = await mkdtemp(join(tmpdir(), `ech-${kind}-`));
+  const port = await freePort();
+  const zone = opts.zone.replace(/\.$/, '');
+  const updateKey = { name: 'ech-update.', secret: randomBytes(32).toString('base64') };
+  const readOnlyKey = { name: 'ech-readonly.', secret: randomBytes(32).toString('base64') };
+  const conf = join(dir, kind === 'knot' ? 'knot.conf' : 'named.conf');
+  if (kind === 'knot') {
+    // Knot 3.2 does not create its database directory; without it every UPDATE is SERVFAIL.
+    await mkdir(join(dir, 'db'), { mode: 0o700 });
+    await writeFile(conf, knotConfig(dir, port, zone, updateKey, readOnlyKey), { mode: 0o600 });
+  } else {
+    await writeFile(conf, bindConfig(dir, port, zone, updateKey, readOnlyKey), { mode: 0o600 });
+  }
   await writeFile(
     join(dir, `${zone}.zone`),
     [`$ORIGIN ${zone}.`, '$TTL 300', `@ SOA ns.${zone}. hostmaster.${zone}. 1 3600 600 86400 300`, '@ NS ns', 'ns A 127.0.0.1', ...opts.records, ''].join('\n'),
   );
   let log = '';
-  const child = spawn(knotd, ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Both run in the foreground (-g for named: also logs to stderr), so the child PID is the server's.
+  const args = kind === 'knot' ? ['-c', conf] : ['-g', '-c', conf];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -181,9 +212,9 @@ zone:
   try {
     const deadline = Date.now() + 15_000;
     for (;;) {
-      if (exited) throw new Error(`knotd exited during start-up:\n${log}`);
+      if (exited) throw new Error(`${kind} exited during start-up:\n${log}`);
       if (await soaReady(port, zone)) break;
-      if (Date.now() > deadline) throw new Error(`knotd did not answer on 127.0.0.1:${port} within 15 s:\n${log}`);
+      if (Date.now() > deadline) throw new Error(`${kind} did not answer on 127.0.0.1:${port} within 15 s:\n${log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   } catch (e) {
@@ -191,6 +222,7 @@ zone:
     throw e;
   }
   return {
+    kind,
     host: '127.0.0.1',
     port,
     address: `127.0.0.1:${port}`,
@@ -204,14 +236,18 @@ zone:
   };
 }
 
-/** Run `kdig` against the server; returns its stdout (`+short` style lines). */
-export function kdig(server: TestDnsServer, name: string, type: string): string {
-  const r = spawnSync(findBinary('kdig'), [`@${server.host}`, '-p', String(server.port), '+norec', '+short', name, type], { encoding: 'utf8', timeout: 10_000 });
-  if (r.status !== 0) throw new Error(`kdig failed (${r.status}): ${r.stderr}`);
-  return r.stdout.trim();
+/** Start Knot (see {@link startDnsServer}). */
+export function startKnot(opts: { zone: string; records: string[] }): Promise<TestDnsServer> {
+  return startDnsServer('knot', opts);
 }
 
-/** The zone file as Knot has it on disk (unchanged by updates: zonefile-sync is off). */
-export function zoneFile(server: TestDnsServer): Promise<string> {
-  return readFile(join(server.dir, `${server.zone}.zone`), 'utf8');
+/**
+ * Run `kdig` against the server (no recursion). Short form: one RDATA per
+ * line; otherwise the answer section (`owner TTL IN TYPE RDATA`).
+ */
+export function kdig(server: TestDnsServer, name: string, type: string, short = true): string {
+  const form = short ? ['+short'] : ['+noall', '+answer'];
+  const r = spawnSync(findBinary('kdig'), [`@${server.host}`, '-p', String(server.port), '+norec', ...form, name, type], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status !== 0) throw new Error(`kdig failed (${r.status}): ${r.stderr}`);
+  return r.stdout.trim();
 }
