@@ -173,6 +173,21 @@ zone "${zone}" {
  * lines relative to the zone origin, e.g. `www 300 HTTPS 1 . alpn=h2 ech=AAA=`).
  */
 export async function startDnsServer(kind: DnsServerKind, opts: { zone: string; records: string[] }): Promise<TestDnsServer> {
+  // The free port is chosen before the server binds it; another process may
+  // take it in between. Such a start fails fast (bind error in the log), so
+  // try again on a new port.
+  for (let i = 1; ; i++) {
+    try {
+      return await startOnce(kind, opts);
+    } catch (e) {
+      if (i >= 3 || !(e instanceof PortTakenError)) throw e;
+    }
+  }
+}
+
+class PortTakenError extends Error {}
+
+async function startOnce(kind: DnsServerKind, opts: { zone: string; records: string[] }): Promise<TestDnsServer> {
   const binary = findBinary(kind === 'knot' ? 'knotd' : 'named');
   const dir = await mkdtemp(join(tmpdir(), `ech-${kind}-`));
   const port = await freePort();
@@ -212,6 +227,9 @@ export async function startDnsServer(kind: DnsServerKind, opts: { zone: string; 
   try {
     const deadline = Date.now() + 15_000;
     for (;;) {
+      if (/address (already )?in use|cannot bind|unable to listen on any configured interfaces/i.test(log)) {
+        throw new PortTakenError(`${kind} could not bind 127.0.0.1:${port}:\n${log}`);
+      }
       if (exited) throw new Error(`${kind} exited during start-up:\n${log}`);
       if (await soaReady(port, zone)) break;
       if (Date.now() > deadline) throw new Error(`${kind} did not answer on 127.0.0.1:${port} within 15 s:\n${log}`);
