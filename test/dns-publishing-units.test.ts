@@ -13,7 +13,7 @@ import { httpsRecordRdata } from '../src/dns/https-record.js';
 import { parseHttpsName } from '../src/dns/publisher.js';
 import { parseDnsServer } from '../src/dns/transport.js';
 import { FilePublisher } from '../src/dns/file-publisher.js';
-import { RotationConfigError, createPublisher, validateRotationConfig } from '../src/dns/rotation-config.js';
+import { RotationConfigError, createPublisher, keyManagerOptions, validateRotationConfig } from '../src/dns/rotation-config.js';
 import { Rfc2136Publisher } from '../src/dns/rfc2136.js';
 import { PublishError } from '../src/dns/errors.js';
 import { generateEchKey } from '../src/keys/generate.js';
@@ -201,6 +201,9 @@ describe('rotation config', () => {
     expect(validateRotationConfig({ publicName: 'c.example', stateFile: 's' })).toEqual({ publicName: 'c.example', period: 86400, ttl: 300, names: [], stateFile: 's' });
     expect(createPublisher(validateRotationConfig(good))).toBeInstanceOf(Rfc2136Publisher);
     expect(createPublisher(validateRotationConfig({ ...good, publisher: { type: 'file', prefix: '/tmp/x' } }))).toBeInstanceOf(FilePublisher);
+    const opts = keyManagerOptions(validateRotationConfig({ ...good, margin: 60, maximumNameLength: 32 }), '/etc/ech');
+    expect(opts).toMatchObject({ keyDirectory: '/etc/ech', stateFile: good.stateFile, publicName: 'cover.example', names: good.names, period: 3600, ttl: 300, margin: 60, maximumNameLength: 32 });
+    expect(opts.publisher).toBeInstanceOf(Rfc2136Publisher);
   });
 
   const bad: [string, unknown, string][] = [
@@ -211,6 +214,7 @@ describe('rotation config', () => {
     ['period 0', { ...good, period: 0 }, 'rotation.period'],
     ['ttl text', { ...good, ttl: '300' }, 'rotation.ttl'],
     ['bad kem', { ...good, kem: 'x448' }, 'rotation.kem'],
+    ['max name length', { ...good, maximumNameLength: 256 }, 'rotation.maximumNameLength'],
     ['bad name', { ...good, names: ['ok.example', 'not ok'] }, 'rotation.names[1]'],
     ['publisher without names', { ...good, names: [] }, 'rotation.names'],
     ['publisher type', { ...good, publisher: { type: 'ftp' } }, 'rotation.publisher.type'],

@@ -9,7 +9,7 @@
 import { InvalidArgumentError } from '../wire/alert.js';
 import { publicNameProblem } from '../ech/config.js';
 import { KemName } from '../keys/generate.js';
-import type { EchPublisher } from '../keys/manager.js';
+import type { EchClock, EchKeyManagerOptions, EchPublisher } from '../keys/manager.js';
 import { FilePublisher } from './file-publisher.js';
 import { PublishError } from './errors.js';
 import { parseHttpsName } from './publisher.js';
@@ -77,6 +77,8 @@ export interface RotationConfig {
   retryInterval?: number;
   /** KEM of new keys; default x25519. */
   kem?: KemName;
+  /** maximum_name_length of new keys (0-255); default 0. */
+  maximumNameLength?: number;
   /** `HOST` or `HOST:PORT`, one per HTTPS record. */
   names: string[];
   /** The manager's state file. */
@@ -210,7 +212,7 @@ function validatePublisher(v: unknown, path: string): RotationPublisherConfig {
  */
 export function validateRotationConfig(value: unknown, path = 'rotation'): RotationConfig {
   if (!isObj(value)) throw new RotationConfigError(path, 'must be an object');
-  only(value, path, ['publicName', 'period', 'ttl', 'margin', 'publishDelay', 'retryInterval', 'kem', 'names', 'stateFile', 'publisher']);
+  only(value, path, ['publicName', 'period', 'ttl', 'margin', 'publishDelay', 'retryInterval', 'kem', 'maximumNameLength', 'names', 'stateFile', 'publisher']);
   const publicName = str(value, path, 'publicName', true);
   const problem = publicNameProblem(publicName);
   if (problem) throw new RotationConfigError(`${path}.publicName`, problem);
@@ -226,6 +228,8 @@ export function validateRotationConfig(value: unknown, path = 'rotation'): Rotat
     if (!(kem in KemName)) throw new RotationConfigError(`${path}.kem`, `must be one of ${Object.keys(KemName).join(', ')}`);
     out.kem = kem as KemName;
   }
+  const mnl = num(value, path, 'maximumNameLength', 0, 255);
+  if (mnl !== undefined) out.maximumNameLength = mnl;
   const names = strings(value, path, 'names') ?? [];
   names.forEach((n, i) => check(`${path}.names[${i}]`, () => parseHttpsName(n)));
   out.names = names;
@@ -258,4 +262,33 @@ export function createPublisher(config: RotationConfig): EchPublisher | undefine
     ...(p.timeoutMs !== undefined ? { timeoutMs: p.timeoutMs } : {}),
     ...(p.attempts !== undefined ? { attempts: p.attempts } : {}),
   });
+}
+
+/**
+ * The {@link EchKeyManager} options a validated `rotation` section describes,
+ * with its publisher, for the key directory the server loads.
+ * @group DNS
+ * @example
+ * ```ts
+ * const rotation = validateRotationConfig(json.rotation);
+ * const manager = await EchKeyManager.open(keyManagerOptions(rotation, json.keys.directory));
+ * ```
+ */
+export function keyManagerOptions(config: RotationConfig, keyDirectory: string, clock?: EchClock): EchKeyManagerOptions {
+  const publisher = createPublisher(config);
+  return {
+    keyDirectory,
+    stateFile: config.stateFile,
+    publicName: config.publicName,
+    names: config.names,
+    period: config.period,
+    ttl: config.ttl,
+    ...(config.margin !== undefined ? { margin: config.margin } : {}),
+    ...(config.publishDelay !== undefined ? { publishDelay: config.publishDelay } : {}),
+    ...(config.retryInterval !== undefined ? { retryInterval: config.retryInterval } : {}),
+    ...(config.kem ? { kem: config.kem } : {}),
+    ...(config.maximumNameLength !== undefined ? { maximumNameLength: config.maximumNameLength } : {}),
+    ...(publisher ? { publisher } : {}),
+    ...(clock ? { clock } : {}),
+  };
 }
