@@ -239,3 +239,90 @@ describe('rotation config', () => {
     });
   }
 });
+
+describe('RFC 2136 publisher retries (scripted in-process server)', () => {
+  /**
+   * A minimal authoritative server for one HTTPS RRset: answers queries with
+   * the current records and applies UPDATEs, failing the first few with the
+   * given RCODEs. Unsigned: TSIG is tested against Knot and BIND.
+   */
+  async function scripted(failures: number[]) {
+    const { createSocket } = await import('node:dgram');
+    const sock = createSocket('udp4');
+    let records: Buffer[] = [Buffer.from(encodeSvcbRdata({ priority: 1, target: '.', params: [{ key: 1, value: Uint8Array.of(2, 0x68, 0x32) }] }))];
+    const seen: string[] = [];
+    sock.on('message', (msg, rinfo) => {
+      const opcode = (msg[2]! >> 3) & 0x0f;
+      const id = msg.readUInt16BE(0);
+      let reply: Buffer;
+      if (opcode === 5) {
+        const fail = failures.shift();
+        seen.push(`update:${fail ?? 0}`);
+        if (!fail) {
+          const p = dnsPacket.decode(msg);
+          records = (p.authorities ?? []).filter((a) => (a as { class?: string }).class === 'IN').map((a) => (a as { data: Buffer }).data);
+        }
+        reply = Buffer.from(msg);
+        reply.writeUInt16BE(0x8000 | (5 << 11) | (fail ?? 0), 2);
+        reply.writeUInt16BE(0, 6);
+        reply.writeUInt16BE(0, 8);
+        reply.writeUInt16BE(0, 10);
+        // Keep only the zone section.
+        let zoneEnd = 12;
+        while (msg[zoneEnd]! !== 0) zoneEnd += 1 + msg[zoneEnd]!;
+        zoneEnd += 1 + 4;
+        reply = reply.subarray(0, zoneEnd);
+      } else {
+        seen.push('query');
+        const q = dnsPacket.decode(msg).questions![0]!;
+        reply = dnsPacket.encode({
+          type: 'response', id, flags: dnsPacket.AUTHORITATIVE_ANSWER, questions: [q],
+          answers: records.map((data) => ({ type: 'UNKNOWN_65' as never, name: q.name, ttl: 300, class: 'IN', data } as never)),
+        });
+      }
+      sock.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    return { address: `127.0.0.1:${sock.address().port}`, seen, records: () => records, close: () => sock.close() };
+  }
+
+  const list = encodeEchConfigList([generateEchKey({ publicName: 'cover.example' }).config]);
+
+  it('retries SERVFAIL with exponential backoff, then succeeds', async () => {
+    const srv = await scripted([2, 2]);
+    const delays: number[] = [];
+    try {
+      const p = new Rfc2136Publisher({ server: srv.address, zone: 'example.test', attempts: 4, backoffMs: 10, timeoutMs: 1000, sleep: async (ms) => { delays.push(ms); } });
+      const r = await p.publish(['www.example.test'], list);
+      expect(r.names[0]!.action).toBe('updated');
+      expect(delays).toEqual([10, 20]);
+      expect(srv.seen).toEqual(['query', 'update:2', 'query', 'update:2', 'query', 'update:0', 'query']);
+      expect(echParamOf(decodeSvcbRdata(new Uint8Array(srv.records()[0]!)))).toEqual(list);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('a concurrent edit (NXRRSET) makes it read again and retry', async () => {
+    const srv = await scripted([8]);
+    try {
+      const p = new Rfc2136Publisher({ server: srv.address, zone: 'example.test', backoffMs: 1, timeoutMs: 1000 });
+      await p.publish(['www.example.test'], list);
+      expect(srv.seen).toEqual(['query', 'update:8', 'query', 'update:0', 'query']);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('gives up after `attempts` with the last RCODE, and does not retry REFUSED', async () => {
+    const srv = await scripted([2, 2, 2, 5]);
+    try {
+      const p = new Rfc2136Publisher({ server: srv.address, zone: 'example.test', attempts: 3, backoffMs: 1, timeoutMs: 1000 });
+      await expect(p.publish(['www.example.test'], list)).rejects.toMatchObject({ code: 'ERR_DNS_UPDATE', rcode: 'SERVFAIL', message: expect.stringMatching(/gave up after 3 tries/) });
+      await expect(p.publish(['www.example.test'], list)).rejects.toMatchObject({ code: 'ERR_DNS_REFUSED', rcode: 'REFUSED' });
+      expect(srv.seen.filter((x) => x.startsWith('update'))).toEqual(['update:2', 'update:2', 'update:2', 'update:5']);
+    } finally {
+      srv.close();
+    }
+  });
+});
