@@ -384,12 +384,22 @@ describe('key manager state', () => {
     expect(rb2.withdrawn).toEqual(ra.created);
   });
 
-  it('refuses to step while another process holds the lock', async () => {
+  it('refuses to step while another process holds the lock; a scheduled step retries after retryInterval', async () => {
     const m = await open();
     await writeFile(`${stateFile}.lock`, '12345\n');
     await expect(m.step()).rejects.toThrow(/another rotation is running/);
+    const stepErrors: Error[] = [];
+    m.on('stepError', (e) => stepErrors.push(e));
+    await expect(m.start()).rejects.toThrow(/another rotation is running/);
+    expect(clock.pending).toBe(1);
+    await clock.advance(29 * S, m);
+    expect(stepErrors).toHaveLength(0);
+    await clock.advance(1 * S, m);
+    expect(stepErrors).toHaveLength(1);
     await rm(`${stateFile}.lock`);
-    await expect(m.step()).resolves.toMatchObject({ created: [expect.any(Number)] });
+    await clock.advance(30 * S, m);
+    expect(stepErrors).toHaveLength(1);
+    expect(m.status()).toHaveLength(1);
   });
 
   it('rejects a corrupt state file with a clear error', async () => {

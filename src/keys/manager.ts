@@ -395,13 +395,16 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
   async #tick(): Promise<RotationStepReport> {
     this.#timer = undefined;
     let report: RotationStepReport;
+    let failed = true;
     try {
       report = await this.step();
+      failed = false;
     } finally {
       if (this.#running) {
         const clock = this.#opts.clock;
-        // On an unexpected failure (e.g. disk) nextDue() still schedules a retry.
-        const delay = Math.min(MAX_TIMER, Math.max(1000, this.nextDue() - clock.now()));
+        // After an unexpected failure (disk, lock) try again in retryInterval.
+        const due = failed ? clock.now() + this.#opts.retryInterval * 1000 : this.nextDue();
+        const delay = Math.min(MAX_TIMER, Math.max(1000, due - clock.now()));
         this.#timer = clock.setTimer(() => {
           this.#ticking = this.#tick().then(
             () => undefined,
