@@ -346,6 +346,18 @@ describe('key manager state', () => {
     expect((await files()).filter((n) => n.endsWith('.retired.pem'))).toEqual([retired]);
   });
 
+  it('a key present as both X.pem and X.retired.pem counts once, as withdrawn', async () => {
+    const m = await open({ publishDelay: 0 });
+    await m.step();
+    const [f] = await files();
+    const { copyFile } = await import('node:fs/promises');
+    await copyFile(join(keyDir, f!), join(keyDir, f!.replace('.pem', '.retired.pem')));
+    const m2 = await open({ publishDelay: 0 });
+    expect(m2.status().map((k) => k.phase)).toEqual(['withdrawn']);
+    expect(m2.keySet.size).toBe(1);
+    expect(await files()).toEqual([f!.replace('.pem', '.retired.pem')]);
+  });
+
   it('adopts key files it did not make (keygen): live ones as serving, retired ones as withdrawn now', async () => {
     const { mkdir } = await import('node:fs/promises');
     await mkdir(keyDir, { recursive: true });

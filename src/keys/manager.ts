@@ -496,6 +496,12 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       const retired = n.endsWith('.retired.pem');
       const base = n.slice(0, -(retired ? '.retired.pem' : '.pem').length);
       const path = join(o.keyDirectory, n);
+      // X.pem next to X.retired.pem (a copy, not our rename): the retired one
+      // counts, and the copy goes, or it would come back as a live key.
+      if (!retired && names.includes(`${base}.retired.pem`)) {
+        await unlink(path);
+        continue;
+      }
       let key = this.#cache.get(base);
       if (!key) {
         key = await readEchKeyFile(path);
