@@ -289,6 +289,8 @@ export class Rfc2136Publisher implements EchPublisher {
     if (a.rcode === Rcode.NXDOMAIN) return [];
     if (isRefusal(a.rcode)) throw this.#refused(a.rcode, what);
     if (a.rcode !== Rcode.NOERROR) throw new PublishError('ERR_DNS_UPDATE', `${what}: ${rcodeName(a.rcode)}`, { rcode: rcodeName(a.rcode) });
+    const q = a.decoded.questions?.[0];
+    if (!q || fqdn(q.name) !== fqdn(owner)) throw new PublishError('ERR_DNS_RESPONSE', `${what}: the answer is for another question (${q?.name ?? 'none'})`);
     if (!(a.raw[2]! & 0x04)) throw this.#refused(Rcode.NOTAUTH, what, ' (the answer is not authoritative)');
     const out: RrsetRecord[] = [];
     for (const rr of a.decoded.answers ?? []) {
