@@ -85,7 +85,11 @@ export type EchErrorCode =
   | 'ERR_CERTIFICATE'
   | 'ERR_TIMEOUT'
   | 'ERR_ECH_REJECTED'
-  | 'ERR_CONFIG';
+  | 'ERR_CONFIG'
+  /** Keyless mode: no key server answered in time (src/keyless). */
+  | 'ERR_KEYLESS_UNAVAILABLE'
+  /** Keyless mode: a key server refused or failed the operation (src/keyless). */
+  | 'ERR_KEYLESS_REFUSED';
 
 /**
  * Base error of this library: carries a stable `code` and the TLS `alert`
