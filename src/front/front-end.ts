@@ -65,6 +65,11 @@ export interface FrontEndRoute extends RouteMatch {
   /** PEM certificate chain and key for this name (terminating actions). */
   cert?: string;
   key?: string;
+  /**
+   * Keyless mode: signs this certificate's CertificateVerify in place of
+   * `key` (a key server holds the key; see `KeylessClient.signer`).
+   */
+  sign?: CertificateKeyPair['sign'];
 }
 
 /**
@@ -132,15 +137,19 @@ function compile(options: FrontEndOptions): Compiled {
   const certificates: CertificateKeyPair[] = [];
   for (const r of options.routes) {
     const terminates = !('passthrough' in r.action);
-    if (terminates && (!r.cert || !r.key)) throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `route ${r.serverName}: a terminating route needs cert and key`);
+    if (terminates && (!r.cert || (!r.key && !r.sign))) throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `route ${r.serverName}: a terminating route needs cert and key (or sign)`);
     if (r.cert && r.key) certificates.push({ cert: r.cert, key: r.key });
+    else if (r.cert && r.sign) certificates.push({ cert: r.cert, sign: r.sign });
   }
+  // Keyless public name (no key, a sign function): it goes first in
+  // `certificates`, so it stays the default certificate.
+  const pn = options.publicName;
+  const keylessPublic = pn.key === undefined && pn.sign !== undefined;
   const engine = resolveServerConfig({
     sessionTimeout: 300,
     ...options.tls,
-    key: options.publicName.key,
-    cert: options.publicName.cert as string,
-    certificates,
+    ...(keylessPublic ? {} : { key: pn.key, cert: pn.cert as string }),
+    certificates: keylessPublic ? [{ cert: pn.cert, sign: pn.sign }, ...certificates] : certificates,
     ALPNProtocols: options.ALPNProtocols ?? ['http/1.1'],
     ...(options.ecdhCurve ? { ecdhCurve: options.ecdhCurve } : {}),
     handshakeTimeout: options.limits?.handshakeTimeoutMs ?? 30_000,
