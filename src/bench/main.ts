@@ -26,6 +26,8 @@ import {
   type HpkeSuite,
 } from '../crypto/hpke.js';
 import { runCases, type BenchCase, type Measurement } from './harness.js';
+import { browserShapedHellos } from './hellos.js';
+import { decryptClientHello } from '../ech/decrypt.js';
 
 const SUITE: HpkeSuite = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm };
 /** Distinct payloads cycled through, so every open is a fresh enc and context. */
@@ -127,12 +129,32 @@ const cases: BenchCase[] = [
       };
     },
   },
+  {
+    field: 'decrypt_us',
+    label: 'decryptClientHello, browser-shaped ~1.8 KB ClientHelloOuter (PQ key share, GREASE, compressed padded inner): accepted',
+    setup: async () => {
+      const { keys, accepted } = await browserShapedHellos(POOL);
+      const next = cycle(accepted);
+      return () => decryptClientHello(next(), keys);
+    },
+  },
+  {
+    field: 'reject_us',
+    label: 'decryptClientHello, the same ClientHellos with a config_id no key has: rejected',
+    setup: async () => {
+      const { keys, unknownConfigId } = await browserShapedHellos(POOL);
+      const next = cycle(unknownConfigId);
+      return () => decryptClientHello(next(), keys);
+    },
+  },
 ];
 
 /** Ratios of medians: `num / den`, with the target each one is held to. */
 const ratios: { field: string; num: string; den: string; meaning: string; target?: string }[] = [
   { field: 'open_over_x25519', num: 'open_us', den: 'x25519_us', meaning: 'HPKE open cost in units of one X25519 ECDH', target: '<= 1.3' },
   { field: 'hpke_js_over_open', num: 'hpke_js_open_us', den: 'open_us', meaning: 'speed-up of the native path over hpke-js', target: '>= 30' },
+  { field: 'decrypt_over_x25519', num: 'decrypt_us', den: 'x25519_us', meaning: 'a whole ECH decryption in units of one X25519 ECDH', target: '<= 1.5' },
+  { field: 'reject_over_x25519', num: 'reject_us', den: 'x25519_us', meaning: 'the no-key reject path (GREASE, junk) in units of one X25519 ECDH', target: '<= 0.05' },
 ];
 
 function round(n: number, digits: number): number {

@@ -7,17 +7,12 @@
  * @module
  */
 import { DecodeError, EchError, IllegalParameterError, MissingExtensionError, DecryptError } from '../wire/alert.js';
-import { ExtensionType, HandshakeType, ProtocolVersion, isGrease } from '../tls/constants.js';
-import { type ParsedClientHello, decodeClientHello } from '../tls/client-hello.js';
-import {
-  type EchOuterExtension,
-  decodeAlpn,
-  decodeEchClientHello,
-  decodeServerName,
-  decodeSupportedVersions,
-} from '../tls/extensions.js';
+import { EchClientHelloType, HandshakeType, ProtocolVersion, isGrease } from '../tls/constants.js';
+import { type ClientHelloScan, ExtensionList, scanClientHello } from '../tls/scan.js';
+import { type ParsedClientHello, decodeClientHello, parseClientHelloOwned } from '../tls/client-hello.js';
+import { decodeAlpn, decodeServerName, decodeSupportedVersions } from '../tls/extensions.js';
 import type { EchConfig, HpkeSymmetricCipherSuite } from './config.js';
-import { decodeEncodedClientHelloInner } from './inner.js';
+import { type RebuiltClientHelloInner, rebuildClientHelloInner } from './inner.js';
 import { copyBytes } from '../wire/bytes.js';
 
 /**
@@ -76,7 +71,7 @@ export interface DecryptOptions {
  */
 export interface EchAccepted {
   status: 'accepted';
-  /** The reconstructed ClientHelloInner. */
+  /** The reconstructed ClientHelloInner (its fields are views into `innerMessage`). */
   inner: ParsedClientHello;
   /** Outer extension types the client compressed with ech_outer_extensions. */
   outerReferences: number[];
@@ -109,7 +104,12 @@ export interface EchRejected {
    * long-retired key); `decryption-failed`: a key matched but did not open it.
    */
   reason: 'no-matching-config' | 'decryption-failed';
-  outer: ParsedClientHello;
+  /**
+   * ClientHelloOuter. On the `no-matching-config` fast path it is decoded
+   * on first access from the bytes given to {@link decryptClientHello}
+   * (already validated), which must not be modified before.
+   */
+  readonly outer: ParsedClientHello;
   outerServerName: string | undefined;
   configId: number;
   suite: HpkeSymmetricCipherSuite;
@@ -167,72 +167,26 @@ function clientHelloBody(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-function serverNameOf(ch: ParsedClientHello): string | undefined {
-  for (const e of ch.extensions) if (e.type === ExtensionType.server_name) return decodeServerName(e.data);
-  return undefined;
-}
-
-/** ClientHelloOuterAAD: the outer body with the ECH payload zeroed (RFC 9849 §5.2). */
-function outerAad(outer: ParsedClientHello, index: number, ech: EchOuterExtension): Uint8Array {
-  const aad = copyBytes(outer.raw);
-  const at = outer.extensionOffsets[index]! + ech.payloadOffset;
-  aad.fill(0, at, at + ech.payload.length);
-  return aad;
-}
-
-/** The outer ECH extension and its index, after the checks common to both ClientHellos. */
-function outerEch(outer: ParsedClientHello): { index: number; ech: EchOuterExtension } | undefined {
-  let index = -1;
-  for (let i = 0; i < outer.extensions.length; i++) {
-    const t = outer.extensions[i]!.type;
-    // RFC 9849 §5.1: ""ech_outer_extensions" extension can only be included
-    // in EncodedClientHelloInner, and MUST NOT appear in either
-    // ClientHelloOuter or ClientHelloInner."
-    if (t === ExtensionType.ech_outer_extensions) {
-      throw new IllegalParameterError('ech_outer_extensions in ClientHelloOuter');
-    }
-    if (t === ExtensionType.encrypted_client_hello) index = i;
-  }
-  if (index < 0) return undefined;
-  const ech = decodeEchClientHello(outer.extensions[index]!.data);
-  if (ech.type === 'inner') {
-    // RFC 9849 §7: "A shared mode server which receives a ClientHello with
-    // ECHClientHello.type of inner MUST abort with an "illegal_parameter"
-    // alert" (likewise a split-mode client-facing server).
-    throw new IllegalParameterError('inner-type encrypted_client_hello received by a client-facing server');
-  }
-  return { index, ech };
-}
-
 /** Rebuild ClientHelloInner and run the checks of RFC 9849 §5.1 and §7.1. */
-function finishInner(encoded: Uint8Array, outer: ParsedClientHello): { inner: ParsedClientHello; outerReferences: number[] } {
-  const { inner, outerReferences } = decodeEncodedClientHelloInner(encoded, outer);
+function finishInner(encoded: Uint8Array, outerBody: Uint8Array, outerList: ExtensionList): RebuiltClientHelloInner {
+  const r = rebuildClientHelloInner(encoded, outerBody, outerList);
+  const body = r.message.subarray(4);
+  const { scan } = r;
   // RFC 9849 §7.1: "the client-facing server checks that the message includes
   // a well-formed "encrypted_client_hello" extension of type inner and that it
   // does not offer TLS 1.2 or below. If either of these checks fails, the
   // client-facing server MUST abort with an "illegal_parameter" alert."
-  let echInner = false;
-  let versions: number[] | undefined;
-  for (const e of inner.extensions) {
-    if (e.type === ExtensionType.encrypted_client_hello) {
-      let ok = false;
-      try {
-        ok = decodeEchClientHello(e.data).type === 'inner';
-      } catch {
-        ok = false;
-      }
-      if (!ok) throw new IllegalParameterError('ClientHelloInner lacks a well-formed inner-type encrypted_client_hello');
-      echInner = true;
-    } else if (e.type === ExtensionType.supported_versions) {
-      try {
-        versions = decodeSupportedVersions(e.data);
-      } catch (err) {
-        throw new IllegalParameterError('ClientHelloInner has a malformed supported_versions', { cause: err });
-      }
-    }
+  if (scan.echAt < 0) throw new IllegalParameterError('ClientHelloInner lacks the inner-type encrypted_client_hello extension');
+  if (scan.echLen !== 1 || body[scan.echAt] !== EchClientHelloType.inner) {
+    throw new IllegalParameterError('ClientHelloInner lacks a well-formed inner-type encrypted_client_hello');
   }
-  if (!echInner) throw new IllegalParameterError('ClientHelloInner lacks the inner-type encrypted_client_hello extension');
-  if (!versions) throw new IllegalParameterError('ClientHelloInner offers TLS 1.2 or below (no supported_versions)');
+  if (scan.versionsAt < 0) throw new IllegalParameterError('ClientHelloInner offers TLS 1.2 or below (no supported_versions)');
+  let versions: number[];
+  try {
+    versions = decodeSupportedVersions(body.subarray(scan.versionsAt, scan.versionsAt + scan.versionsLen));
+  } catch (err) {
+    throw new IllegalParameterError('ClientHelloInner has a malformed supported_versions', { cause: err });
+  }
   // GREASE values (RFC 8701) are tolerated; any real version below 1.3 is not.
   if (versions.some((v) => !isGrease(v) && v < ProtocolVersion.TLS13)) {
     throw new IllegalParameterError('ClientHelloInner offers TLS 1.2 or below');
@@ -240,24 +194,149 @@ function finishInner(encoded: Uint8Array, outer: ParsedClientHello): { inner: Pa
   if (!versions.includes(ProtocolVersion.TLS13)) {
     throw new IllegalParameterError('ClientHelloInner does not offer TLS 1.3');
   }
-  return { inner, outerReferences };
+  return r;
 }
 
-function alpnOf(ch: ParsedClientHello): string[] {
-  for (const e of ch.extensions) {
-    if (e.type === ExtensionType.application_layer_protocol_negotiation) return decodeAlpn(e.data);
+function namesOf(body: Uint8Array, scan: ClientHelloScan): { serverName: string | undefined; alpn: string[] } {
+  return {
+    serverName: scan.sniAt >= 0 ? decodeServerName(body.subarray(scan.sniAt, scan.sniAt + scan.sniLen)) : undefined,
+    alpn: scan.alpnAt >= 0 ? decodeAlpn(body.subarray(scan.alpnAt, scan.alpnAt + scan.alpnLen)) : [],
+  };
+}
+
+const isThenable = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown })?.then === 'function';
+
+/**
+ * A rejection found on the fast path: nothing but the ECH extension's header
+ * and the server name was decoded. ClientHelloOuter (already validated by
+ * the scan) is decoded when `outer` is first read, from the caller's bytes.
+ */
+class LazyRejected implements EchRejected {
+  readonly status = 'rejected' as const;
+  #outer: ParsedClientHello | undefined;
+  readonly #body: Uint8Array;
+  constructor(
+    body: Uint8Array,
+    readonly reason: EchRejected['reason'],
+    readonly outerServerName: string | undefined,
+    readonly configId: number,
+    readonly suite: HpkeSymmetricCipherSuite,
+  ) {
+    this.#body = body;
   }
-  return [];
+  get outer(): ParsedClientHello {
+    return (this.#outer ??= decodeClientHello(this.#body));
+  }
 }
 
-function withHeader(body: Uint8Array): Uint8Array {
-  const m = new Uint8Array(body.length + 4);
-  m[0] = HandshakeType.client_hello;
-  m[1] = body.length >>> 16;
-  m[2] = (body.length >>> 8) & 0xff;
-  m[3] = body.length & 0xff;
-  m.set(body, 4);
-  return m;
+/** An accepted result; both hellos are decoded on first access. */
+class AcceptedResult implements EchAccepted {
+  readonly status = 'accepted' as const;
+  #inner: ParsedClientHello | undefined;
+  #outer: ParsedClientHello | undefined;
+  readonly #outerBody: Uint8Array;
+  constructor(
+    outerBody: Uint8Array,
+    readonly innerMessage: Uint8Array,
+    readonly outerReferences: number[],
+    readonly outerServerName: string | undefined,
+    readonly innerServerName: string | undefined,
+    readonly alpn: string[],
+    readonly config: EchConfig,
+    readonly configId: number,
+    readonly suite: HpkeSymmetricCipherSuite,
+    readonly context: EchOpener,
+  ) {
+    this.#outerBody = outerBody;
+  }
+  get inner(): ParsedClientHello {
+    return (this.#inner ??= parseClientHelloOwned(this.innerMessage.subarray(4)));
+  }
+  get outer(): ParsedClientHello {
+    return (this.#outer ??= parseClientHelloOwned(this.#outerBody));
+  }
+}
+
+/** The ECH payload of an outer extension, as a view, and the offset of the payload in the body. */
+function payloadOf(body: Uint8Array, echAt: number): { enc: Uint8Array; payload: Uint8Array; payloadAt: number } {
+  const encLen = (body[echAt + 6]! << 8) | body[echAt + 7]!;
+  const encAt = echAt + 8;
+  const payloadAt = encAt + encLen + 2;
+  const payloadLen = (body[payloadAt - 2]! << 8) | body[payloadAt - 1]!;
+  return { enc: body.subarray(encAt, encAt + encLen), payload: body.subarray(payloadAt, payloadAt + payloadLen), payloadAt };
+}
+
+/**
+ * Open the ECH payload of a (validated, copied) outer body with one of the
+ * candidates; returns the rebuilt inner hello and the context, or
+ * `undefined` when no candidate opens it.
+ */
+async function openWith(
+  body: Uint8Array,
+  echAt: number,
+  candidates: readonly EchKeyCandidate[],
+  suite: HpkeSymmetricCipherSuite,
+  list: ExtensionList,
+): Promise<{ rebuilt: RebuiltClientHelloInner; candidate: EchKeyCandidate; context: EchOpener } | undefined> {
+  const { enc, payload, payloadAt } = payloadOf(body, echAt);
+  // ClientHelloOuterAAD: the outer body with the payload zeroed in place
+  // (RFC 9849 §5.2).
+  const aad = copyBytes(body);
+  aad.fill(0, payloadAt, payloadAt + payload.length);
+  for (const candidate of candidates) {
+    let context: EchOpener;
+    let encoded: Uint8Array;
+    try {
+      const c = candidate.setupRecipient(enc, suite);
+      context = isThenable(c) ? await c : c;
+      const o = context.open(aad, payload);
+      encoded = isThenable(o) ? await o : o;
+    } catch (err) {
+      // RFC 9849 §7.1: "If decryption fails, the server continues to the next
+      // candidate ECHConfig." A key server that cannot be reached is not a
+      // decryption failure: let it surface.
+      if (err instanceof EchError && err.code !== 'ERR_DECRYPT') throw err;
+      continue;
+    }
+    return { rebuilt: finishInner(encoded, body, list), candidate, context };
+  }
+  return undefined;
+}
+
+/**
+ * The outer ECH extension's cipher suite and config_id, read in place after
+ * checking the whole extension's syntax (RFC 9849 §5).
+ */
+function peekEch(b: Uint8Array, at: number, len: number): { kdfId: number; aeadId: number; configId: number } {
+  if (len < 1) throw new DecodeError('empty encrypted_client_hello');
+  const type = b[at]!;
+  if (type === EchClientHelloType.inner) {
+    if (len !== 1) throw new DecodeError(`${len - 1} trailing bytes after inner ECHClientHello`);
+    // RFC 9849 §7: "A shared mode server which receives a ClientHello with
+    // ECHClientHello.type of inner MUST abort with an "illegal_parameter"
+    // alert" (likewise a split-mode client-facing server).
+    throw new IllegalParameterError('inner-type encrypted_client_hello received by a client-facing server');
+  }
+  if (type !== EchClientHelloType.outer) {
+    // RFC 9849 §7: "If ECHClientHello.type is not a valid ECHClientHelloType,
+    // then the server MUST abort with an "illegal_parameter" alert."
+    throw new IllegalParameterError(`unknown ECHClientHelloType ${type}`);
+  }
+  const end = at + len;
+  let p = at + 1;
+  if (end - p < 7) throw new DecodeError('truncated outer ECHClientHello');
+  const kdfId = (b[p]! << 8) | b[p + 1]!;
+  const aeadId = (b[p + 2]! << 8) | b[p + 3]!;
+  const configId = b[p + 4]!;
+  const encLen = (b[p + 5]! << 8) | b[p + 6]!;
+  p += 7 + encLen;
+  if (end - p < 2) throw new DecodeError('truncated ECH enc or payload');
+  const payloadLen = (b[p]! << 8) | b[p + 1]!;
+  p += 2;
+  if (payloadLen === 0) throw new DecodeError('empty ECH payload');
+  if (end - p < payloadLen) throw new DecodeError('truncated ECH payload');
+  if (end - p > payloadLen) throw new DecodeError(`${end - p - payloadLen} trailing bytes after outer ECHClientHello`);
+  return { kdfId, aeadId, configId };
 }
 
 /**
@@ -281,48 +360,44 @@ export async function decryptClientHello(
   keys: EchKeyLookup,
   options: DecryptOptions = {},
 ): Promise<DecryptResult> {
-  const outer = decodeClientHello(clientHelloBody(clientHello));
-  const found = outerEch(outer);
-  const outerServerName = serverNameOf(outer);
-  if (!found) return { status: 'not-offered', outer, outerServerName };
-  const { index, ech } = found;
-  const suite = { kdfId: ech.kdfId, aeadId: ech.aeadId };
+  const body = clientHelloBody(clientHello);
+  // One validating pass without allocations: enough to answer GREASE and
+  // unknown config_ids, which cost no HPKE work and no parsing.
+  const scan = scanClientHello(body);
+  // RFC 9849 §5.1: ""ech_outer_extensions" extension can only be included in
+  // EncodedClientHelloInner, and MUST NOT appear in either ClientHelloOuter
+  // or ClientHelloInner."
+  if (scan.outerExtensionsAt >= 0) throw new IllegalParameterError('ech_outer_extensions in ClientHelloOuter');
+  const outerServerName = scan.sniAt >= 0 ? decodeServerName(body.subarray(scan.sniAt, scan.sniAt + scan.sniLen)) : undefined;
+  if (scan.echAt < 0) return { status: 'not-offered', outer: decodeClientHello(body), outerServerName };
+  const head = peekEch(body, scan.echAt, scan.echLen);
+  const suite = { kdfId: head.kdfId, aeadId: head.aeadId };
   const candidates =
-    options.trialDecryption && keys.allCandidates ? keys.allCandidates(suite) : keys.candidates(ech.configId, suite);
-  if (candidates.length === 0) {
-    return { status: 'rejected', reason: 'no-matching-config', outer, outerServerName, configId: ech.configId, suite };
+    options.trialDecryption && keys.allCandidates ? keys.allCandidates(suite) : keys.candidates(head.configId, suite);
+  if (candidates.length === 0) return new LazyRejected(body, 'no-matching-config', outerServerName, head.configId, suite);
+
+  // The body is copied once; the result's views point into the copy.
+  const owned = copyBytes(body);
+  const list = new ExtensionList();
+  scanClientHello(owned, list);
+  const opened = await openWith(owned, scan.echAt, candidates, suite, list);
+  if (!opened) {
+    return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId: head.configId, suite };
   }
-  const aad = outerAad(outer, index, ech);
-  for (const candidate of candidates) {
-    let context: EchOpener;
-    let encoded: Uint8Array;
-    try {
-      context = await candidate.setupRecipient(ech.enc, suite);
-      encoded = await context.open(aad, ech.payload);
-    } catch (err) {
-      // RFC 9849 §7.1: "If decryption fails, the server continues to the next
-      // candidate ECHConfig." A key server that cannot be reached is not a
-      // decryption failure: let it surface.
-      if (err instanceof EchError && err.code !== 'ERR_DECRYPT') throw err;
-      continue;
-    }
-    const { inner, outerReferences } = finishInner(encoded, outer);
-    return {
-      status: 'accepted',
-      inner,
-      outerReferences,
-      innerMessage: withHeader(inner.raw),
-      outer,
-      outerServerName,
-      innerServerName: serverNameOf(inner),
-      alpn: alpnOf(inner),
-      config: candidate.config,
-      configId: ech.configId,
-      suite,
-      context,
-    };
-  }
-  return { status: 'rejected', reason: 'decryption-failed', outer, outerServerName, configId: ech.configId, suite };
+  const { rebuilt, candidate, context } = opened;
+  const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
+  return new AcceptedResult(
+    owned,
+    rebuilt.message,
+    rebuilt.outerReferences,
+    outerServerName,
+    names.serverName,
+    names.alpn,
+    candidate.config,
+    head.configId,
+    suite,
+    context,
+  );
 }
 
 /**
@@ -349,38 +424,50 @@ export interface EchSecondAccepted {
  * ```
  */
 export async function decryptSecondClientHello(clientHello: Uint8Array, first: EchAccepted): Promise<EchSecondAccepted> {
-  const outer = decodeClientHello(clientHelloBody(clientHello));
-  const found = outerEch(outer);
+  const owned = copyBytes(clientHelloBody(clientHello));
+  const list = new ExtensionList();
+  const scan = scanClientHello(owned, list);
+  if (scan.outerExtensionsAt >= 0) throw new IllegalParameterError('ech_outer_extensions in ClientHelloOuter');
   // RFC 9849 §7.1.1: "it checks the second ClientHelloOuter also contains the
   // "encrypted_client_hello" extension. If not, it MUST abort the handshake
   // with a "missing_extension" alert."
-  if (!found) throw new MissingExtensionError('second ClientHelloOuter has no encrypted_client_hello');
-  const { index, ech } = found;
+  if (scan.echAt < 0) throw new MissingExtensionError('second ClientHelloOuter has no encrypted_client_hello');
+  const head = peekEch(owned, scan.echAt, scan.echLen);
   // "Otherwise, it checks that ECHClientHello.cipher_suite and
   // ECHClientHello.config_id are unchanged, and that ECHClientHello.enc is
   // empty. If not, it MUST abort the handshake with an "illegal_parameter"
   // alert."
-  if (ech.configId !== first.configId) throw new IllegalParameterError('config_id changed in the second ClientHelloOuter');
-  if (ech.kdfId !== first.suite.kdfId || ech.aeadId !== first.suite.aeadId) {
+  if (head.configId !== first.configId) throw new IllegalParameterError('config_id changed in the second ClientHelloOuter');
+  if (head.kdfId !== first.suite.kdfId || head.aeadId !== first.suite.aeadId) {
     throw new IllegalParameterError('cipher_suite changed in the second ClientHelloOuter');
   }
-  if (ech.enc.length !== 0) throw new IllegalParameterError('enc is not empty in the second ClientHelloOuter');
+  const { enc, payload, payloadAt } = payloadOf(owned, scan.echAt);
+  if (enc.length !== 0) throw new IllegalParameterError('enc is not empty in the second ClientHelloOuter');
+  const aad = copyBytes(owned);
+  aad.fill(0, payloadAt, payloadAt + payload.length);
   let encoded: Uint8Array;
   try {
-    encoded = await first.context.open(outerAad(outer, index, ech), ech.payload);
+    encoded = await first.context.open(aad, payload);
   } catch (err) {
     if (err instanceof EchError && err.code !== 'ERR_DECRYPT') throw err;
     // "If decryption fails, the client-facing server MUST abort the handshake
     // with a "decrypt_error" alert."
     throw new DecryptError('second ClientHelloOuter payload does not open with the retained HPKE context', { cause: err });
   }
-  const { inner, outerReferences } = finishInner(encoded, outer);
+  const rebuilt = finishInner(encoded, owned, list);
+  const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
+  let inner: ParsedClientHello | undefined;
+  let outer: ParsedClientHello | undefined;
   return {
-    inner,
-    outerReferences,
-    innerMessage: withHeader(inner.raw),
-    outer,
-    innerServerName: serverNameOf(inner),
-    alpn: alpnOf(inner),
+    get inner() {
+      return (inner ??= parseClientHelloOwned(rebuilt.message.subarray(4)));
+    },
+    get outer() {
+      return (outer ??= parseClientHelloOwned(owned));
+    },
+    outerReferences: rebuilt.outerReferences,
+    innerMessage: rebuilt.message,
+    innerServerName: names.serverName,
+    alpn: names.alpn,
   };
 }

@@ -4,131 +4,153 @@
  *
  * @module
  */
-import { IllegalParameterError } from '../wire/alert.js';
-import { Reader } from '../wire/reader.js';
+import { DecodeError, IllegalParameterError } from '../wire/alert.js';
 import { Writer } from '../wire/writer.js';
-import { ExtensionType } from '../tls/constants.js';
-import { type ClientHello, type Extension, decodeClientHello, type ParsedClientHello, writeClientHello } from '../tls/client-hello.js';
-import { decodeEchOuterExtensions } from '../tls/extensions.js';
+import { ExtensionType, HandshakeType } from '../tls/constants.js';
+import { type ClientHello, type Extension, encodeClientHello, parseClientHelloOwned, type ParsedClientHello, writeClientHello } from '../tls/client-hello.js';
+import { type ClientHelloScan, ExtensionList, scanClientHello } from '../tls/scan.js';
+
+/** Length of the ClientHello at the start of `b` (the rest is padding), by its length prefixes. */
+function clientHelloLength(b: Uint8Array): number {
+  let p = 2 + 32;
+  const step = (prefix: 1 | 2, what: string) => {
+    if (b.length < p + prefix) throw new DecodeError(`truncated ${what}`);
+    const n = prefix === 1 ? b[p]! : (b[p]! << 8) | b[p + 1]!;
+    p += prefix + n;
+    if (p > b.length) throw new DecodeError(`truncated ${what}`);
+  };
+  step(1, 'legacy_session_id');
+  step(2, 'cipher_suites');
+  step(1, 'legacy_compression_methods');
+  step(2, 'extensions');
+  return p;
+}
+
+const innerList = new ExtensionList();
 
 /**
- * Length of the ClientHello at the start of `buf` (the rest is padding),
- * found by walking its length prefixes.
+ * ClientHelloInner rebuilt from an EncodedClientHelloInner, as a handshake
+ * message, with a scan of it.
+ * @group ECH
  */
-function clientHelloLength(buf: Uint8Array): number {
-  const r = new Reader(buf);
-  r.skip(2 + 32, 'legacy_version and random');
-  r.vector8('legacy_session_id');
-  r.vector16('cipher_suites');
-  r.vector8('legacy_compression_methods');
-  r.vector16('extensions');
-  return r.offset;
+export interface RebuiltClientHelloInner {
+  /** ClientHelloInner as a handshake message (4-byte header included). */
+  message: Uint8Array;
+  /** Positions of its interesting extensions, relative to `message.subarray(4)`. */
+  scan: ClientHelloScan;
+  /** Outer extension types that `ech_outer_extensions` referenced. */
+  outerReferences: number[];
 }
 
 /**
- * Decode an EncodedClientHelloInner (RFC 9849 §5.1) and rebuild
- * ClientHelloInner from it and ClientHelloOuter:
+ * Rebuild ClientHelloInner from an EncodedClientHelloInner and the raw
+ * ClientHelloOuter body (RFC 9849 §5.1), in one linear pass over offsets
+ * (Appendix B), copying each extension's bytes once:
  *
  * - bytes after `client_hello` are padding and MUST be zero
  *   (`illegal_parameter` otherwise);
- * - `legacy_session_id` is copied from ClientHelloOuter;
- * - an `ech_outer_extensions` extension is replaced by the referenced outer
- *   extensions, in linear time (Appendix B), with every rejection §5.1 lists.
+ * - the encoded `legacy_session_id` must be empty, and the outer one is used;
+ * - `ech_outer_extensions` is replaced by the referenced outer extensions,
+ *   with every rejection §5.1 lists (`illegal_parameter`);
+ * - the result may not hold an extension twice (`illegal_parameter`).
  *
- * Returns the reconstructed ClientHelloInner, parsed (duplicate extensions
- * after expansion are `illegal_parameter`), and the outer extension types
- * that `ech_outer_extensions` referenced.
+ * `outer` must list every extension of `outerBody` (see `scanClientHello`).
  * @group ECH
  * @example
  * ```ts
- * const inner = decodeEncodedClientHelloInner(plaintext, outer);
+ * const list = new ExtensionList();
+ * scanClientHello(outerBody, list);
+ * const { message } = rebuildClientHelloInner(plaintext, outerBody, list);
  * ```
  */
-export function decodeEncodedClientHelloInner(
-  encoded: Uint8Array,
-  outer: ClientHello,
-): { inner: ParsedClientHello; outerReferences: number[] } {
+export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Array, outer: ExtensionList): RebuiltClientHelloInner {
   const len = clientHelloLength(encoded);
   for (let i = len; i < encoded.length; i++) {
     // RFC 9849 §5.1: "If any padding byte is non-zero, the server MUST abort
     // the connection with an "illegal_parameter" alert."
     if (encoded[i] !== 0) throw new IllegalParameterError('non-zero padding in EncodedClientHelloInner');
   }
-  const encodedInner = decodeClientHello(encoded.subarray(0, len));
+  const enc = encoded.subarray(0, len);
+  const encScan = scanClientHello(enc, innerList);
   // RFC 9849 §5.1: the client sets legacy_session_id "to the empty string"
   // before encoding; a non-empty one cannot come from a conforming client.
-  if (encodedInner.legacySessionId.length !== 0) {
-    throw new IllegalParameterError('EncodedClientHelloInner has a non-empty legacy_session_id');
-  }
+  if (enc[34] !== 0) throw new IllegalParameterError('EncodedClientHelloInner has a non-empty legacy_session_id');
+  const outerSid = outerBody[34]!;
+  let size = 4 + len + outerSid;
+  for (let i = 0; i < outer.count; i++) size += outer.len[i]! + 4;
+  const w = new Writer(size);
+  w.u8(HandshakeType.client_hello);
   const outerReferences: number[] = [];
-  const extensions = expandOuterExtensions(encodedInner.extensions, outer.extensions, outerReferences);
-  const inner: ClientHello = {
-    legacyVersion: encodedInner.legacyVersion,
-    random: encodedInner.random,
-    legacySessionId: outer.legacySessionId,
-    cipherSuites: encodedInner.cipherSuites,
-    legacyCompressionMethods: encodedInner.legacyCompressionMethods,
-    extensions,
-  };
-  const w = new Writer(encoded.length + 512);
-  writeClientHello(w, inner);
-  // Re-parse: checks for duplicates that expansion may have introduced
-  // (RFC 8446bis §4.2) and yields offsets into the rebuilt bytes.
-  return { inner: decodeClientHello(w.finish()), outerReferences };
+  w.vector24((b) => {
+    b.bytes(enc.subarray(0, 34)); // legacy_version, random
+    b.bytes(outerBody.subarray(34, 35 + outerSid)); // the outer legacy_session_id
+    b.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
+    b.vector16((x) => {
+      for (let i = 0; i < innerList.count; i++) {
+        const at = innerList.at[i]!;
+        const n = innerList.len[i]!;
+        if (innerList.types[i] !== ExtensionType.ech_outer_extensions) {
+          x.bytes(enc.subarray(at - 4, at + n));
+          continue;
+        }
+        // OuterExtensions: ExtensionType OuterExtensions<2..254>;
+        const refs = enc.subarray(at, at + n);
+        if (refs.length < 1 || refs[0] !== refs.length - 1 || refs[0]! < 2 || refs[0]! % 2 !== 0) {
+          throw new DecodeError('malformed ech_outer_extensions');
+        }
+        // Appendix B: "Let I be initialized to zero and N be set to the number
+        // of extensions in ClientHelloOuter."
+        let j = 0;
+        for (let k = 1; k < refs.length; k += 2) {
+          const ref = (refs[k]! << 8) | refs[k + 1]!;
+          outerReferences.push(ref);
+          // "If E is "encrypted_client_hello", abort the connection with an
+          // "illegal_parameter" alert."
+          if (ref === ExtensionType.encrypted_client_hello) {
+            throw new IllegalParameterError('ech_outer_extensions references encrypted_client_hello');
+          }
+          // "While I is less than N and the I-th extension of
+          // ClientHelloOuter does not have type E, increment I."
+          while (j < outer.count && outer.types[j] !== ref) j++;
+          // "If I is equal to N, abort ... with an "illegal_parameter"
+          // alert": a missing reference, a repeated one, or one out of order.
+          if (j === outer.count) {
+            throw new IllegalParameterError(
+              `ech_outer_extensions reference 0x${ref.toString(16).padStart(4, '0')} is missing, repeated or out of order in ClientHelloOuter`,
+            );
+          }
+          const oat = outer.at[j]!;
+          x.bytes(outerBody.subarray(oat - 4, oat + outer.len[j]!));
+          j++;
+        }
+      }
+    });
+  });
+  const message = w.finish();
+  // Checks the rebuilt hello's structure and that expansion introduced no
+  // duplicate (RFC 8446bis §4.2), and finds its extensions.
+  const scan = scanClientHello(message.subarray(4));
+  return { message, scan, outerReferences };
 }
 
 /**
- * Replace the `ech_outer_extensions` extension of an EncodedClientHelloInner's
- * extension list with the extensions of ClientHelloOuter it references,
- * following the linear-time procedure of RFC 9849 Appendix B. The referenced
- * types are appended to `references`.
+ * {@link rebuildClientHelloInner} for a decoded ClientHelloOuter, returning
+ * ClientHelloInner decoded.
  * @group ECH
  * @example
  * ```ts
- * const expanded = expandOuterExtensions(encodedInner.extensions, outer.extensions);
+ * const { inner } = decodeEncodedClientHelloInner(plaintext, outer);
  * ```
  */
-export function expandOuterExtensions(
-  innerExts: readonly Extension[],
-  outerExts: readonly Extension[],
-  references: number[] = [],
-): Extension[] {
-  const out: Extension[] = [];
-  let expanded = false;
-  for (const e of innerExts) {
-    if (e.type !== ExtensionType.ech_outer_extensions) {
-      out.push(e);
-      continue;
-    }
-    if (expanded) throw new IllegalParameterError('more than one ech_outer_extensions');
-    expanded = true;
-    const refs = decodeEchOuterExtensions(e.data);
-    references.push(...refs);
-    // Appendix B: I starts at zero, N is the number of outer extensions.
-    let i = 0;
-    const n = outerExts.length;
-    for (const ref of refs) {
-      // "If E is "encrypted_client_hello", abort the connection with an
-      // "illegal_parameter" alert" (§5.1: "encrypted_client_hello" is
-      // referenced in OuterExtensions).
-      if (ref === ExtensionType.encrypted_client_hello) {
-        throw new IllegalParameterError('ech_outer_extensions references encrypted_client_hello');
-      }
-      // "While I is less than N and the I-th extension of ClientHelloOuter
-      // does not have type E, increment I."
-      while (i < n && outerExts[i]!.type !== ref) i++;
-      // "If I is equal to N, abort ... with an "illegal_parameter" alert":
-      // covers a missing reference, a duplicated one and one out of order.
-      if (i === n) {
-        throw new IllegalParameterError(
-          `ech_outer_extensions reference 0x${ref.toString(16).padStart(4, '0')} is missing, repeated or out of order in ClientHelloOuter`,
-        );
-      }
-      out.push(outerExts[i]!);
-      i++;
-    }
-  }
-  return out;
+export function decodeEncodedClientHelloInner(
+  encoded: Uint8Array,
+  outer: ClientHello,
+): { inner: ParsedClientHello; message: Uint8Array; outerReferences: number[] } {
+  const outerBody = encodeClientHello(outer);
+  const list = new ExtensionList();
+  scanClientHello(outerBody, list);
+  const r = rebuildClientHelloInner(encoded, outerBody, list);
+  return { inner: parseClientHelloOwned(r.message.subarray(4)), message: r.message, outerReferences: r.outerReferences };
 }
 
 /**

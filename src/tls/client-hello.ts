@@ -73,9 +73,21 @@ export interface ParsedClientHello extends ClientHello {
  * ```
  */
 export function decodeClientHello(body: Uint8Array): ParsedClientHello {
-  // One copy of the input; every field below is a view into it, so nothing
+  // One copy of the input; every field is a view into it, so nothing
   // aliases the caller's (possibly reused) network buffer.
-  const raw = copyBytes(body);
+  return parseClientHelloOwned(copyBytes(body));
+}
+
+/**
+ * {@link decodeClientHello} without the copy: the result's fields are views
+ * into `raw`, which the caller must own and never modify afterwards.
+ * @group TLS
+ * @example
+ * ```ts
+ * const ch = parseClientHelloOwned(freshlyBuiltBytes);
+ * ```
+ */
+export function parseClientHelloOwned(raw: Uint8Array): ParsedClientHello {
   const r = new Reader(raw);
   const legacyVersion = r.u16('legacy_version');
   const random = r.view(32, 'random');

@@ -96,6 +96,9 @@ function confirmations(innerRandom: Uint8Array): Pick<ClientHelloHookResult, 'se
   };
 }
 
+/** ClientHelloInner.random of a ClientHello handshake message (header, legacy_version, then random). */
+const innerRandom = (message: Uint8Array): Uint8Array => message.subarray(6, 38);
+
 function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
   const keysOption = opts.keys;
   if (!keysOption) throw new TypeError('createEchHook: `keys` is required for the client-facing role');
@@ -109,8 +112,8 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
         s.ech = r;
         s.status = 'accepted';
         return {
-          clientHello: r.inner.raw,
-          ...confirmations(r.inner.random),
+          clientHello: r.innerMessage.subarray(4),
+          ...confirmations(innerRandom(r.innerMessage)),
           attributes: {
             echStatus: 'accepted',
             echConfigId: r.configId,
@@ -132,7 +135,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
     if (s.ech) {
       const second = await decryptSecondClientHello(message, s.ech);
-      return { clientHello: second.inner.raw, ...confirmations(second.inner.random) };
+      return { clientHello: second.innerMessage.subarray(4), ...confirmations(innerRandom(second.innerMessage)) };
     }
     // "If the client-facing server rejected ECH, or if the first ClientHello
     // did not include an "encrypted_client_hello" extension, the
