@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import type { RouteMatch } from './routes.js';
+import { type KeylessServeConfig, validateKeylessSection } from '../keyless/serve-config.js';
 
 /**
  * A configuration error; `field` is a JSON path such as `routes[1].cert`.
@@ -45,7 +46,7 @@ export type ServeAction =
 export interface ServeRoute extends RouteMatch {
   /** Certificate chain file (PEM) for this name; required unless the action is passthrough. */
   cert?: string;
-  /** Private key file (PEM). */
+  /** Private key file (PEM); omitted in keyless mode, where the key server signs. */
   key?: string;
   action: ServeAction;
   /** Send a PROXY v2 header to the backend. */
@@ -60,8 +61,8 @@ export interface ServeConfig {
   listen: { host: string; port: number };
   /** Directory of ECH PEM key files. */
   keys: string;
-  /** Certificate for the public name: rejected, GREASE and non-ECH connections to it. */
-  publicName: { cert: string; key: string; respond: 'ech-status' };
+  /** Certificate for the public name: rejected, GREASE and non-ECH connections to it (no key in keyless mode). */
+  publicName: { cert: string; key?: string; respond: 'ech-status' };
   /** Key exchange groups in preference order: `x25519`, `secp256r1`. */
   groups?: string[];
   /** ALPN protocols offered; default `['http/1.1']`. */
@@ -77,6 +78,11 @@ export interface ServeConfig {
   drainTimeoutMs: number;
   /** Put inner names in logs (default false). */
   logInnerNames: boolean;
+  /**
+   * Keyless mode (src/keyless): key servers hold the private keys; `keys`
+   * may hold ECHCONFIG-only files and certificates may come without keys.
+   */
+  keyless?: KeylessServeConfig;
 }
 
 const GROUPS = new Set(['x25519', 'secp256r1']);
@@ -123,15 +129,17 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const keyless = raw['keyless'] === undefined ? undefined : validateKeylessSection(raw['keyless'], path, (f, m) => new ServeConfigError(f, m));
   const listen = hostPort(raw['listen'], 'listen');
   const keys = path(str(raw, 'keys', 'keys')!);
   const pn = raw['publicName'];
   if (!isObj(pn)) throw new ServeConfigError('publicName', 'must be an object { "cert": file, "key": file }');
   unknownKeys(pn, ['cert', 'key', 'respond'], 'publicName');
   if (pn['respond'] !== undefined && pn['respond'] !== 'ech-status') throw new ServeConfigError('publicName.respond', 'must be "ech-status"');
-  const publicName = { cert: path(str(pn, 'cert', 'publicName.cert')!), key: path(str(pn, 'key', 'publicName.key')!), respond: 'ech-status' as const };
+  const pnKey = str(pn, 'key', 'publicName.key', !keyless);
+  const publicName = { cert: path(str(pn, 'cert', 'publicName.cert')!), ...(pnKey ? { key: path(pnKey) } : {}), respond: 'ech-status' as const };
   let groups: string[] | undefined;
   if (raw['groups'] !== undefined) {
     const g = raw['groups'];
@@ -188,7 +196,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     }
     const terminates = !('passthrough' in action);
     const cert = str(x, 'cert', `${at}.cert`, terminates);
-    const key = str(x, 'key', `${at}.key`, terminates);
+    const key = str(x, 'key', `${at}.key`, terminates && !keyless);
     const pp = x['proxyProtocol'];
     if (pp !== undefined && typeof pp !== 'boolean') throw new ServeConfigError(`${at}.proxyProtocol`, 'must be true or false');
     return {
@@ -228,6 +236,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(admin ? { admin } : {}),
     drainTimeoutMs: drain,
     logInnerNames: lin === true,
+    ...(keyless ? { keyless } : {}),
   };
 }
 

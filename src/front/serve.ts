@@ -13,6 +13,9 @@ import { loadEchKeyDirectory } from '../keys/files.js';
 import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction } from './front-end.js';
 import { type LogSink, silent } from './log.js';
+import type { KeylessClient } from '../keyless/client.js';
+import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
+import { keylessClientFromConfig } from '../keyless/serve-config.js';
 
 async function readPem(file: string, field: string): Promise<string> {
   try {
@@ -26,20 +29,31 @@ const groupNames: Record<string, string> = { x25519: 'X25519', secp256r1: 'P-256
 
 /**
  * Load everything a {@link ServeConfig} names (keys, certificates, CA files)
- * into {@link FrontEndOptions}. Errors name the field at fault.
+ * into {@link FrontEndOptions}. Errors name the field at fault. In keyless
+ * mode (`config.keyless`), `keyless` is the running key-server client:
+ * ECHCONFIG-only key files decapsulate through it and certificates without
+ * a key sign through it.
  * @group Front end
  * @example
  * ```ts
  * const options = await frontEndOptionsFromConfig(await loadServeConfig('serve.json'));
  * ```
  */
-export async function frontEndOptionsFromConfig(config: ServeConfig, log: LogSink = silent): Promise<FrontEndOptions> {
+export async function frontEndOptionsFromConfig(config: ServeConfig, log: LogSink = silent, keyless?: KeylessClient): Promise<FrontEndOptions> {
+  if (config.keyless && !keyless) throw new ServeConfigError('keyless', 'needs a key server client (startServe makes one)');
   let keys;
   try {
-    keys = await loadEchKeyDirectory(config.keys);
+    keys = keyless ? await loadKeylessEchKeyDirectory(config.keys, (c) => keyless.echPrivateKey(c)) : await loadEchKeyDirectory(config.keys);
   } catch (e) {
     throw new ServeConfigError('keys', (e as Error).message);
   }
+  const signer = async (cert: string, field: string) => {
+    try {
+      return keyless!.signer(cert);
+    } catch (e) {
+      throw new ServeConfigError(field, `not a certificate: ${(e as Error).message}`);
+    }
+  };
   const routes: FrontEndRoute[] = await Promise.all(
     config.routes.map(async (r, i): Promise<FrontEndRoute> => {
       const at = `routes[${i}]`;
@@ -52,18 +66,24 @@ export async function frontEndOptionsFromConfig(config: ServeConfig, log: LogSin
         const { ca, ...rest } = a.forwardTls;
         action = { forwardTls: { ...rest, ...(ca ? { ca: await readPem(ca, `${at}.forwardTls.ca`) } : {}), proxyProtocol: r.proxyProtocol } };
       }
+      const cert = r.cert ? await readPem(r.cert, `${at}.cert`) : undefined;
       return {
         serverName: r.serverName,
         ...(r.alpn ? { alpn: r.alpn } : {}),
-        ...(r.cert ? { cert: await readPem(r.cert, `${at}.cert`) } : {}),
+        ...(cert ? { cert } : {}),
         ...(r.key ? { key: await readPem(r.key, `${at}.key`) } : {}),
+        ...(cert && !r.key && keyless ? { sign: await signer(cert, `${at}.cert`) } : {}),
         action,
       };
     }),
   );
+  const pnCert = await readPem(config.publicName.cert, 'publicName.cert');
+  const publicName = config.publicName.key
+    ? { key: await readPem(config.publicName.key, 'publicName.key'), cert: pnCert }
+    : { cert: pnCert, sign: await signer(pnCert, 'publicName.cert') };
   return {
     keys,
-    publicName: { key: await readPem(config.publicName.key, 'publicName.key'), cert: await readPem(config.publicName.cert, 'publicName.cert') },
+    publicName,
     routes,
     ALPNProtocols: config.alpn,
     ...(config.groups ? { ecdhCurve: config.groups.map((g) => groupNames[g]).join(':') } : {}),
@@ -102,11 +122,20 @@ export interface RunningServe {
  */
 export async function startServe(config: ServeConfig, log: LogSink = silent): Promise<RunningServe> {
   let fe: EchFrontEnd;
+  // Keyless mode: one client for the life of the process (reloads keep it
+  // unless the keyless section changed).
+  let keyless = config.keyless ? await keylessClientFromConfig(config.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
+  let keylessSection = JSON.stringify(config.keyless ?? null);
   try {
-    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log));
+    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log, keyless));
   } catch (e) {
+    keyless?.close();
     if (e instanceof ServeConfigError || !(e instanceof EchError)) throw e;
     throw new ServeConfigError('publicName', e.message);
+  }
+  if (keyless) {
+    // Not required to start: handshakes fail fast until a key server answers.
+    await keyless.ready().catch(() => log({ event: 'keyless_not_ready', servers: keyless!.status() }));
   }
   const addr = await fe.listen(config.listen.port, config.listen.host);
   let admin: http.Server | undefined;
@@ -115,7 +144,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     admin = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(fe.metrics.render());
+        res.end(fe.metrics.render() + (keyless ? keyless.renderMetrics() : ''));
       } else if (req.url === '/healthz') {
         const ok = !fe.draining;
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
@@ -139,7 +168,22 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     adminPort,
     async reload(next: ServeConfig) {
       try {
-        fe.update(await frontEndOptionsFromConfig(next, log));
+        const section = JSON.stringify(next.keyless ?? null);
+        let client = keyless;
+        if (section !== keylessSection) client = next.keyless ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
+        try {
+          fe.update(await frontEndOptionsFromConfig(next, log, client));
+        } catch (e) {
+          if (client !== keyless) client?.close();
+          throw e;
+        }
+        if (client !== keyless) {
+          // Handshakes still in flight may use the old client for a moment.
+          const old = keyless;
+          if (old) setTimeout(() => old.close(), 30_000).unref();
+          keyless = client;
+          keylessSection = section;
+        }
         fe.metrics.reload(true);
         log({ event: 'reloaded', keys: fe.keys.size, routes: next.routes.length });
       } catch (e) {
@@ -150,6 +194,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     },
     async close() {
       await fe.close(config.drainTimeoutMs);
+      keyless?.close();
       if (admin) {
         admin.closeAllConnections();
         await new Promise<void>((res) => admin!.close(() => res()));
