@@ -27,6 +27,15 @@ export * from './keys/pem.js';
 export { openerFromSharedSecret } from './keys/opener.js';
 
 export * from './dns/https-record.js';
+export * from './keys/manager.js';
+export * from './dns/errors.js';
+export * from './dns/tsig.js';
+export * from './dns/svcb.js';
+export * from './dns/transport.js';
+export * from './dns/publisher.js';
+export * from './dns/rfc2136.js';
+export * from './dns/file-publisher.js';
+export * from './dns/rotation-config.js';
 
 export * from './tls13/index.js';
 export { createEchHook, type EchHookOptions, type EchServerKeys, type EchStatus } from './tls13/ech-hook.js';

@@ -19,6 +19,7 @@ import { KemName, generateEchKey } from '../keys/generate.js';
 import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
 import { httpsRecordZoneLine } from '../dns/https-record.js';
 import { runDemo } from './demo.js';
+import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { loadServeConfig } from '../front/config.js';
 import { startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
@@ -220,6 +221,12 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
       });
       return 0;
     },
+  },
+
+  rotate: {
+    summary: 'one ECH key rotation step: create, publish, promote, retire, delete (for cron)',
+    usage: ROTATE_USAGE,
+    run: runRotate,
   },
 
   demo: {
