@@ -230,7 +230,15 @@ function greasePsk(psk: OfferedPsks): OfferedPsks {
   };
 }
 
-/** The outer hello with a placeholder ECH payload; returns it and the payload's length. */
+/** The outer-variant `encrypted_client_hello` extension. */
+function outerEchExtension(suite: HpkeSymmetricCipherSuite, configId: number, enc: Uint8Array, payload: Uint8Array): Extension {
+  return {
+    type: ExtensionType.encrypted_client_hello,
+    data: encodeEchClientHello({ type: 'outer', kdfId: suite.kdfId, aeadId: suite.aeadId, configId, enc, payload }),
+  };
+}
+
+/** The outer hello with a placeholder (all-zero) ECH payload of the sealed length. */
 function outerWithPlaceholder(
   spec: ClientHelloSpec,
   opts: EchHelloOptions,
@@ -244,17 +252,7 @@ function outerWithPlaceholder(
   exts.push({ type: ExtensionType.server_name, data: encodeServerName(opts.outerServerName ?? opts.config.publicName) });
   const outerAlpn = opts.outerAlpn ?? spec.alpn;
   if (outerAlpn?.length) exts.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(outerAlpn) });
-  exts.push({
-    type: ExtensionType.encrypted_client_hello,
-    data: encodeEchClientHello({
-      type: 'outer',
-      kdfId: suite.kdfId,
-      aeadId: suite.aeadId,
-      configId: opts.config.configId,
-      enc,
-      payload: new Uint8Array(payloadLength),
-    }),
-  });
+  exts.push(outerEchExtension(suite, opts.config.configId, enc, new Uint8Array(payloadLength)));
   if (spec.psk) exts.push({ type: ExtensionType.pre_shared_key, data: encodeOfferedPsks(greasePsk(spec.psk)) });
   return { ...helloFrom(spec, exts, sessionId), random };
 }
@@ -288,17 +286,7 @@ async function sealInto(
   const aad = encodeClientHello(outer);
   const payload = await sealer.seal(aad, encodedInner);
   const echIndex = outer.extensions.findIndex((e) => e.type === ExtensionType.encrypted_client_hello);
-  outer.extensions[echIndex] = {
-    type: ExtensionType.encrypted_client_hello,
-    data: encodeEchClientHello({
-      type: 'outer',
-      kdfId: suite.kdfId,
-      aeadId: suite.aeadId,
-      configId: opts.config.configId,
-      enc,
-      payload,
-    }),
-  };
+  outer.extensions[echIndex] = outerEchExtension(suite, opts.config.configId, enc, payload);
   return {
     outer,
     outerMessage: encodeClientHelloMessage(outer),

@@ -112,16 +112,7 @@ export function passthrough(
       sideClosed();
     });
 
-    if (target.proxyProtocol && client.remoteAddress && client.localAddress) {
-      backend.write(
-        encodeProxyV2({
-          sourceAddress: client.remoteAddress,
-          sourcePort: client.remotePort ?? 0,
-          destinationAddress: client.localAddress,
-          destinationPort: client.localPort ?? 0,
-        }),
-      );
-    }
+    if (target.proxyProtocol) writeProxyHeader(backend, client);
     backend.write(writeRecords(ContentType.handshake, accepted.innerMessage, recordVersion));
 
     // Backend → client: relayed as is; the first handshake message is read on
@@ -231,6 +222,19 @@ export function passthrough(
   });
 }
 
+/** The PROXY v2 header describing `client`'s connection, first on `backend`. */
+function writeProxyHeader(backend: Socket, client: Socket): void {
+  if (!client.remoteAddress || !client.localAddress) return;
+  backend.write(
+    encodeProxyV2({
+      sourceAddress: client.remoteAddress,
+      sourcePort: client.remotePort ?? 0,
+      destinationAddress: client.localAddress,
+      destinationPort: client.localPort ?? 0,
+    }),
+  );
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return new Uint8Array(b);
   const o = new Uint8Array(a.length + b.length);
@@ -268,16 +272,7 @@ export function passthroughRaw(
       clearTimeout(timer);
       onConnected?.();
     });
-    if (target.proxyProtocol && client.remoteAddress && client.localAddress) {
-      backend.write(
-        encodeProxyV2({
-          sourceAddress: client.remoteAddress,
-          sourcePort: client.remotePort ?? 0,
-          destinationAddress: client.localAddress,
-          destinationPort: client.localPort ?? 0,
-        }),
-      );
-    }
+    if (target.proxyProtocol) writeProxyHeader(backend, client);
     backend.write(firstFlight);
     client.on('data', (d: Buffer) => (result.bytesFromClient += d.length));
     backend.on('data', (d: Buffer) => (result.bytesFromBackend += d.length));
