@@ -424,7 +424,17 @@ export class KeylessClient {
     connectTimer.unref();
     const decoder = new FrameDecoder();
     let error: string | undefined;
+    // Ready only once a ping came back: in TLS 1.3 the client's handshake
+    // completes before the key server has checked the client certificate,
+    // so a refused certificate shows up only as the connection closing.
+    const helloId = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
     socket.once('secureConnect', () => {
+      conn.pending.set(helloId, { resolve: () => onReady(), reject: () => undefined });
+      socket.write(encodeRequest({ op: KeylessOp.ping, id: helloId, keyId: new Uint8Array(0), param: 0, payload: new Uint8Array(0) }));
+    });
+    const onReady = () => {
+      if (socket.destroyed) return;
       clearTimeout(connectTimer);
       conn.ready = true;
       slot.failures = 0;
@@ -433,7 +443,7 @@ export class KeylessClient {
         this.#log({ event: 'keyless_server_up', server: slot.label });
       }
       this.#wake();
-    });
+    };
     socket.on('data', (chunk: Buffer) => {
       let bodies: Uint8Array[];
       try {

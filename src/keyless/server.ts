@@ -8,7 +8,7 @@
  * @module
  */
 import tls from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EchError } from '../wire/alert.js';
 import { toHex } from '../wire/bytes.js';
@@ -143,7 +143,7 @@ export class KeyServer {
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #audit: LogSink;
   readonly #log: LogSink;
-  readonly #live = new Set<tls.TLSSocket>();
+  readonly #live = new Set<{ destroy(): void }>();
 
   constructor(options: KeyServerOptions) {
     this.#audit = options.audit ?? silent;
@@ -175,6 +175,11 @@ export class KeyServer {
       },
       (socket) => this.#connection(socket, idle),
     );
+    // Track raw connections too, so close() also ends those mid-handshake.
+    this.server.on('connection', (raw: Socket) => {
+      this.#live.add(raw);
+      raw.once('close', () => this.#live.delete(raw));
+    });
     this.server.on('tlsClientError', (e, socket) => {
       // A client certificate from another CA, or none: refused by the TLS layer.
       this.#log({ event: 'keyserver_client_refused', remote: socket.remoteAddress, reason: (e as NodeJS.ErrnoException).code ?? e.message });
@@ -277,7 +282,8 @@ export class KeyServer {
     let payload: Uint8Array = new Uint8Array(0);
     try {
       if (!policy) throw new Refusal(KeylessStatus.forbidden, `client ${client} has no policy on this key server`);
-      if (!this.#bucket(policy).take()) throw new Refusal(KeylessStatus.rateLimited, `client ${client} is over its rate limit`);
+      // The rate limit counts key operations; a ping does no cryptography.
+      if (req.op !== KeylessOp.ping && !this.#bucket(policy).take()) throw new Refusal(KeylessStatus.rateLimited, `client ${client} is over its rate limit`);
       if (req.op === KeylessOp.ping) {
         // Nothing to do: the answer proves the key server is up.
       } else if (req.op === KeylessOp.decap || req.op === KeylessOp.sign) {
