@@ -335,3 +335,46 @@ describe('decryptSecondClientHello (§7.1.1)', () => {
     await expectAlert(decryptSecondClientHello(replay, a), 'decrypt_error');
   });
 });
+
+describe('decryptClientHello under random damage', () => {
+  it('mutated ClientHelloOuters give a result or a typed error, never anything else', async () => {
+    const { default: fc } = await import('fast-check');
+    const h = await hello();
+    const lookup = referenceLookup([key]);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(h.outerMessage.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), async (muts) => {
+        const b = h.outerMessage.slice();
+        for (const [i, v] of muts) b[i] = v;
+        await decryptClientHello(b, lookup).catch((e: unknown) => {
+          if (!(e instanceof EchError)) throw e;
+        });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('damaged EncodedClientHelloInners that still decrypt give accepted or a typed error', async () => {
+    const { default: fc } = await import('fast-check');
+    const h = await hello();
+    const lookup = referenceLookup([key]);
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(h.encodedInner.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }), async (muts) => {
+        const enc = h.encodedInner.slice();
+        for (const [i, v] of muts) enc[i] = v;
+        const r = await decryptClientHello(await sealCustom(h, enc), lookup).catch((e: unknown) => {
+          if (!(e instanceof EchError)) throw e;
+          expect(['decode_error', 'illegal_parameter']).toContain(e.alert);
+          return undefined;
+        });
+        if (r) {
+          expect(r.status).toBe('accepted');
+          accepted++;
+        }
+      }),
+      { numRuns: 120 },
+    );
+    // some mutations hit bytes that do not matter (e.g. random, key share data)
+    expect(accepted).toBeGreaterThan(0);
+  });
+});

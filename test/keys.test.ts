@@ -153,3 +153,29 @@ describe('ECH PEM key files (RFC 9934)', () => {
     await expect(readEchKeyFile(join(dir, 'nope.pem'))).rejects.toThrow(/cannot read .*ENOENT/);
   });
 });
+
+describe('key file parser under random damage', () => {
+  it('random text and mutated files throw only ERR_KEY_FILE', async () => {
+    const { default: fc } = await import('fast-check');
+    const key = generateEchKey({ publicName: 'cover.example' });
+    const path = join(dir, 'fuzz.pem');
+    await writeEchKeyFile(path, key.config, key.privateKeyRaw);
+    const good = await readFile(path, 'utf8');
+    const check = (text: string) => {
+      try {
+        parseEchKeyFile(text);
+      } catch (e) {
+        expect((e as { code?: string }).code).toBe('ERR_KEY_FILE');
+      }
+    };
+    fc.assert(fc.property(fc.string({ maxLength: 300 }), check), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(good.length - 1), fc.constantFrom('A', '/', '-', '\n', '=', 'x', ' ')), { minLength: 1, maxLength: 4 }), (muts) => {
+        const chars = [...good];
+        for (const [i, c] of muts) chars[i] = c;
+        check(chars.join(''));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
