@@ -360,7 +360,6 @@ export class KeylessClient {
         conn.socket.destroy();
         reject(new ConnectionLost(`no answer within ${Math.round(timeoutMs)} ms`));
       }, timeoutMs);
-      timer.unref();
       conn.pending.set(id, {
         resolve: (r) => {
           clearTimeout(timer);
@@ -381,8 +380,8 @@ export class KeylessClient {
 
   #waitForChange(ms: number): Promise<void> {
     return new Promise<void>((res) => {
+      // Not unref'd: a caller waiting on a deadline keeps the process alive until it passes.
       const t = setTimeout(done, ms);
-      t.unref();
       function done() {
         clearTimeout(t);
         res();

@@ -1,0 +1,275 @@
+// Keyless mode end to end, in separate processes: `ech-server keyserver`
+// holds the ECH key and the certificate keys; `ech-server serve` holds only
+// public material (ECHCONFIG-only key files, certificates without keys) and
+// its own client credential. A BoringSSL client gets ECH accepted and the
+// inner page, with HRR too; the key server's audit log shows the decap and
+// the sign. Killing the key server makes handshakes fail fast with
+// internal_error; a second key server keeps them going; a restarted one is
+// used again without restarting the front end. A front end whose client
+// certificate comes from another CA is refused.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { loadEchKeyDirectory } from '../src/keys/files.js';
+import { formatPublicEchFile } from '../src/keyless/files.js';
+import { buildHarness, runClient } from './peers/boringssl.js';
+import { makePki, type TestPki } from './tls13-helpers.js';
+import { startServe, type ServeProcess } from './helpers/serve-process.js';
+
+const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
+const KEYSERVER = join(DIST, 'cli', 'keyserver.js');
+
+let dir: string;
+let feDir: string;
+let pki: TestPki;
+let other: TestPki;
+let caFile: string;
+let listB64: string;
+let ksCfg: Record<string, unknown>;
+let feBase: Record<string, unknown>;
+let edge: { certPath: string; keyPath: string };
+const started: Array<{ stop(): Promise<unknown> }> = [];
+
+interface KeyServerProcess {
+  child: ChildProcess;
+  port: number;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Start `ech-server keyserver` (its own module, until main.ts wires it) as a child process. */
+async function startKeyServer(name: string, port: number, auditLog: string): Promise<KeyServerProcess> {
+  const file = join(dir, `${name}.json`);
+  await writeFile(file, JSON.stringify({ ...ksCfg, listen: `127.0.0.1:${port}`, auditLog }, null, 2));
+  const child = spawn(process.execPath, [KEYSERVER, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+  const bound = await new Promise<number>((res, rej) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`keyserver did not start: ${out}`));
+    }, 15_000);
+    child.stdout!.on('data', () => {
+      const m = /"listening":"[^"]*:(\d+)"/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        res(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      rej(new Error(`keyserver exited with ${code}: ${out}`));
+    });
+  });
+  const p: KeyServerProcess = {
+    child,
+    port: bound,
+    output: () => out,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+  started.push(p);
+  return p;
+}
+
+async function serve(extra: Record<string, unknown>): Promise<ServeProcess> {
+  const s = await startServe(feDir, { ...feBase, ...extra });
+  started.push(s);
+  return s;
+}
+
+async function auditOf(file: string): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function getMetrics(port: number): Promise<string> {
+  return new Promise((res, rej) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics' }, (r) => {
+      let b = '';
+      r.on('data', (d) => (b += d));
+      r.on('end', () => res(b));
+    }).on('error', rej);
+  });
+}
+
+const GET = (host: string) => `GET / HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`;
+const body = (response: string | null) => JSON.parse(response!.slice(response!.indexOf('\r\n\r\n') + 4));
+const hello = (port: number, extra: Partial<Parameters<typeof runClient>[0]> = {}) =>
+  runClient({ port, sni: 'alpha.example', echConfigList: listB64, ca: caFile, alpn: ['http/1.1'], send: GET('alpha.example'), read: true, socketTimeoutSec: 10, ...extra });
+
+beforeAll(async () => {
+  await buildHarness();
+  dir = await mkdtemp(join(tmpdir(), 'ech-keyless-'));
+  feDir = join(dir, 'front-end');
+  await mkdir(join(feDir, 'keys'), { recursive: true });
+  pki = makePki();
+  other = makePki();
+  caFile = join(pki.dir, 'ca.pem');
+  const ks = pki.leaf('ec', ['keyserver.test']);
+  edge = pki.leaf('ec', ['edge.test']);
+  const cover = pki.leaf('ec', ['cover.example']);
+  const alpha = pki.leaf('ec', ['alpha.example']);
+  // The key server's side: the ECH key with its private key, the certificate keys.
+  const keygen = await promisify(execFile)(process.execPath, [join(DIST, 'cli', 'main.js'), 'keygen', '--public-name', 'cover.example', '--out', join(dir, 'ech-keys'), '--max-name-length', '16']);
+  listB64 = JSON.parse(keygen.stdout).echConfigList;
+  ksCfg = {
+    cert: ks.certPath,
+    key: ks.keyPath,
+    ca: caFile,
+    echKeys: join(dir, 'ech-keys'),
+    tlsKeys: [
+      { cert: cover.certPath, key: cover.keyPath },
+      { cert: alpha.certPath, key: alpha.keyPath },
+    ],
+    clients: [{ name: 'edge.test', ech: ['cover.example'], tls: ['cover.example', 'alpha.example'] }],
+  };
+  // The front end's side: public material only (its own client credential lives with the PKI).
+  const keys = await loadEchKeyDirectory(join(dir, 'ech-keys'));
+  await writeFile(join(feDir, 'keys', 'cover.pem'), formatPublicEchFile(keys.keys().map((k) => k.config)));
+  await copyFile(cover.certPath, join(feDir, 'cover.pem'));
+  await copyFile(alpha.certPath, join(feDir, 'alpha.pem'));
+  feBase = {
+    listen: '127.0.0.1:0',
+    keys: 'keys',
+    publicName: { cert: 'cover.pem' },
+    routes: [{ serverName: 'alpha.example', cert: 'alpha.pem', respond: 'ech-status' }],
+    admin: '127.0.0.1:0',
+    drainTimeoutMs: 500,
+  };
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of started.reverse()) await p.stop().catch(() => undefined);
+  pki?.cleanup();
+  other?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const keyless = (ports: number[], extra: Record<string, unknown> = {}) => ({
+  keyless: {
+    servers: ports.map((p) => `127.0.0.1:${p}`),
+    serverName: 'keyserver.test',
+    cert: edge.certPath,
+    key: edge.keyPath,
+    ca: caFile,
+    timeoutMs: 700,
+    reconnectMinMs: 50,
+    reconnectMaxMs: 300,
+    ...extra,
+  },
+});
+
+describe('keyless mode across processes (BoringSSL client)', () => {
+  it('the front end holds no private key; ECH is accepted with the inner page, the key server did the decap and the signature, with and without HRR', async () => {
+    const audit = join(dir, 'audit-1.jsonl');
+    const ks = await startKeyServer('ks-1', 0, audit);
+    for (const g of [undefined, ['secp256r1']]) {
+      const s = await serve({ ...keyless([ks.port]), ...(g ? { groups: g } : {}) });
+      // Nothing the front end was configured with holds a private key.
+      const files = [...(await readdir(feDir)).map((n) => join(feDir, n)).filter((p) => !p.endsWith('keys')), ...(await readdir(join(feDir, 'keys'))).map((n) => join(feDir, 'keys', n))];
+      expect(files.length).toBeGreaterThanOrEqual(4);
+      for (const f of files) expect(await readFile(f, 'utf8'), f).not.toContain('PRIVATE KEY');
+      const before = await auditOf(audit);
+      const r = await hello(s.port, g ? { groups: ['X25519', 'P-256'] } : {});
+      expect(r.error).toBeNull();
+      expect(r.echAccepted).toBe(true);
+      expect(r.verified).toBe(true);
+      expect(r.hrr).toBe(g !== undefined);
+      expect(body(r.response)).toMatchObject({ site: 'alpha.example', echStatus: 'accepted', innerServerName: 'alpha.example', helloRetryRequest: g !== undefined });
+      await new Promise((res) => setTimeout(res, 100));
+      const ops = (await auditOf(audit)).slice(before.length);
+      // One decap per connection (the HRR's second ClientHello opens with the kept context) and one signature.
+      expect(ops.map((e) => `${e.op} ${e.key} ${e.client} ${e.result}`).sort()).toEqual([
+        expect.stringMatching(/^decap ech:\d+ cover\.example edge\.test ok$/),
+        'sign tls:alpha.example edge.test ok',
+      ]);
+      expect(await s.stop()).toBe(0);
+    }
+    expect(await ks.stop()).toBe(0);
+  }, 90_000);
+
+  it('with the key server killed, handshakes fail fast with internal_error (log line, metric); after a restart they succeed again, same front end', async () => {
+    const audit = join(dir, 'audit-2.jsonl');
+    let ks = await startKeyServer('ks-2', 0, audit);
+    const port = ks.port;
+    const s = await serve(keyless([port]));
+    expect((await hello(s.port)).echAccepted).toBe(true);
+    await ks.stop('SIGKILL');
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const r = await hello(s.port);
+      expect(r.handshake).toBe(false);
+      expect(r.alertReceived?.code).toBe(80); // internal_error
+      expect(Date.now() - t0).toBeLessThan(3000); // keyless timeout 700 ms + BoringSSL start-up; nothing hangs
+    }
+    expect(s.output()).toMatch(/"event":"keyless_unavailable"/);
+    expect(s.output()).toMatch(/"code":"ERR_KEYLESS_UNAVAILABLE"/);
+    const adminPort = Number(/"admin":(\d+)/.exec(s.output())![1]);
+    const metrics = await getMetrics(adminPort);
+    expect(metrics).toMatch(/ech_keyless_requests_total\{op="decap",result="unavailable"\} [1-9]/);
+    expect(metrics).toMatch(/ech_keyless_server_up\{server="127\.0\.0\.1:\d+"\} 0/);
+    expect(metrics).toMatch(/ech_handshake_errors_total\{reason="ERR_KEYLESS_UNAVAILABLE"\} [1-9]/);
+    ks = await startKeyServer('ks-2', port, audit);
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) {
+      ok = (await hello(s.port)).echAccepted;
+      if (!ok) await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(ok).toBe(true);
+    expect(await getMetrics(adminPort)).toMatch(/ech_keyless_server_up\{server="127\.0\.0\.1:\d+"\} 1/);
+    expect(await s.stop()).toBe(0);
+    expect(await ks.stop()).toBe(0);
+  }, 90_000);
+
+  it('with a second key server configured, killing the first does not interrupt service', async () => {
+    const a = await startKeyServer('ks-3a', 0, join(dir, 'audit-3a.jsonl'));
+    const b = await startKeyServer('ks-3b', 0, join(dir, 'audit-3b.jsonl'));
+    const s = await serve(keyless([a.port, b.port]));
+    expect((await hello(s.port)).echAccepted).toBe(true);
+    expect((await auditOf(join(dir, 'audit-3a.jsonl'))).length).toBe(2);
+    await a.stop('SIGKILL');
+    for (let i = 0; i < 4; i++) {
+      const r = await hello(s.port);
+      expect(r.error).toBeNull();
+      expect(r.echAccepted).toBe(true);
+    }
+    expect((await auditOf(join(dir, 'audit-3b.jsonl'))).filter((e) => e.result === 'ok').length).toBe(8);
+    expect(await s.stop()).toBe(0);
+    expect(await b.stop()).toBe(0);
+  }, 90_000);
+
+  it('a front end whose client certificate comes from another CA is refused; one without a policy for a key gets an error', async () => {
+    const ks = await startKeyServer('ks-4', 0, join(dir, 'audit-4.jsonl'));
+    const intruder = other.leaf('ec', ['edge.test']);
+    const s = await serve(keyless([ks.port], { cert: intruder.certPath, key: intruder.keyPath }));
+    const r = await hello(s.port);
+    expect(r.handshake).toBe(false);
+    expect(r.alertReceived?.code).toBe(80); // internal_error
+    expect(ks.output()).toMatch(/"event":"keyserver_client_refused"/);
+    expect(await auditOf(join(dir, 'audit-4.jsonl'))).toEqual([]);
+    expect(await s.stop()).toBe(0);
+    // A known client, but the route's certificate key is not in its policy.
+    const stranger = pki.leaf('ec', ['stranger.test']);
+    const s2 = await serve(keyless([ks.port], { cert: stranger.certPath, key: stranger.keyPath }));
+    const r2 = await hello(s2.port);
+    expect(r2.handshake).toBe(false);
+    expect(r2.alertReceived?.code).toBe(80);
+    expect(s2.output()).toMatch(/"event":"keyless_refused".*"status":"forbidden"/);
+    expect((await auditOf(join(dir, 'audit-4.jsonl'))).map((e) => `${e.op} ${e.client} ${e.result}`)).toContain('decap stranger.test forbidden');
+    expect(await s2.stop()).toBe(0);
+    expect(await ks.stop()).toBe(0);
+  }, 90_000);
+});
