@@ -26,6 +26,7 @@ import {
   type HpkeSuite,
 } from '../crypto/hpke.js';
 import { runCases, type BenchCase, type Measurement } from './harness.js';
+import { keylessBench } from './keyless.js';
 import { browserShapedHellos } from './hellos.js';
 import { decryptClientHello } from '../ech/decrypt.js';
 
@@ -155,6 +156,7 @@ const ratios: { field: string; num: string; den: string; meaning: string; target
   { field: 'hpke_js_over_open', num: 'hpke_js_open_us', den: 'open_us', meaning: 'speed-up of the native path over hpke-js', target: '>= 30' },
   { field: 'decrypt_over_x25519', num: 'decrypt_us', den: 'x25519_us', meaning: 'a whole ECH decryption in units of one X25519 ECDH', target: '<= 1.5' },
   { field: 'reject_over_x25519', num: 'reject_us', den: 'x25519_us', meaning: 'the no-key reject path (GREASE, junk) in units of one X25519 ECDH', target: '<= 0.05' },
+  { field: 'keyless_over_local', num: 'handshake_keyless_us', den: 'handshake_local_us', meaning: 'a whole ECH handshake with its keys on a key server (loopback mTLS) over one with local keys' },
 ];
 
 function round(n: number, digits: number): number {
@@ -175,6 +177,14 @@ async function main(): Promise<void> {
 
   const loadBefore = loadavg()[0] ?? 0;
   const results = await runCases(cases, BATCH);
+  // Keyless mode (src/bench/keyless.ts): whole handshakes over loopback, run
+  // after the micro cases so their socket traffic stays out of those timings.
+  const keyless = await keylessBench();
+  try {
+    for (const [field, m] of await runCases(keyless.cases, BATCH)) results.set(field, m);
+  } finally {
+    await keyless.close();
+  }
   const loadAfter = loadavg()[0] ?? 0;
   const out: Record<string, unknown> = {};
   for (const [field, m] of results) {
@@ -187,6 +197,7 @@ async function main(): Promise<void> {
     const b = results.get(r.den);
     if (a !== undefined && b !== undefined) out[r.field] = round(a.median_us / b.median_us, 3);
   }
+  Object.assign(out, keyless.summary(results));
   const cpu = cpus();
   out.node = process.version;
   out.cpu = `${cpu[0]?.model ?? 'unknown'} x${cpu.length}`;
@@ -208,6 +219,7 @@ async function main(): Promise<void> {
     const v = out[r.field];
     if (typeof v === 'number') console.log(`${r.field.padEnd(18)} ${v.toFixed(3).padStart(8)}   ${r.meaning}${r.target !== undefined ? ` (target ${r.target})` : ''}`);
   }
+  console.log(`handshakes/s      local ${String(out.handshake_local_per_s)}   keyless ${String(out.handshake_keyless_per_s)}   (one connection at a time, loopback)`);
 }
 
 main().catch((e: unknown) => {
