@@ -255,6 +255,10 @@ export class EchFrontEnd {
     for (const s of this.#live) s.destroy();
     for (const app of this.#apps.values()) app.closeAllConnections();
     await closed;
+    // net.Server's close callback runs when the handles are gone, a tick
+    // before the sockets' own 'close' events: wait for those, so
+    // `connections` is 0 once this resolves.
+    for (let i = 0; this.#live.size > 0 && i < 100; i++) await new Promise((r) => setTimeout(r, 10));
     this.#log({ event: 'stopped' });
   }
 
