@@ -207,7 +207,19 @@ describe('keyless mode across processes (BoringSSL client)', () => {
     const port = ks.port;
     const s = await serve(keyless([port]));
     expect((await hello(s.port)).echAccepted).toBe(true);
+    // Killed during a run: every handshake in flight ends, accepted or with internal_error, none hangs.
+    const inFlight = Array.from({ length: 6 }, async (_, i) => {
+      await new Promise((res) => setTimeout(res, i * 40));
+      const t0 = Date.now();
+      const r = await hello(s.port);
+      return { r, ms: Date.now() - t0 };
+    });
+    await new Promise((res) => setTimeout(res, 100));
     await ks.stop('SIGKILL');
+    for (const { r, ms } of await Promise.all(inFlight)) {
+      expect(r.echAccepted || r.alertReceived?.code === 80, JSON.stringify(r.error)).toBe(true);
+      expect(ms).toBeLessThan(5000);
+    }
     for (let i = 0; i < 3; i++) {
       const t0 = Date.now();
       const r = await hello(s.port);
@@ -249,6 +261,38 @@ describe('keyless mode across processes (BoringSSL client)', () => {
     expect((await auditOf(join(dir, 'audit-3b.jsonl'))).filter((e) => e.result === 'ok').length).toBe(8);
     expect(await s.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
+  }, 90_000);
+
+  it('a key server that stops answering: handshakes fail within the timeout, or go to the second key server in time', async () => {
+    const a = await startKeyServer('ks-5a', 0, join(dir, 'audit-5a.jsonl'));
+    const b = await startKeyServer('ks-5b', 0, join(dir, 'audit-5b.jsonl'));
+    const single = await serve(keyless([a.port]));
+    const both = await serve(keyless([a.port, b.port]));
+    try {
+      expect((await hello(single.port)).echAccepted).toBe(true);
+      expect((await hello(both.port)).echAccepted).toBe(true);
+      a.child.kill('SIGSTOP');
+      const t0 = Date.now();
+      const r = await hello(single.port);
+      expect(r.handshake).toBe(false);
+      expect(r.alertReceived?.code).toBe(80);
+      expect(Date.now() - t0).toBeLessThan(3000); // 700 ms deadline + BoringSSL start-up
+      expect(single.output()).toMatch(/"event":"keyless_timeout"/);
+      for (let i = 0; i < 3; i++) expect((await hello(both.port)).echAccepted).toBe(true);
+      a.child.kill('SIGCONT');
+      let ok = false;
+      for (let i = 0; i < 20 && !ok; i++) {
+        ok = (await hello(single.port)).echAccepted;
+        if (!ok) await new Promise((res) => setTimeout(res, 200));
+      }
+      expect(ok).toBe(true);
+    } finally {
+      a.child.kill('SIGCONT');
+      expect(await single.stop()).toBe(0);
+      expect(await both.stop()).toBe(0);
+      await a.stop();
+      await b.stop();
+    }
   }, 90_000);
 
   it('a front end whose client certificate comes from another CA is refused; one without a policy for a key gets an error', async () => {

@@ -308,20 +308,26 @@ export class KeylessClient {
     const t0 = performance.now();
     const deadline = t0 + this.#o.timeoutMs;
     let lastError = 'no key server reachable';
+    const failed = new Set<Slot>();
     // Bounded: each pass either sends on a ready connection (whose loss
     // removes it) or waits for a state change; both end by the deadline.
     for (let attempt = 0; attempt < 4 * this.#slots.length * this.#o.connectionsPerServer + 4; attempt++) {
       if (this.#closed) break;
       const left = deadline - performance.now();
       if (left <= 0) break;
-      const conn = this.#pick();
+      const conn = this.#pick(failed);
       if (!conn) {
         if (!this.#slots.some((s) => s.connecting())) break; // nothing up, nothing on the way: fail fast
         await this.#waitForChange(left);
         continue;
       }
+      // With another key server ready, give this one half the deadline, so
+      // a silent server still leaves time to ask the next.
+      const mine = this.#slotOf(conn);
+      const others = this.#slots.some((s) => s !== mine && s.readyConn() !== undefined);
+      const attemptMs = others ? Math.min(left, this.#o.timeoutMs / 2) : left;
       try {
-        const r = await this.#send(conn, code, keyId, param, payload, left);
+        const r = await this.#send(conn, code, keyId, param, payload, attemptMs);
         this.#requests.add(`${op}|${r.status === KeylessStatus.ok ? 'ok' : 'refused'}`);
         if (r.status === KeylessStatus.ok) {
           this.#latencySum += (performance.now() - t0) / 1000;
@@ -331,6 +337,7 @@ export class KeylessClient {
       } catch (e) {
         if (!(e instanceof ConnectionLost)) throw e;
         lastError = e.message;
+        if (mine) failed.add(mine);
       }
     }
     this.#requests.add(`${op}|unavailable`);
@@ -339,12 +346,16 @@ export class KeylessClient {
     throw new KeylessError('ERR_KEYLESS_UNAVAILABLE', `keyless ${op}: no key server answered within ${this.#o.timeoutMs} ms (${lastError})`);
   }
 
-  #pick(): Connection | undefined {
+  /** The least-loaded ready connection of the first key server up, preferring those not in `failed`. */
+  #pick(failed: ReadonlySet<Slot>): Connection | undefined {
+    let fallback: Connection | undefined;
     for (const s of this.#slots) {
       const c = s.readyConn();
-      if (c) return c;
+      if (!c) continue;
+      if (!failed.has(s)) return c;
+      fallback ??= c;
     }
-    return undefined;
+    return fallback;
   }
 
   #send(conn: Connection, op: number, keyId: Uint8Array, param: number, payload: Uint8Array, timeoutMs: number): Promise<KeylessResponse> {
@@ -356,8 +367,9 @@ export class KeylessClient {
         // A key server that does not answer is treated as down: its
         // connection is dropped (and re-established in the background), so
         // the next operation goes to another server.
-        this.#log({ event: 'keyless_timeout', server: this.#slotOf(conn)?.label, timeoutMs: Math.round(timeoutMs) });
-        conn.socket.destroy();
+        const slot = this.#slotOf(conn);
+        this.#log({ event: 'keyless_timeout', server: slot?.label, timeoutMs: Math.round(timeoutMs) });
+        for (const c of slot?.conns ?? [conn]) c.socket.destroy();
         reject(new ConnectionLost(`no answer within ${Math.round(timeoutMs)} ms`));
       }, timeoutMs);
       conn.pending.set(id, {
