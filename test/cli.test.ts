@@ -38,7 +38,7 @@ afterAll(async () => {
 
 describe('ech-server CLI', () => {
   it('every subcommand has --help, and unknown ones fail with usage', async () => {
-    for (const c of ['keygen', 'dns', 'inspect', 'serve', 'rotate', 'demo']) {
+    for (const c of ['keygen', 'dns', 'inspect', 'serve', 'rotate', 'keyserver', 'demo']) {
       const r = await run(c, '--help');
       expect(r.code, c).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^ech-server ${c}`));

@@ -20,6 +20,7 @@ import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../key
 import { httpsRecordZoneLine } from '../dns/https-record.js';
 import { runDemo } from './demo.js';
 import { ROTATE_USAGE, runRotate } from './rotate.js';
+import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { loadServeConfig } from '../front/config.js';
 import { startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
@@ -227,6 +228,12 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
     summary: 'one ECH key rotation step: create, publish, promote, retire, delete (for cron)',
     usage: ROTATE_USAGE,
     run: runRotate,
+  },
+
+  keyserver: {
+    summary: 'run a keyless key server: ECH decapsulation and CertificateVerify signatures for front ends',
+    usage: KEYSERVER_USAGE,
+    run: runKeyserver,
   },
 
   demo: {

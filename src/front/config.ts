@@ -10,6 +10,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import type { RouteMatch } from './routes.js';
 import { type KeylessServeConfig, validateKeylessSection } from '../keyless/serve-config.js';
+import { type RotationConfig, RotationConfigError, validateRotationConfig } from '../dns/rotation-config.js';
 
 /**
  * A configuration error; `field` is a JSON path such as `routes[1].cert`.
@@ -83,6 +84,12 @@ export interface ServeConfig {
    * may hold ECHCONFIG-only files and certificates may come without keys.
    */
   keyless?: KeylessServeConfig;
+  /**
+   * Key rotation inside the server (the key manager of src/keys/manager.ts):
+   * new keys are made, published, promoted and retired in the `keys`
+   * directory, and the running front end's key set follows.
+   */
+  rotation?: RotationConfig;
 }
 
 const GROUPS = new Set(['x25519', 'secp256r1']);
@@ -129,8 +136,20 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  let rotation: RotationConfig | undefined;
+  if (raw['rotation'] !== undefined) {
+    try {
+      rotation = validateRotationConfig(raw['rotation'], 'rotation');
+    } catch (e) {
+      if (e instanceof RotationConfigError) throw new ServeConfigError(e.field, e.message.replace(/^[^:]*: /, ''));
+      throw e;
+    }
+    if (raw['keyless'] !== undefined) throw new ServeConfigError('rotation', 'cannot be combined with keyless (rotation makes private keys here)');
+    rotation.stateFile = path(rotation.stateFile);
+    if (rotation.publisher?.type === 'file') rotation.publisher.prefix = path(rotation.publisher.prefix);
+  }
   const keyless = raw['keyless'] === undefined ? undefined : validateKeylessSection(raw['keyless'], path, (f, m) => new ServeConfigError(f, m));
   const listen = hostPort(raw['listen'], 'listen');
   const keys = path(str(raw, 'keys', 'keys')!);
@@ -237,6 +256,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     drainTimeoutMs: drain,
     logInnerNames: lin === true,
     ...(keyless ? { keyless } : {}),
+    ...(rotation ? { rotation } : {}),
   };
 }
 

@@ -14,6 +14,9 @@ import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction } from './front-end.js';
 import { type LogSink, silent } from './log.js';
 import type { KeylessClient } from '../keyless/client.js';
+import type { EchKeySet } from '../keys/key-set.js';
+import { EchKeyManager } from '../keys/manager.js';
+import { keyManagerOptions } from '../dns/rotation-config.js';
 import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
 import { keylessClientFromConfig } from '../keyless/serve-config.js';
 
@@ -39,11 +42,19 @@ const groupNames: Record<string, string> = { x25519: 'X25519', secp256r1: 'P-256
  * const options = await frontEndOptionsFromConfig(await loadServeConfig('serve.json'));
  * ```
  */
-export async function frontEndOptionsFromConfig(config: ServeConfig, log: LogSink = silent, keyless?: KeylessClient): Promise<FrontEndOptions> {
+export async function frontEndOptionsFromConfig(
+  config: ServeConfig,
+  log: LogSink = silent,
+  keyless?: KeylessClient,
+  managedKeys?: EchKeySet,
+): Promise<FrontEndOptions> {
   if (config.keyless && !keyless) throw new ServeConfigError('keyless', 'needs a key server client (startServe makes one)');
   let keys;
   try {
-    keys = keyless ? await loadKeylessEchKeyDirectory(config.keys, (c) => keyless.echPrivateKey(c)) : await loadEchKeyDirectory(config.keys);
+    // With rotation, the key manager owns the key set (and the directory).
+    keys =
+      managedKeys ??
+      (keyless ? await loadKeylessEchKeyDirectory(config.keys, (c) => keyless.echPrivateKey(c)) : await loadEchKeyDirectory(config.keys));
   } catch (e) {
     throw new ServeConfigError('keys', (e as Error).message);
   }
@@ -126,10 +137,21 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
   // unless the keyless section changed).
   let keyless = config.keyless ? await keylessClientFromConfig(config.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
   let keylessSection = JSON.stringify(config.keyless ?? null);
+  // Rotation: the key manager makes, publishes, promotes and retires keys in
+  // the key directory; each new key set goes to the running front end.
+  let manager: EchKeyManager | undefined;
+  if (config.rotation) {
+    manager = await EchKeyManager.open(keyManagerOptions(config.rotation, config.keys));
+    manager.on('publishError', (e: Error) => log({ event: 'publish_failed', error: e.message }));
+    manager.on('stepError', (e: Error) => log({ event: 'rotation_step_failed', error: e.message }));
+    const first = await manager.start();
+    log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
+  }
   try {
-    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log, keyless));
+    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log, keyless, manager?.keySet));
   } catch (e) {
     keyless?.close();
+    await manager?.stop();
     if (e instanceof ServeConfigError || !(e instanceof EchError)) throw e;
     throw new ServeConfigError('publicName', e.message);
   }
@@ -137,6 +159,10 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     // Not required to start: handshakes fail fast until a key server answers.
     await keyless.ready().catch(() => log({ event: 'keyless_not_ready', servers: keyless!.status() }));
   }
+  manager?.on('keys', (keys: EchKeySet) => {
+    fe.update({ keys });
+    log({ event: 'keys_rotated', keys: keys.size, retry: keys.retryConfigs().map((c) => c.configId) });
+  });
   const addr = await fe.listen(config.listen.port, config.listen.host);
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
@@ -172,7 +198,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
         let client = keyless;
         if (section !== keylessSection) client = next.keyless ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
         try {
-          fe.update(await frontEndOptionsFromConfig(next, log, client));
+          fe.update(await frontEndOptionsFromConfig(next, log, client, manager?.keySet));
         } catch (e) {
           if (client !== keyless) client?.close();
           throw e;
@@ -193,6 +219,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
       }
     },
     async close() {
+      await manager?.stop();
       await fe.close(config.drainTimeoutMs);
       keyless?.close();
       if (admin) {
