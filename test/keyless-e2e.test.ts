@@ -225,9 +225,12 @@ describe('keyless mode across processes (BoringSSL client)', () => {
       const r = await hello(s.port);
       expect(r.handshake).toBe(false);
       expect(r.alertReceived?.code).toBe(80); // internal_error
-      expect(Date.now() - t0).toBeLessThan(3000); // keyless timeout 700 ms + BoringSSL start-up; nothing hangs
+      expect(Date.now() - t0).toBeLessThan(4000); // keyless timeout 700 ms + BoringSSL start-up; nothing hangs
     }
-    expect(s.output()).toMatch(/"event":"keyless_unavailable"/);
+    // The front end's own account: each failed operation gave up within its 700 ms deadline.
+    const gaveUp = s.output().split('\n').filter((l) => l.includes('"event":"keyless_unavailable"')).map((l) => JSON.parse(l) as { elapsedMs: number });
+    expect(gaveUp.length).toBeGreaterThanOrEqual(3);
+    for (const g of gaveUp) expect(g.elapsedMs).toBeLessThanOrEqual(800);
     expect(s.output()).toMatch(/"code":"ERR_KEYLESS_UNAVAILABLE"/);
     const adminPort = Number(/"admin":(\d+)/.exec(s.output())![1]);
     const metrics = await getMetrics(adminPort);
@@ -276,8 +279,11 @@ describe('keyless mode across processes (BoringSSL client)', () => {
       const r = await hello(single.port);
       expect(r.handshake).toBe(false);
       expect(r.alertReceived?.code).toBe(80);
-      expect(Date.now() - t0).toBeLessThan(3000); // 700 ms deadline + BoringSSL start-up
+      expect(Date.now() - t0).toBeLessThan(4000); // 700 ms deadline + BoringSSL start-up on a busy machine
       expect(single.output()).toMatch(/"event":"keyless_timeout"/);
+      const gaveUp = single.output().split('\n').filter((l) => l.includes('"event":"keyless_unavailable"')).map((l) => JSON.parse(l) as { elapsedMs: number });
+      expect(gaveUp.length).toBeGreaterThanOrEqual(1);
+      for (const g of gaveUp) expect(g.elapsedMs).toBeLessThanOrEqual(800);
       for (let i = 0; i < 3; i++) expect((await hello(both.port)).echAccepted).toBe(true);
       a.child.kill('SIGCONT');
       let ok = false;
