@@ -196,6 +196,18 @@ describe('key server and client', () => {
     await expect(c.ping()).rejects.toMatchObject({ status: 'forbidden' });
   });
 
+  it('update() revokes a client from its next request, on open connections', async () => {
+    const { server, port } = await keyServer();
+    const c = client([port]);
+    await c.ready(3000);
+    const sign = c.signer(alpha.cert);
+    await sign(SignatureScheme.ecdsa_secp256r1_sha256, cvInput());
+    server.update({ tlsKeys: [ServerCertificate.from(alpha)], clients: [{ name: 'someone-else.test', tls: ['*'] }] });
+    await expect(sign(SignatureScheme.ecdsa_secp256r1_sha256, cvInput())).rejects.toMatchObject({ code: 'ERR_KEYLESS_REFUSED', status: 'forbidden' });
+    server.update({ tlsKeys: [ServerCertificate.from(alpha)], clients: policies });
+    await sign(SignatureScheme.ecdsa_secp256r1_sha256, cvInput());
+  });
+
   it('rate-limits per client', async () => {
     const slow = pki.leaf('ec', ['slow.test']);
     const { port } = await keyServer();

@@ -45,6 +45,8 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "auditLog": "audit.jsonl",             optional (default stderr), mode 0600
     "idleTimeoutMs": 300000
   }
+SIGHUP reloads FILE's keys and clients (listen, cert, key, ca and auditLog
+stay); a client removed from "clients" is refused from its next request on.
 The audit log has one JSON line per operation: op, key, keyId, client,
 remote, result (ok, unknown-key, forbidden, rate-limited, bad-request,
 crypto-failed, internal), durationMs. No secrets, no request data.
@@ -92,10 +94,21 @@ export async function runKeyserver(args: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`${JSON.stringify({ listening: `${addr.host}:${addr.port}`, pid: process.pid, keys: server.keys() })}\n`);
+  const file = values.config;
+  const hup = () => {
+    loadKeyServerConfig(file)
+      .then(async (next) => {
+        server.update(await keyServerOptionsFromConfig(next));
+        log({ event: 'keyserver_reloaded', keys: server.keys().length, clients: next.clients.length });
+      })
+      .catch((e: unknown) => log({ event: 'keyserver_reload_failed', error: (e as Error).message }));
+  };
+  process.on('SIGHUP', hup);
   await new Promise<void>((res) => {
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      process.off('SIGHUP', hup);
       res();
     };
     process.on('SIGTERM', stop);

@@ -138,8 +138,8 @@ class Refusal extends Error {
 export class KeyServer {
   /** The TLS listener. */
   readonly server: tls.Server;
-  readonly #keys = new Map<string, HeldKey>();
-  readonly #policies: readonly KeylessClientPolicy[];
+  #keys = new Map<string, HeldKey>();
+  #policies: readonly KeylessClientPolicy[] = [];
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #audit: LogSink;
   readonly #log: LogSink;
@@ -148,21 +148,7 @@ export class KeyServer {
   constructor(options: KeyServerOptions) {
     this.#audit = options.audit ?? silent;
     this.#log = options.log ?? silent;
-    this.#policies = options.clients.map((p) => ({ ...p, name: p.name.toLowerCase() }));
-    for (const k of options.echKeys?.keys() ?? []) {
-      const id = echKeyId(k.config.kemId, k.config.publicKey);
-      const hexId = toHex(id);
-      this.#keys.set(hexId, {
-        kind: 'ech',
-        label: `ech:${k.config.configId} ${k.config.publicName}`,
-        hexId,
-        ech: { configId: k.config.configId, publicName: k.config.publicName.toLowerCase(), key: k.privateKey },
-      });
-    }
-    for (const c of options.tlsKeys ?? []) {
-      const hexId = toHex(tlsKeyId(c.leaf.publicKey));
-      this.#keys.set(hexId, { kind: 'tls', label: `tls:${c.names[0] ?? '?'}`, hexId, tls: c });
-    }
+    this.update(options);
     const idle = options.idleTimeoutMs ?? 300_000;
     this.server = tls.createServer(
       {
@@ -185,6 +171,36 @@ export class KeyServer {
       this.#log({ event: 'keyserver_client_refused', remote: socket.remoteAddress, reason: (e as NodeJS.ErrnoException).code ?? e.message });
       socket.destroy();
     });
+  }
+
+  /**
+   * Replace the keys and the client policies (e.g. on SIGHUP). Takes effect
+   * for the next request on every connection, so removing a client's policy
+   * revokes it at once. Rate-limit buckets of clients still listed are kept.
+   */
+  update(options: Pick<KeyServerOptions, 'echKeys' | 'tlsKeys' | 'clients'>): void {
+    const keys = new Map<string, HeldKey>();
+    for (const k of options.echKeys?.keys() ?? []) {
+      const hexId = toHex(echKeyId(k.config.kemId, k.config.publicKey));
+      keys.set(hexId, {
+        kind: 'ech',
+        label: `ech:${k.config.configId} ${k.config.publicName}`,
+        hexId,
+        ech: { configId: k.config.configId, publicName: k.config.publicName.toLowerCase(), key: k.privateKey },
+      });
+    }
+    for (const c of options.tlsKeys ?? []) {
+      const hexId = toHex(tlsKeyId(c.leaf.publicKey));
+      keys.set(hexId, { kind: 'tls', label: `tls:${c.names[0] ?? '?'}`, hexId, tls: c });
+    }
+    const policies = options.clients.map((p) => ({ ...p, name: p.name.toLowerCase() }));
+    for (const name of [...this.#buckets.keys()]) {
+      const p = policies.find((x) => x.name === name);
+      const old = this.#policies.find((x) => x.name === name);
+      if (!p || p.ratePerSecond !== old?.ratePerSecond || p.burst !== old?.burst) this.#buckets.delete(name);
+    }
+    this.#keys = keys;
+    this.#policies = policies;
   }
 
   /** Key ids (hex) and labels of the keys held; public information. */
@@ -241,6 +257,7 @@ export class KeyServer {
     const names = peerNames(socket);
     const policy = this.#policyFor(names);
     const client = policy?.name ?? names[0] ?? '(unnamed)';
+    // The policy is looked up again for every request (see update()).
     const remote = socket.remoteAddress;
     this.#log({ event: 'keyserver_connection', client, remote, known: policy !== undefined });
     socket.setNoDelay(true);
@@ -266,7 +283,7 @@ export class KeyServer {
           socket.destroy();
           return;
         }
-        void this.#handle(req, policy, client, remote).then((frame) => {
+        void this.#handle(req, this.#policyFor(names), client, remote).then((frame) => {
           if (!socket.destroyed) socket.write(frame);
         });
       }
