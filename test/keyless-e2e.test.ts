@@ -172,6 +172,49 @@ const keyless = (ports: number[], extra: Record<string, unknown> = {}) => ({
   },
 });
 
+describe('keyless configuration errors', () => {
+  const run = (args: string[]) =>
+    promisify(execFile)(process.execPath, args).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+
+  it('keyserver: --help, and errors that name their field before anything listens', async () => {
+    const help = await run([KEYSERVER, '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/ech-server keyserver --config FILE/);
+    expect((await run([KEYSERVER])).code).toBe(2);
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ clients: undefined }, /clients: is required/],
+      [{ tlsKeys: [{ cert: join(dir, 'nope.pem'), key: join(dir, 'nope.key') }] }, /tlsKeys\[0\]\.cert: cannot read/],
+      [{ echKeys: join(dir, 'missing') }, /echKeys: cannot read key directory/],
+    ];
+    for (const [extra, re] of cases) {
+      const file = join(dir, 'bad-ks.json');
+      await writeFile(file, JSON.stringify({ ...ksCfg, listen: '127.0.0.1:0', ...extra }));
+      const r = await run([KEYSERVER, '--config', file]);
+      expect(r.code, JSON.stringify(extra)).toBe(1);
+      expect(r.stderr).toMatch(re);
+    }
+  });
+
+  it('serve: keyless errors name their field', async () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ keyless: { servers: ['127.0.0.1:1'], cert: 'nope.pem', key: edge.keyPath, ca: caFile } }, /keyless\.cert: cannot read/],
+      [{ keyless: { servers: [], cert: edge.certPath, key: edge.keyPath, ca: caFile } }, /keyless\.servers: must be a non-empty list/],
+      [{}, /publicName\.key: is required/],
+    ];
+    for (const [extra, re] of cases) {
+      const file = join(feDir, 'bad.json');
+      await writeFile(file, JSON.stringify({ ...feBase, ...extra }));
+      const r = await run([join(DIST, 'cli', 'main.js'), 'serve', '--config', file]);
+      expect(r.code, JSON.stringify(extra)).toBe(1);
+      expect(r.stderr).toMatch(re);
+    }
+    await rm(join(feDir, 'bad.json'));
+  });
+});
+
 describe('keyless mode across processes (BoringSSL client)', () => {
   it('the front end holds no private key; ECH is accepted with the inner page, the key server did the decap and the signature, with and without HRR', async () => {
     const audit = join(dir, 'audit-1.jsonl');
