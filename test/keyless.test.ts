@@ -208,6 +208,24 @@ describe('key server and client', () => {
     await sign(SignatureScheme.ecdsa_secp256r1_sha256, cvInput());
   });
 
+  it('keepalive pings hold idle connections open through the key server idle timeout', async () => {
+    const { port } = await keyServer({ idleTimeoutMs: 150 });
+    const events: Record<string, unknown>[] = [];
+    const c = new KeylessClient({
+      servers: [{ host: '127.0.0.1', port, serverName: 'keyserver.test' }],
+      cert: edge.cert,
+      key: edge.key,
+      ca: pki.caPem,
+      keepaliveMs: 50,
+      log: (e) => events.push(e),
+    });
+    clients.push(c);
+    await c.ready(3000);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(events.filter((e) => e.event === 'keyless_server_down')).toEqual([]);
+    expect(c.status()[0]).toMatchObject({ up: true, connections: 2 });
+  });
+
   it('rate-limits per client', async () => {
     const slow = pki.leaf('ec', ['slow.test']);
     const { port } = await keyServer();

@@ -93,6 +93,12 @@ export interface KeylessClientOptions {
   /** Reconnect backoff, ms: first delay and cap (default 100 and 5000). */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /**
+   * Ping every ready connection this often, ms (default 30000): keeps idle
+   * connections open through the key server's idle timeout and finds a
+   * silent key server before a handshake does.
+   */
+  keepaliveMs?: number;
   /** Operational log (connects, disconnects, failures). Default: none. */
   log?: LogSink;
 }
@@ -167,6 +173,7 @@ export class KeylessClient {
   readonly #reconnects = new Counter();
   #latencySum = 0;
   #latencyCount = 0;
+  readonly #keepalive: NodeJS.Timeout;
 
   constructor(options: KeylessClientOptions) {
     if (options.servers.length === 0) throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', 'keyless: no key server configured');
@@ -179,10 +186,19 @@ export class KeylessClient {
       connectionsPerServer: Math.max(1, Math.min(16, options.connectionsPerServer ?? 2)),
       reconnectMinMs: options.reconnectMinMs ?? 100,
       reconnectMaxMs: options.reconnectMaxMs ?? 5000,
+      keepaliveMs: options.keepaliveMs ?? 30_000,
     };
     this.#log = options.log ?? silent;
     this.#slots = options.servers.map((a) => new Slot(a, `${a.host}:${a.port}`));
     for (const s of this.#slots) this.#fill(s);
+    this.#keepalive = setInterval(() => {
+      for (const s of this.#slots) {
+        for (const c of s.conns) {
+          if (c.ready) this.#send(c, KeylessOp.ping, new Uint8Array(0), 0, new Uint8Array(0), this.#o.timeoutMs).catch(() => undefined);
+        }
+      }
+    }, this.#o.keepaliveMs);
+    this.#keepalive.unref();
   }
 
   /** The deadline of one operation, ms. */
@@ -290,6 +306,7 @@ export class KeylessClient {
   /** Close every connection; later operations fail at once. */
   close(): void {
     this.#closed = true;
+    clearInterval(this.#keepalive);
     for (const s of this.#slots) {
       clearTimeout(s.timer);
       for (const c of s.conns) {
