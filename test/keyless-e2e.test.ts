@@ -305,6 +305,11 @@ describe('keyless mode across processes (BoringSSL client)', () => {
       expect(r.echAccepted).toBe(true);
     }
     expect((await auditOf(join(dir, 'audit-3b.jsonl'))).filter((e) => e.result === 'ok').length).toBe(8);
+    // A reload (SIGHUP) keeps the key server client and its connections.
+    s.child.kill('SIGHUP');
+    for (let i = 0; i < 50 && !/"event":"reloaded"/.test(s.output()); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(s.output()).toMatch(/"event":"reloaded"/);
+    expect((await hello(s.port)).echAccepted).toBe(true);
     expect(await s.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
   }, 90_000);
