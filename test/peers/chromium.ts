@@ -55,7 +55,20 @@ export interface ChromiumOptions {
   /** Write a NetLog (JSON; shows DNS answers, ECH configs, TLS errors) and return its text. */
   netLog?: boolean;
   extraFlags?: string[];
+  /**
+   * Written to `<profile>/Default/Preferences` before launch, e.g.
+   * {@link NO_PRECONNECT_PREFERENCES}.
+   */
+  preferences?: Record<string, unknown>;
 }
+
+/**
+ * Profile preferences that turn off "preload pages" (network prediction):
+ * without them Chromium preconnects a second socket to the origin it is
+ * navigating to, so one page load makes two TLS connections at once.
+ * `net.network_prediction_options` 2 = "no preloading".
+ */
+export const NO_PRECONNECT_PREFERENCES: Record<string, unknown> = { net: { network_prediction_options: 2 } };
 
 export interface ChromiumResult {
   code: number | null;
@@ -115,6 +128,10 @@ export async function launchChromium(opts: ChromiumOptions): Promise<ChromiumRun
   await mkdir(profile, { recursive: true });
   try {
     if (opts.trustCaPem) await makeNssDb(home, opts.trustCaPem);
+    if (opts.preferences) {
+      await mkdir(join(profile, 'Default'), { recursive: true });
+      await writeFile(join(profile, 'Default', 'Preferences'), JSON.stringify(opts.preferences));
+    }
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;
