@@ -22,7 +22,7 @@ import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
-const KEYSERVER = join(DIST, 'cli', 'keyserver.js');
+const MAIN = join(DIST, 'cli', 'main.js');
 
 let dir: string;
 let feDir: string;
@@ -42,11 +42,11 @@ interface KeyServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start `ech-server keyserver` (its own module, until main.ts wires it) as a child process. */
+/** Start `ech-server keyserver` as a child process. */
 async function startKeyServer(name: string, port: number, auditLog: string): Promise<KeyServerProcess> {
   const file = join(dir, `${name}.json`);
   await writeFile(file, JSON.stringify({ ...ksCfg, listen: `127.0.0.1:${port}`, auditLog }, null, 2));
-  const child = spawn(process.execPath, [KEYSERVER, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, 'keyserver', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -180,10 +180,10 @@ describe('keyless configuration errors', () => {
     );
 
   it('keyserver: --help, and errors that name their field before anything listens', async () => {
-    const help = await run([KEYSERVER, '--help']);
+    const help = await run([MAIN, 'keyserver', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/ech-server keyserver --config FILE/);
-    expect((await run([KEYSERVER])).code).toBe(2);
+    expect((await run([MAIN, 'keyserver'])).code).toBe(2);
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ clients: undefined }, /clients: is required/],
       [{ tlsKeys: [{ cert: join(dir, 'nope.pem'), key: join(dir, 'nope.key') }] }, /tlsKeys\[0\]\.cert: cannot read/],
@@ -192,7 +192,7 @@ describe('keyless configuration errors', () => {
     for (const [extra, re] of cases) {
       const file = join(dir, 'bad-ks.json');
       await writeFile(file, JSON.stringify({ ...ksCfg, listen: '127.0.0.1:0', ...extra }));
-      const r = await run([KEYSERVER, '--config', file]);
+      const r = await run([MAIN, 'keyserver', '--config', file]);
       expect(r.code, JSON.stringify(extra)).toBe(1);
       expect(r.stderr).toMatch(re);
     }
