@@ -2,8 +2,8 @@
  * `ech-server keyserver`: the key server of keyless mode, run from a JSON
  * configuration file. Prints one JSON line `{"listening": "host:port"}` when
  * ready; operational logs and (by default) the audit log are JSON lines on
- * stderr. The module also runs on its own (`node dist/cli/keyserver.js
- * --config FILE`) until `ech-server keyserver` is wired into the main command.
+ * stderr. Wired into the main command as `ech-server keyserver`; the module
+ * also runs on its own (`node dist/cli/keyserver.js --config FILE`).
  *
  * @module
  */
