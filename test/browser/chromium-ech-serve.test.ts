@@ -262,7 +262,12 @@ describe('Chromium loads inner sites through the ECH front end', { timeout: 60_0
     expect(second.result.status).toBe('accepted');
     if (first.result.status !== 'accepted' || second.result.status !== 'accepted') return;
     expect(findExtension(first.result.inner.extensions, ExtensionType.pre_shared_key)).toBeUndefined();
-    expect(findExtension(second.result.inner.extensions, ExtensionType.pre_shared_key)).toBeDefined();
+    const innerPsk = findExtension(second.result.inner.extensions, ExtensionType.pre_shared_key);
+    expect(innerPsk).toBeDefined();
+    // The real PSK identity is only inside: an outer pre_shared_key, if any,
+    // is GREASE (RFC 9849 §6.1.2), never a copy of the inner one.
+    const outerPsk = findExtension(second.result.outer.extensions, ExtensionType.pre_shared_key);
+    if (outerPsk) expect(Buffer.from(outerPsk.data).equals(Buffer.from(innerPsk!.data))).toBe(false);
     for (const w of mine) expect(has(w.bytes, SITE_B)).toBe(false);
   });
 });
