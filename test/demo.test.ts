@@ -1,0 +1,173 @@
+// `ech-server demo`: keys and a test CA made on the first run in the named
+// directory and reused later, the cover-domain front end on 127.0.0.1,
+// driven by an ECH client (accepted; stale key → retry → accepted; GREASE;
+// no ECH), and a table of what the wire showed next to what the server saw.
+// The table is checked with BoringSSL as the client (a peer nobody here
+// wrote), and with the library's own ECH client once it is there.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import tls from 'node:tls';
+import { createTestPki, runDemo, type EchRequest } from '../src/cli/demo.js';
+import { toBase64 } from '../src/wire/bytes.js';
+import { buildHarness, runClient } from './peers/boringssl.js';
+
+const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const ECH_CLIENT = fileURLToPath(new URL('../src/tls13/ech-client.ts', import.meta.url));
+let work: string;
+
+beforeAll(async () => {
+  await buildHarness();
+  work = await mkdtemp(join(tmpdir(), 'ech-demo-test-'));
+}, 120_000);
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** BoringSSL as the demo's client. */
+const boring: EchRequest = async (o) => {
+  const caFile = join(work, `ca-${Date.now()}-${Math.random().toString(36).slice(2)}.pem`);
+  await writeFile(caFile, o.ca);
+  const r = await runClient({
+    host: o.host,
+    port: o.port,
+    sni: o.servername,
+    ...(o.echConfigList ? { echConfigList: toBase64(o.echConfigList) } : {}),
+    ...(o.grease ? { grease: true } : {}),
+    ...(o.retry ? { retry: true } : {}),
+    ca: caFile,
+    send: o.request,
+    read: true,
+  });
+  if (r.error) throw new Error(r.error);
+  return { echStatus: r.echAccepted ? 'accepted' : o.grease ? 'grease' : o.echConfigList ? 'rejected' : 'not-offered', retried: r.retried, response: r.response ?? '' };
+};
+
+/** The table's rows as cells. */
+function table(text: string): string[][] {
+  const lines = text.split('\n');
+  const head = lines.findIndex((l) => l.startsWith('client'));
+  const rows: string[][] = [];
+  for (const l of lines.slice(head + 2)) {
+    if (!l.includes(' | ')) break;
+    rows.push(l.split(' | ').map((c) => c.trim()));
+  }
+  return rows;
+}
+
+function expectDemoTable(text: string, configId: number): void {
+  const rows = table(text);
+  expect(rows.map((r) => r[0])).toEqual(['ECH to alpha.example', 'ECH, stale key, retry', 'GREASE ECH', 'no ECH']);
+  const [accepted, retry, grease, plain] = rows as [string[], string[], string[], string[]];
+  // accepted: the wire shows only the cover name; the server saw the inner name
+  expect(accepted.slice(1)).toEqual([
+    'cover.example',
+    expect.stringMatching(new RegExp(`^config_id ${configId}, \\d+-byte payload$`)),
+    'accepted, inner alpha.example',
+    'ECH accepted, page of alpha.example',
+  ]);
+  // stale key: rejected with retry_configs, ech_required, then accepted
+  expect(retry[1]).toBe('cover.example → cover.example');
+  expect(retry[2]).toMatch(new RegExp(`^config_id ${configId}, \\d+-byte payload → config_id ${configId}, \\d+-byte payload$`));
+  expect(retry[3]).toBe('rejected: cover.example + retry_configs → client sent ech_required → accepted, inner beta.example');
+  expect(retry[4]).toBe('ECH accepted after retry, page of beta.example');
+  // GREASE: the public name's handshake
+  expect(grease[1]).toBe('cover.example');
+  expect(grease[2]).toMatch(/^config_id \d+, \d+-byte payload$/);
+  expect(grease[3]).toBe('grease: cover.example + retry_configs');
+  expect(grease[4]).toBe('ECH grease, page of cover.example');
+  // no ECH: the name is in the clear
+  expect(plain.slice(1)).toEqual(['beta.example', 'none', 'no ECH, beta.example', 'ECH not-offered, page of beta.example']);
+}
+
+describe('demo', () => {
+  it('first run generates keys and a CA, drives the front end and prints the table; the second run reuses them', async () => {
+    const dir = join(work, 'demo1');
+    let text = '';
+    expect(await runDemo(dir, { once: true, client: boring, out: { write: (s: string) => (text += s) } })).toBe(0);
+    expect(text).toMatch(/^Generated ECH keys and a test CA in /);
+    const configId = Number(/config_id (\d+);/.exec(text)![1]);
+    expectDemoTable(text, configId);
+    // secrets are private
+    expect((await stat(join(dir, 'pki', 'ca.key'))).mode & 0o077).toBe(0);
+    expect((await stat(join(dir, 'pki', 'alpha.example.key'))).mode & 0o077).toBe(0);
+    const caBefore = await readFile(join(dir, 'pki', 'ca.pem'), 'utf8');
+
+    let again = '';
+    expect(await runDemo(dir, { once: true, client: boring, out: { write: (s: string) => (again += s) } })).toBe(0);
+    expect(again).toMatch(/^Reusing ECH keys and a test CA in /);
+    expect(Number(/config_id (\d+);/.exec(again)![1])).toBe(configId);
+    expect(await readFile(join(dir, 'pki', 'ca.pem'), 'utf8')).toBe(caBefore);
+    expectDemoTable(again, configId);
+  }, 60_000);
+
+  it('stays up with instructions until told to stop', async () => {
+    const dir = join(work, 'demo2');
+    let text = '';
+    let stop!: () => void;
+    const until = new Promise<void>((res) => (stop = res));
+    const running = runDemo(dir, { client: boring, until, out: { write: (s: string) => (text += s) } });
+    const deadline = Date.now() + 30_000;
+    while (!/ech-server check/.test(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const port = Number(/stays up on 127\.0\.0\.1:(\d+)/.exec(text)![1]);
+    const list = /ECHConfigList: (\S+)/.exec(text)![1]!;
+    expect(text).toContain(`--port ${port} --servername alpha.example --ech-config-list ${list} --ca ${join(dir, 'pki', 'ca.pem')}`);
+    // it is really up: BoringSSL with the printed config reaches the hidden site
+    const caFile = join(dir, 'pki', 'ca.pem');
+    const r = await runClient({ port, sni: 'alpha.example', echConfigList: list, ca: caFile, send: 'GET / HTTP/1.1\r\nHost: alpha.example\r\nAccept: application/json\r\nConnection: close\r\n\r\n', read: true });
+    expect(r.echAccepted).toBe(true);
+    expect(r.verified).toBe(true);
+    stop();
+    expect(await running).toBe(0);
+  }, 60_000);
+
+  it('the test CA issues certificates node:tls verifies', async () => {
+    const pki = createTestPki();
+    const leaf = pki.issue(['alpha.example', 'www.alpha.example']);
+    const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (s) => s.end('ok'));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const got = await new Promise<string>((res, rej) => {
+        const c = tls.connect({ port, host: '127.0.0.1', servername: 'www.alpha.example', ca: pki.caCert }, () => undefined);
+        let t = '';
+        c.on('data', (d) => (t += d));
+        c.on('end', () => res(t));
+        c.on('error', rej);
+      });
+      expect(got).toBe('ok');
+      const reopened = createTestPki({ caCert: pki.caCert, caKey: pki.caKey });
+      expect(reopened.issue(['beta.example']).cert).toMatch(/BEGIN CERTIFICATE/);
+    } finally {
+      await new Promise<void>((res) => server.close(() => res()));
+    }
+  });
+
+  it('`node dist/cli/main.js demo --dir DIR` prints the table and the instructions, and exits 0 on SIGTERM', async () => {
+    const dir = join(work, 'demo3');
+    const child = spawn(process.execPath, [BIN, 'demo', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/ech-server check/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out, err).toMatch(/ech-server check --host 127\.0\.0\.1 --port \d+/);
+      expect(table(out).map((r) => r[0])).toEqual(['ECH to alpha.example', 'ECH, stale key, retry', 'GREASE ECH', 'no ECH']);
+      // With the library's ECH client in the tree, the CLI's table is the real thing.
+      if (existsSync(ECH_CLIENT)) expectDemoTable(out, Number(/config_id (\d+);/.exec(out)![1]));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
+});
