@@ -52,5 +52,6 @@ export * from './front/metrics.js';
 export * from './front/log.js';
 export * from './front/ech-status.js';
 export * from './front/alerts.js';
+export * from './keyless/index.js';
 export * from './crypto/hpke.js';
 export { hkdfExtract, hkdfExpand, hkdfExpandLabel, deriveSecret, Transcript, type HashName } from './crypto/hkdf.js';

@@ -183,7 +183,9 @@ FILE is JSON (relative paths are resolved against FILE's directory):
                 "maxClientHelloBytes": 65536, "maxConcurrentHandshakes": 10000 },
     "admin": "127.0.0.1:9090",               optional: /metrics (Prometheus), /healthz
     "drainTimeoutMs": 10000,
-    "logInnerNames": false
+    "logInnerNames": false,
+    "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
+    "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
   }
 A route matches the inner name when ECH is accepted, else the outer name
 (exact, then *.wildcard; "alpn" narrows a route to clients offering one of
