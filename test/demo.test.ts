@@ -115,7 +115,7 @@ describe('demo', () => {
     while (!/ech-server check/.test(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const port = Number(/stays up on 127\.0\.0\.1:(\d+)/.exec(text)![1]);
     const list = /ECHConfigList: (\S+)/.exec(text)![1]!;
-    expect(text).toContain(`--port ${port} --servername alpha.example --ech-config-list ${list} --ca ${join(dir, 'pki', 'ca.pem')}`);
+    expect(text).toContain(`ech-server check --connect 127.0.0.1:${port} --name alpha.example --keys ${join(dir, 'keys')} --ca ${join(dir, 'pki', 'ca.pem')} --get`);
     // it is really up: BoringSSL with the printed config reaches the hidden site
     const caFile = join(dir, 'pki', 'ca.pem');
     const r = await runClient({ port, sni: 'alpha.example', echConfigList: list, ca: caFile, send: 'GET / HTTP/1.1\r\nHost: alpha.example\r\nAccept: application/json\r\nConnection: close\r\n\r\n', read: true });
@@ -159,7 +159,7 @@ describe('demo', () => {
     try {
       const deadline = Date.now() + 30_000;
       while (!/ech-server check/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(out, err).toMatch(/ech-server check --host 127\.0\.0\.1 --port \d+/);
+      expect(out, err).toMatch(/ech-server check --connect 127\.0\.0\.1:\d+ --name alpha\.example/);
       expect(table(out).map((r) => r[0])).toEqual(['ECH to alpha.example', 'ECH, stale key, retry', 'GREASE ECH', 'no ECH']);
       // With the library's ECH client in the tree, the CLI's table is the real thing.
       if (existsSync(ECH_CLIENT)) expectDemoTable(out, Number(/config_id (\d+);/.exec(out)![1]));

@@ -8,3 +8,79 @@ describe('examples', () => {
     expect(await main()).toBe('accepted, inner SNI hidden.example');
   });
 });
+
+// The front-end examples, driven by BoringSSL as the ECH client (a peer
+// nobody here wrote), and by the library's own ECH client once it is there.
+import { beforeAll, afterAll } from 'vitest';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { EchRequest } from '../src/cli/demo.js';
+import { toBase64 } from '../src/wire/bytes.js';
+import { buildHarness, runClient } from './peers/boringssl.js';
+
+let exampleDir: string;
+const boringssl: EchRequest = async (o) => {
+  const caFile = join(exampleDir, `ca-${Date.now()}-${Math.random().toString(36).slice(2)}.pem`);
+  await writeFile(caFile, o.ca);
+  const r = await runClient({
+    host: o.host,
+    port: o.port,
+    sni: o.servername,
+    ...(o.echConfigList ? { echConfigList: toBase64(o.echConfigList) } : {}),
+    ...(o.grease ? { grease: true } : {}),
+    ...(o.retry ? { retry: true } : {}),
+    ca: caFile,
+    send: o.request,
+    read: true,
+  });
+  if (r.error) throw new Error(r.error);
+  if (r.verified !== true) throw new Error(`certificate not verified: ${r.verifyError}`);
+  return { echStatus: r.echAccepted ? 'accepted' : o.grease ? 'grease' : o.echConfigList ? 'rejected' : 'not-offered', retried: r.retried, response: r.response ?? '' };
+};
+const ownClientLanded = existsSync(fileURLToPath(new URL('../src/tls13/ech-client.ts', import.meta.url)));
+const clients: Array<[string, EchRequest | undefined]> = [['BoringSSL', boringssl], ...(ownClientLanded ? [['connectEch', undefined] as [string, undefined]] : [])];
+
+describe('front-end examples', () => {
+  beforeAll(async () => {
+    await buildHarness();
+    exampleDir = await mkdtemp(join(tmpdir(), 'ech-examples-'));
+  }, 120_000);
+  afterAll(async () => {
+    await rm(exampleDir, { recursive: true, force: true });
+  });
+
+  for (const [who, client] of clients) {
+    it(`node-tls-front-end (${who}): each hidden site's own http.Server answers, chosen by the inner name`, async () => {
+      const { main } = await import('../examples/node-tls-front-end.js');
+      expect(await main(client)).toEqual([
+        { asked: 'alpha.example', echStatus: 'accepted', answer: 'alpha.example app: servername alpha.example, ECH accepted, outer cover.example' },
+        { asked: 'beta.example', echStatus: 'accepted', answer: 'beta.example app: servername beta.example, ECH accepted, outer cover.example' },
+        { asked: 'cover.example', echStatus: 'not-offered', answer: 'cover.example app: servername cover.example, ECH not-offered, outer cover.example' },
+      ]);
+    });
+
+    it(`load-balancer (${who}): split mode to two backend-mode engines, terminate-and-forward to a Node https backend`, async () => {
+      const { main } = await import('../examples/load-balancer.js');
+      expect(await main(client)).toEqual([
+        { asked: 'alpha.example', echStatus: 'accepted', backend: 'backend-1', servername: 'alpha.example', backendEch: 'accepted' },
+        { asked: 'beta.example', echStatus: 'accepted', backend: 'backend-2', servername: 'beta.example', backendEch: 'accepted' },
+        { asked: 'legacy.example', echStatus: 'accepted', backend: 'legacy-https', servername: 'legacy.internal', backendEch: 'n/a (Node https)' },
+      ]);
+    });
+
+    it(`cover-domain (${who}): only cover.example on the wire, the ech-status page tells each client what the server saw`, async () => {
+      const { main } = await import('../examples/cover-domain.js');
+      const visits = await main(client);
+      expect(visits.map((v) => [v.client, v.echStatus, v.retried, v.page.site, v.page.echStatus, v.page.outerServerName, v.page.innerServerName])).toEqual([
+        ['ECH to alpha.example', 'accepted', false, 'alpha.example', 'accepted', 'cover.example', 'alpha.example'],
+        ['ECH to gamma.example', 'accepted', false, 'gamma.example', 'accepted', 'cover.example', 'gamma.example'],
+        ['stale ECH config, retry', 'accepted', true, 'beta.example', 'accepted', 'cover.example', 'beta.example'],
+        ['GREASE ECH', 'grease', false, 'cover.example', 'grease', 'cover.example', null],
+        ['no ECH', 'not-offered', false, 'cover.example', 'not-offered', 'cover.example', null],
+      ]);
+    });
+  }
+});

@@ -493,7 +493,7 @@ The front end stays up on 127.0.0.1:${addr.port} (Ctrl-C to stop).
   ECHConfigList: ${b64}
   test CA:       ${join(dir, 'pki', 'ca.pem')}
 Try:
-  ech-server check --host 127.0.0.1 --port ${addr.port} --servername alpha.example --ech-config-list ${b64} --ca ${join(dir, 'pki', 'ca.pem')}
+  ech-server check --connect 127.0.0.1:${addr.port} --name alpha.example --keys ${join(dir, 'keys')} --ca ${join(dir, 'pki', 'ca.pem')} --get
 `);
     await (options.until ??
       new Promise<void>((res) => {
