@@ -166,8 +166,9 @@ describe('split mode through EchFrontEnd: passthrough to an ECH-aware backend', 
         expect(r.hrr).toBe(hrr);
         expect(JSON.parse(r.response!)).toMatchObject({ servername: 'secret.example', echStatus: 'accepted', echRole: 'backend', helloRetry: hrr });
         expect(fe.fe.metrics.value('connections', { status: 'accepted' })).toBe(1);
-        // bytes are counted when the relay ends
-        await waitFor(() => /ech_relayed_bytes_total\{direction="backend_to_client",route="secret\.example"\} [1-9]/.test(fe.fe.metrics.render()));
+        // bytes are counted when the relay ends, under the route's position, not its (inner) name
+        await waitFor(() => /ech_relayed_bytes_total\{direction="backend_to_client",route="routes\[0\]"\} [1-9]/.test(fe.fe.metrics.render()));
+        expect(fe.fe.metrics.render()).not.toMatch(/secret\.example/);
       } finally {
         await fe.close();
         await backend.close();
@@ -286,6 +287,44 @@ describe('terminate and forward, with a PROXY v2 header the backend parses', () 
       await closeServer(backend);
     }
   });
+});
+
+describe('logs', () => {
+  for (const logInnerNames of [false, true]) {
+    it(`inner names appear in logs and metrics ${logInnerNames ? 'when logInnerNames is set' : 'never by default'}`, async () => {
+      const backend = await startServer({ key: secret.key, cert: secret.cert, onClientHello: createEchHook({ role: 'backend' }) }, (s: TlsSocket) => {
+        s.on('error', () => undefined);
+        s.once('data', (d) => s.end(d));
+      });
+      const events: Array<Record<string, unknown>> = [];
+      const fe = await frontEnd(
+        [
+          { serverName: 'secret.example', action: { passthrough: { host: '127.0.0.1', port: backend.port } } },
+          { serverName: 'web.example', cert: web.cert, key: web.key, action: { respond: 'ech-status' } },
+        ],
+        { log: (e) => events.push(e), logInnerNames },
+      );
+      try {
+        const a = await runClient({ port: fe.port, sni: 'secret.example', echConfigList: list, ca: caFile, send: 'hi', read: true });
+        expect(a.echAccepted).toBe(true);
+        const b = await runClient({ port: fe.port, sni: 'web.example', echConfigList: list, ca: caFile, send: GET('web.example'), read: true });
+        expect(b.echAccepted).toBe(true);
+        await waitFor(() => events.some((e) => e['event'] === 'passthrough_closed'));
+        const text = JSON.stringify(events) + fe.fe.metrics.render();
+        expect(events.filter((e) => e['event'] === 'handshake' || e['event'] === 'passthrough_closed').map((e) => e['outer'])).toEqual(['cover.example', 'cover.example']);
+        if (logInnerNames) {
+          expect(text).toContain('secret.example');
+          expect(text).toContain('web.example');
+        } else {
+          expect(text).not.toContain('secret.example');
+          expect(text).not.toContain('web.example');
+        }
+      } finally {
+        await fe.close();
+        await backend.close();
+      }
+    });
+  }
 });
 
 function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

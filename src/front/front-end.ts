@@ -341,7 +341,7 @@ export class EchFrontEnd {
       remoteAddress: socket.remoteAddress,
       remotePort: socket.remotePort,
     };
-    const logInfo = { status, outer: info.outerServerName, route: c.options.logInnerNames ? info.route : undefined, inner: c.options.logInnerNames ? info.innerServerName : undefined };
+    const logInfo = { status, outer: info.outerServerName, route: routeLabel(c, chosen), inner: c.options.logInnerNames ? info.innerServerName : undefined };
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
@@ -353,8 +353,8 @@ export class EchFrontEnd {
           : await passthroughRaw(socket, first.raw, target, handshakeDone);
       handshakeDone();
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.metrics.relayed(chosen.serverName, 'client_to_backend', r.bytesFromClient);
-      this.metrics.relayed(chosen.serverName, 'backend_to_client', r.bytesFromBackend);
+      this.metrics.relayed(routeLabel(c, chosen), 'client_to_backend', r.bytesFromClient);
+      this.metrics.relayed(routeLabel(c, chosen), 'backend_to_client', r.bytesFromBackend);
       if (r.error) {
         const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
         this.metrics.handshakeError(code);
@@ -380,7 +380,7 @@ export class EchFrontEnd {
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol, cipher: tlsSocket.getCipher()?.name });
-      this.#deliver(tlsSocket, chosen, info);
+      this.#deliver(tlsSocket, chosen, info, routeLabel(c, chosen));
     });
     // After the handshake: the client's ech_required alert is counted, not
     // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
@@ -394,7 +394,7 @@ export class EchFrontEnd {
     });
   }
 
-  #deliver(tlsSocket: TlsSocket, route: FrontEndRoute, info: ConnectionInfo): void {
+  #deliver(tlsSocket: TlsSocket, route: FrontEndRoute, info: ConnectionInfo, label: string): void {
     const a = route.action;
     if ('respond' in a) {
       this.#app(route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName).emit('connection', tlsSocket);
@@ -403,7 +403,7 @@ export class EchFrontEnd {
     } else if ('forward' in a) {
       const up = net.connect({ host: a.forward.host, port: a.forward.port });
       if (a.forward.proxyProtocol) up.write(proxyHeader(tlsSocket));
-      this.#relay(tlsSocket, up, route.serverName);
+      this.#relay(tlsSocket, up, label);
     } else if ('forwardTls' in a) {
       const f = a.forwardTls;
       const up = tls.connect({
@@ -414,7 +414,7 @@ export class EchFrontEnd {
         rejectUnauthorized: f.rejectUnauthorized ?? true,
         ...(f.proxyProtocol ? { socket: proxiedSocket(f.host, f.port, proxyHeader(tlsSocket)) } : {}),
       });
-      this.#relay(tlsSocket, up, route.serverName);
+      this.#relay(tlsSocket, up, label);
     }
   }
 
@@ -429,7 +429,7 @@ export class EchFrontEnd {
       client.destroy();
     };
     up.on('error', (e) => {
-      this.#log({ event: 'backend_error', route: this.#c.options.logInnerNames ? route : undefined, code: (e as NodeJS.ErrnoException).code });
+      this.#log({ event: 'backend_error', route, code: (e as NodeJS.ErrnoException).code });
       done();
     });
     up.on('close', () => client.end());
@@ -439,6 +439,18 @@ export class EchFrontEnd {
       up.end();
     });
   }
+}
+
+/**
+ * A route as metrics and logs name it: its server name only when the
+ * operator asked for inner names (`logInnerNames`), else its position in
+ * the configuration (`routes[2]`), so a scrape of /metrics does not list the
+ * names ECH hides.
+ */
+function routeLabel(c: Compiled, route: FrontEndRoute): string {
+  if (route === c.publicRoute) return 'public';
+  if (c.options.logInnerNames) return route.serverName;
+  return `routes[${c.options.routes.indexOf(route)}]`;
 }
 
 function alpnOffered(r: DecryptResult): string[] {
