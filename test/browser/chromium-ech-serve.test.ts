@@ -11,6 +11,11 @@
 //               same browser session: that is how resumption is tested.
 //   plain.test  A record only (no HTTPS record): Chromium sends GREASE ECH.
 //
+// Chromium runs with NO_PRECONNECT_PREFERENCES: by default it preconnects a
+// second socket for each navigation, so one page load would be two
+// handshakes at once (two rejections on rotation, and the redirect would
+// reuse a socket that did a full handshake before any ticket arrived).
+//
 // Every connection the namespace listeners accept is teed before it is
 // handed to the front end (`fe.server.emit('connection', socket)`): the bytes
 // the client sent are kept, so each test checks what was on the wire.
