@@ -23,7 +23,7 @@ import { loadEchKeyDirectory, writeEchKeyFile } from '../src/keys/files.js';
 import { toBase64 } from '../src/wire/bytes.js';
 import { AlertDescription } from '../src/wire/alert.js';
 import { connectTls13, type TlsClientSocket } from '../src/tls13/client-socket.js';
-import { buildHarness, runClient } from './peers/boringssl.js';
+import { buildHarness, runClient, startServer as startBoring } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
 import { rawPeer, expectAlertRecord } from './helpers/raw-client.js';
@@ -34,6 +34,7 @@ let pki: TestPki;
 let caFile: string;
 let listB64: string;
 let baseConfig: Record<string, unknown>;
+let secret: ReturnType<TestPki['leaf']>;
 
 beforeAll(async () => {
   await buildHarness();
@@ -42,6 +43,7 @@ beforeAll(async () => {
   caFile = join(pki.dir, 'ca.pem');
   const cover = pki.leaf('ec', ['cover.example']);
   const alpha = pki.leaf('ec', ['alpha.example']);
+  secret = pki.leaf('ec', ['secret.example']);
   const keygen = await promisify(execFile)(process.execPath, [BIN, 'keygen', '--public-name', 'cover.example', '--out', join(dir, 'keys'), '--max-name-length', '16']);
   listB64 = JSON.parse(keygen.stdout).echConfigList;
   baseConfig = {
@@ -227,6 +229,30 @@ describe('ech-server serve: reload and drain', () => {
     } finally {
       live.close();
       await s.stop();
+    }
+  });
+});
+
+describe('ech-server serve: a passthrough route (split mode)', () => {
+  it('BoringSSL client → serve → BoringSSL backend with a HelloRetryRequest: ECH accepted, the backend saw the inner name; the config holds no key for it', async () => {
+    const boring = await startBoring({ cert: secret.certPath, key: secret.keyPath, groups: ['P-256'] });
+    const route = { serverName: 'secret.example', passthrough: `127.0.0.1:${boring.port}` };
+    const s = await startServe(dir, { ...baseConfig, routes: [...(baseConfig['routes'] as unknown[]), route] });
+    try {
+      expect(Object.keys(route)).toEqual(['serverName', 'passthrough']); // no cert, no key
+      const r = await runClient({ port: s.port, sni: 'secret.example', echConfigList: listB64, ca: caFile, groups: ['X25519', 'P-256'], send: 'hi' });
+      expect(r.error).toBeNull();
+      expect(r.echAccepted).toBe(true);
+      expect(r.verified).toBe(true);
+      expect(r.hrr).toBe(true);
+      expect(r.response).toBe('hi');
+      const b = await boring.result(0);
+      expect(b.sni).toBe('secret.example');
+      expect(b.clientHelloEch).toBe('inner');
+      expect(b.hrr).toBe(true);
+    } finally {
+      expect(await s.stop()).toBe(0);
+      await boring.close();
     }
   });
 });
