@@ -384,6 +384,46 @@ describe('limits', () => {
     }
   });
 
+  it('a client that sends a whole ClientHello and then stalls is aborted near handshakeTimeoutMs', async () => {
+    const handshakeTimeoutMs = 500;
+    const fe = await frontEnd([{ serverName: 'web.example', cert: web.cert, key: web.key, action: { respond: 'ech-status' } }], { limits: { handshakeTimeoutMs } });
+    try {
+      const peer = await rawPeer(fe.port);
+      const t0 = Date.now();
+      peer.send(await echHelloRecords('web.example'));
+      // ServerHello arrives (the handshake started) ...
+      expect((await peer.nextRecord()).type).toBe(ContentType.handshake);
+      // ... and, with no client Finished, the connection is closed at the deadline.
+      await Promise.race([peer.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('not closed within 5 s')), 5000).unref())]);
+      const elapsed = Date.now() - t0;
+      expect(elapsed).toBeGreaterThanOrEqual(handshakeTimeoutMs - 20);
+      expect(elapsed).toBeLessThan(handshakeTimeoutMs + 1500);
+      peer.close();
+    } finally {
+      await fe.close();
+    }
+  });
+
+  it('maxConcurrentHandshakes: one more client is closed at once; once they leave, clients complete again', async () => {
+    const fe = await frontEnd([{ serverName: 'web.example', cert: web.cert, key: web.key, action: { respond: 'ech-status' } }], { limits: { maxConcurrentHandshakes: 5 } });
+    const stalled = await Promise.all(Array.from({ length: 5 }, () => rawPeer(fe.port)));
+    try {
+      const half = (await echHelloRecords('web.example')).subarray(0, 50);
+      for (const p of stalled) p.send(half);
+      await waitFor(() => fe.fe.connections === 5);
+      const extra = await rawPeer(fe.port);
+      await Promise.race([extra.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('not closed within 3 s')), 3000).unref())]);
+      expect(fe.fe.metrics.value('handshakeErrors', { reason: 'TOO_MANY_HANDSHAKES' })).toBe(1);
+      for (const p of stalled) p.close();
+      await waitFor(() => fe.fe.connections === 0);
+      const r = await runClient({ port: fe.port, sni: 'web.example', echConfigList: list, ca: caFile, send: GET('web.example'), read: true });
+      expect(r.echAccepted).toBe(true);
+    } finally {
+      for (const p of stalled) p.close();
+      await fe.close();
+    }
+  });
+
   it('1,000 concurrent stalled clients do not stop a well-behaved client from completing', async () => {
     const STALLED = 1000;
     const fe = await frontEnd([{ serverName: 'web.example', cert: web.cert, key: web.key, action: { respond: 'ech-status' } }], {
