@@ -199,6 +199,29 @@ describe('split mode through EchFrontEnd: passthrough to an ECH-aware backend', 
   }
 });
 
+describe('passthrough without ECH', () => {
+  it('a client offering no ECH is relayed as is, by its clear name, to the passthrough backend (a plain node:tls server)', async () => {
+    const backend = tls.createServer({ cert: secret.cert, key: secret.key }, (s) => s.end(`backend saw ${s.servername}`));
+    backend.on('tlsClientError', () => undefined);
+    const port = await listen(backend);
+    const fe = await frontEnd([{ serverName: 'secret.example', action: { passthrough: { host: '127.0.0.1', port } } }]);
+    try {
+      const got = await new Promise<string>((res, rej) => {
+        const c = tls.connect({ host: '127.0.0.1', port: fe.port, servername: 'secret.example', ca: pki.caPem });
+        let t = '';
+        c.on('data', (d) => (t += d));
+        c.on('end', () => res(t));
+        c.on('error', rej);
+      });
+      expect(got).toBe('backend saw secret.example');
+      await waitFor(() => fe.fe.metrics.value('connections', { status: 'not-offered' }) === 1);
+    } finally {
+      await fe.close();
+      await closeServer(backend);
+    }
+  });
+});
+
 describe('terminate and forward, with a PROXY v2 header the backend parses', () => {
   it('forward: a plain Node HTTP backend learns the real client address and port', async () => {
     const app = http.createServer((req, res) => {
