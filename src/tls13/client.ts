@@ -11,6 +11,14 @@
  * node:crypto `X509Certificate` against the given CAs, and its name against
  * `servername`.
  *
+ * ECH (RFC 9849 §6): with the `ech` option the engine's own ClientHello is
+ * ClientHelloInner and the {@link ClientEchOffer} turns it into the
+ * ClientHelloOuter that goes on the wire. The engine decides acceptance
+ * from the HelloRetryRequest's ECH extension and ServerHello.random
+ * (§6.1.4), then runs the handshake on the inner transcript (accepted) or the
+ * outer one (rejected: certificate checked for the public name, retry_configs
+ * read, `ech_required` sent, {@link EchRejectedError}).
+ *
  * @module
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
@@ -65,6 +73,94 @@ import { KeySchedule, finishedVerifyData, nextTrafficSecret, resumptionPsk, traf
 import { RecordLayer } from './record-layer.js';
 import { parseCipherList, suiteById, type CipherSuiteParams } from './suites.js';
 import { PeerAlertError } from './server-handshake.js';
+import { acceptConfirmation, hrrAcceptConfirmation, ECH_CONFIRMATION_LENGTH } from '../ech/confirmation.js';
+import { decodeEchConfigList } from '../ech/config.js';
+
+/**
+ * An ECH offer the engine runs (RFC 9849 §6): set by the ECH client
+ * (`connectEch`, src/tls13/ech-client.ts), which builds the hellos; the
+ * engine decides acceptance and follows the inner or the outer transcript.
+ * @group Client
+ * @example
+ * ```ts
+ * const offer: ClientEchOffer = { mode: 'grease', clientHello: (ch) => addGreaseEch(ch) };
+ * new ClientConnection({ servername: 'example.com', ca, ech: offer }, sink);
+ * ```
+ */
+export interface ClientEchOffer {
+  /**
+   * `real`: a ClientHelloOuter encrypting the engine's ClientHello (which is
+   * ClientHelloInner); `grease`: a GREASE extension only (§6.2), never
+   * accepted.
+   */
+  mode: 'real' | 'grease';
+  /** ECHConfig.contents.public_name: the name to authenticate when ECH is rejected (§6.1.7). */
+  publicName?: string;
+  /**
+   * Last look at the engine's ClientHello (after `mutateClientHello`, before
+   * pre_shared_key): add the inner `encrypted_client_hello` extension (real)
+   * or the GREASE one, order the extensions for compression.
+   */
+  clientHello?(ch: ClientHello, retry: boolean): ClientHello;
+  /**
+   * Real ECH: the ClientHelloOuter (whole handshake message) to send for the
+   * engine's ClientHelloInner. On the second ClientHello `hrrAccepted` says
+   * whether the HelloRetryRequest confirmed ECH: if it did, seal the second
+   * inner with the same HPKE context (§6.1.5); if not, return the first
+   * ClientHelloOuter updated as RFC 8446bis §4.1.2 asks (key_share, cookie).
+   */
+  outerClientHello?(inner: ClientHello, innerMessage: Uint8Array, retry: boolean, hrrAccepted: boolean): Uint8Array;
+}
+
+/**
+ * The handshake completed on ClientHelloOuter: ECH was rejected (RFC 9849
+ * §6.1.6). The connection was authenticated for the public name only, so it
+ * is not reported as successful; the client sent `ech_required`. Carries the
+ * server's `retry_configs` (an ECHConfigList, or `undefined` if it sent
+ * none) for one retry.
+ * @group Client
+ * @example
+ * ```ts
+ * try { await connectEch(opts); }
+ * catch (e) { if (e instanceof EchRejectedError && e.retryConfigs) await connectEch({ ...opts, echConfigList: e.retryConfigs }); }
+ * ```
+ */
+export class EchRejectedError extends EchError {
+  /** The server's retry_configs (ECHConfigList), if it sent any. */
+  readonly retryConfigs: Uint8Array | undefined;
+  /** The chain the server presented (for the public name). */
+  readonly peerCertificates: X509Certificate[];
+  /** The chain was verified for the public name (false with `rejectUnauthorized: false`). */
+  readonly authenticated: boolean;
+
+  constructor(retryConfigs: Uint8Array | undefined, peerCertificates: X509Certificate[], authenticated: boolean, publicName: string | undefined) {
+    super(
+      'ERR_ECH_REJECTED',
+      'ech_required',
+      `the server rejected ECH (handshake completed for the public name ${publicName ?? '?'}); ${retryConfigs ? 'it sent retry_configs' : 'it sent no retry_configs'}`,
+    );
+    this.name = 'EchRejectedError';
+    this.retryConfigs = retryConfigs;
+    this.peerCertificates = peerCertificates;
+    this.authenticated = authenticated;
+  }
+}
+
+/** Offset of an extension's data inside a ServerHello/HelloRetryRequest message (header included), or -1. */
+function serverHelloExtensionOffset(raw: Uint8Array, type: number): number {
+  let p = 4 + 2 + 32;
+  p += 1 + raw[p]!;
+  p += 2 + 1;
+  const end = p + 2 + ((raw[p]! << 8) | raw[p + 1]!);
+  p += 2;
+  while (p + 4 <= end) {
+    const t = (raw[p]! << 8) | raw[p + 1]!;
+    const len = (raw[p + 2]! << 8) | raw[p + 3]!;
+    if (t === type) return p + 4;
+    p += 4 + len;
+  }
+  return -1;
+}
 
 /**
  * A resumable session, from a NewSessionTicket.
@@ -126,6 +222,8 @@ export interface ClientOptions {
    * here while the handshake continues on ClientHelloInner.
    */
   wireClientHello?: (message: Uint8Array, retry: boolean) => Uint8Array;
+  /** Offer ECH (or GREASE ECH): see {@link ClientEchOffer}. */
+  ech?: ClientEchOffer;
 }
 
 /**
@@ -164,6 +262,11 @@ export interface ClientHandshakeInfo {
   peerCertificates: X509Certificate[];
   /** EncryptedExtensions as received. */
   encryptedExtensions: Extension[];
+  /**
+   * ECH: `accepted` (the handshake ran on ClientHelloInner), `grease`, or
+   * `not-offered`. A rejection never completes (see {@link EchRejectedError}).
+   */
+  echStatus: 'accepted' | 'grease' | 'not-offered';
 }
 
 type ClientState = 'start' | 'wait_sh' | 'wait_ee' | 'wait_cert' | 'wait_cv' | 'wait_finished' | 'connected' | 'closed';
@@ -262,6 +365,11 @@ export class ClientConnection {
   private alpn: string | false = false;
   private certs: X509Certificate[] = [];
   private infoValue: ClientHandshakeInfo | undefined;
+  /** The first ClientHello as sent (ClientHelloOuter with ECH). */
+  private firstWire: Uint8Array | undefined;
+  /** Real ECH: decided at the HelloRetryRequest or the ServerHello. */
+  private echDecision: 'accepted' | 'rejected' | undefined;
+  private retryConfigs: Uint8Array | undefined;
 
   constructor(options: ClientOptions, sink: ClientSink) {
     this.options = options;
@@ -438,6 +546,7 @@ export class ClientConnection {
       extensions: exts,
     };
     ch = o.mutateClientHello?.(ch, retry) ?? ch;
+    if (o.ech?.clientHello) ch = o.ech.clientHello(ch, retry);
     let message: Uint8Array;
     if (session) {
       // RFC 8446bis §4.2.11: pre_shared_key last; binder over the truncated hello.
@@ -462,9 +571,16 @@ export class ClientConnection {
     }
     if (!retry) this.ch = ch;
     this.chMessage = message;
-    if (retry) this.transcript!.update(message);
+    const wire =
+      o.ech?.mode === 'real' && o.ech.outerClientHello
+        ? o.ech.outerClientHello(ch, message, retry, this.echDecision === 'accepted')
+        : (o.wireClientHello?.(message, retry) ?? message);
+    if (!retry) this.firstWire = wire;
+    // RFC 9849 §6.1.5/§6.1.6: the transcript holds the ClientHellos the
+    // server used: ClientHelloInner once ECH is accepted, ClientHelloOuter
+    // once it is rejected.
+    if (retry) this.transcript!.update(this.echDecision === 'rejected' ? wire : message);
     if (retry && compat) this.sink.send(RecordLayer.changeCipherSpec());
-    const wire = o.wireClientHello?.(message, retry) ?? message;
     this.sink.send(this.records.encode(ContentType.handshake, wire));
     this.records.allowChangeCipherSpec(true);
     this.state = 'wait_sh';
@@ -502,7 +618,10 @@ export class ClientConnection {
     if (this.helloRetry && suite !== this.suite) throw new IllegalParameterError('cipher suite changed after HelloRetryRequest');
     this.suite = suite;
     this.serverRandom = sh.random;
-    if (!this.transcript) this.transcript = Transcript.fromMessages(suite.hash, this.chMessage!);
+    if (this.options.ech?.mode === 'real' && this.echDecision !== 'rejected') this.decideEch(m, sh, suite);
+    if (!this.transcript) {
+      this.transcript = Transcript.fromMessages(suite.hash, this.echDecision === 'rejected' ? this.firstWire! : this.chMessage!);
+    }
     this.transcript.update(m.raw);
     const ks = findExtension(sh.extensions, ExtensionType.key_share);
     if (!ks) throw new EchError('ERR_PROTOCOL', 'missing_extension', 'ServerHello without key_share (psk_ke is not offered)');
@@ -513,6 +632,10 @@ export class ClientConnection {
     let psk: Uint8Array | undefined;
     const pskExt = findExtension(sh.extensions, ExtensionType.pre_shared_key);
     if (pskExt) {
+      // RFC 9849 §6.1.2: "If ECH is rejected and the client-facing server
+      // replies with a "pre_shared_key" extension in its ServerHello, then
+      // the client MUST abort the handshake with an "illegal_parameter" alert."
+      if (this.echDecision === 'rejected') throw new IllegalParameterError('server selected a PSK although it rejected ECH');
       const idx = decodePreSharedKeySelected(pskExt.data);
       const session = this.options.session;
       if (!session || idx !== 0) throw new IllegalParameterError('server selected a PSK we did not offer');
@@ -527,6 +650,30 @@ export class ClientConnection {
     this.serverHs = secrets.server;
     this.records.setReadKeys(suite, trafficKeys(suite, secrets.server));
     this.state = 'wait_ee';
+  }
+
+  /**
+   * RFC 9849 §6.1.4 for a ServerHello: "If this value matches the last 8
+   * bytes of ServerHello.random, the server has accepted ECH. Otherwise, it
+   * has rejected ECH."
+   */
+  private decideEch(m: HandshakeMessage, sh: ServerHello, suite: CipherSuiteParams): void {
+    const zeroed = Uint8Array.from(m.raw);
+    // transcript_ech_conf: ClientHelloInner ... ServerHello with the last 8
+    // bytes of random set to zero (§7.2); random sits at offset 6 of the message.
+    zeroed.fill(0, 6 + 32 - ECH_CONFIRMATION_LENGTH, 6 + 32);
+    const th = this.helloRetry
+      ? this.transcript!.digestWith(zeroed)
+      : Transcript.fromMessages(suite.hash, this.chMessage!, zeroed).digest();
+    const expected = acceptConfirmation(suite.hash, this.ch!.random, th);
+    const accepted = equalBytes(expected, sh.random.subarray(32 - ECH_CONFIRMATION_LENGTH));
+    // §6.1.5: after a HelloRetryRequest that accepted ECH, "If the
+    // ServerHello does not also indicate ECH acceptance, the client MUST
+    // terminate the connection with an "illegal_parameter" alert."
+    if (this.helloRetry && this.echDecision === 'accepted' && !accepted) {
+      throw new IllegalParameterError('HelloRetryRequest accepted ECH but the ServerHello does not confirm it');
+    }
+    this.echDecision = accepted ? 'accepted' : 'rejected';
   }
 
   private readHelloRetryRequest(m: HandshakeMessage, hrr: ServerHello, suite: CipherSuiteParams): void {
@@ -544,7 +691,33 @@ export class ClientConnection {
     if (group === undefined && !findExtension(hrr.extensions, ExtensionType.cookie)) {
       throw new IllegalParameterError('HelloRetryRequest would not change the ClientHello');
     }
-    this.transcript = Transcript.fromMessages(suite.hash, messageHash(suite.hash, this.chMessage!), m.raw);
+    const echExt = findExtension(hrr.extensions, ExtensionType.encrypted_client_hello);
+    const ech = this.options.ech;
+    if (echExt) {
+      // RFC 9849 §6.1.4: "if it has a length other than 8, the client aborts
+      // the handshake with a "decode_error" alert" (§6.2.1: GREASE clients
+      // check the extension the same way, then ignore it).
+      if (echExt.data.length !== ECH_CONFIRMATION_LENGTH) throw new DecodeError('HelloRetryRequest encrypted_client_hello is not 8 bytes');
+      // RFC 8446bis §4.2: an extension response that was not requested →
+      // "unsupported_extension".
+      if (!ech) throw new EchError('ERR_PROTOCOL', 'unsupported_extension', 'HelloRetryRequest carries encrypted_client_hello, which was not offered');
+    }
+    if (ech?.mode === 'real') {
+      // RFC 9849 §6.1.4: "If none is found, the server has rejected ECH.
+      // ... Otherwise, the client computes hrr_accept_confirmation ... If
+      // this value matches the extension payload, the server has accepted ECH."
+      let accepted = false;
+      if (echExt) {
+        const zeroed = Uint8Array.from(m.raw);
+        const at = serverHelloExtensionOffset(zeroed, ExtensionType.encrypted_client_hello);
+        zeroed.fill(0, at, at + ECH_CONFIRMATION_LENGTH);
+        const th = Transcript.fromMessages(suite.hash, messageHash(suite.hash, this.chMessage!), zeroed).digest();
+        accepted = equalBytes(hrrAcceptConfirmation(suite.hash, this.ch!.random, th), echExt.data);
+      }
+      this.echDecision = accepted ? 'accepted' : 'rejected';
+    }
+    const first = this.echDecision === 'rejected' ? this.firstWire! : this.chMessage!;
+    this.transcript = Transcript.fromMessages(suite.hash, messageHash(suite.hash, first), m.raw);
     this.sendClientHello(hrr, group ?? [...this.keys.keys()][0]!);
   }
 
@@ -552,6 +725,7 @@ export class ClientConnection {
 
   private readEncryptedExtensions(m: HandshakeMessage): void {
     this.ee = decodeEncryptedExtensions(m.body);
+    this.readEchEncryptedExtension(findExtension(this.ee, ExtensionType.encrypted_client_hello));
     const alpn = findExtension(this.ee, ExtensionType.application_layer_protocol_negotiation);
     if (alpn) {
       const p = decodeAlpnSelected(alpn.data);
@@ -560,6 +734,30 @@ export class ClientConnection {
     }
     this.transcript!.update(m.raw);
     this.state = this.pskAccepted ? 'wait_finished' : 'wait_cert';
+  }
+
+  private readEchEncryptedExtension(ext: Extension | undefined): void {
+    if (!ext) return;
+    const ech = this.options.ech;
+    // RFC 8446bis §4.2: an extension response that was not requested →
+    // "unsupported_extension".
+    if (!ech) throw new EchError('ERR_PROTOCOL', 'unsupported_extension', 'EncryptedExtensions carries encrypted_client_hello, which was not offered');
+    // RFC 9849 §5: "If the server sent this extension in response to the
+    // inner variant, then the client MUST abort with an
+    // "unsupported_extension" alert."
+    if (this.echDecision === 'accepted') {
+      throw new EchError('ERR_PROTOCOL', 'unsupported_extension', 'retry_configs sent although ECH was accepted');
+    }
+    // §6.1.6 (rejected) and §6.2.1 (GREASE): "the client MUST check that it
+    // is syntactically valid and the client MUST abort the connection with a
+    // "decode_error" alert otherwise."
+    try {
+      decodeEchConfigList(ext.data);
+    } catch (cause) {
+      throw new DecodeError(`malformed retry_configs: ${(cause as Error).message}`, { cause });
+    }
+    // §6.2.1: a GREASE client "MUST NOT save the "retry_configs" value".
+    if (this.echDecision === 'rejected') this.retryConfigs = Uint8Array.from(ext.data);
   }
 
   private readCertificate(m: HandshakeMessage): void {
@@ -573,7 +771,12 @@ export class ClientConnection {
       throw new EchError('ERR_CERTIFICATE', 'bad_certificate', 'unparsable certificate', { cause });
     }
     if (this.options.rejectUnauthorized ?? true) {
-      verifyServerChain(this.certs, loadCas(this.options.ca), this.options.servername);
+      // RFC 9849 §6.1.7: on rejection "The client MUST verify that the
+      // certificate is valid for ECHConfig.contents.public_name. If invalid,
+      // it MUST abort the connection with the appropriate alert."
+      const name = this.echDecision === 'rejected' ? this.options.ech!.publicName : this.options.servername;
+      if (this.echDecision === 'rejected' && !name) throw new EchError('ERR_INTERNAL', 'internal_error', 'ECH offer without a public name');
+      verifyServerChain(this.certs, loadCas(this.options.ca), name);
     }
     this.transcript!.update(m.raw);
     this.state = 'wait_cv';
@@ -603,6 +806,15 @@ export class ClientConnection {
     this.records.setReadKeys(suite, trafficKeys(suite, ap.server));
     this.records.setWriteKeys(suite, trafficKeys(suite, ap.client));
     this.records.allowChangeCipherSpec(false);
+    if (this.echDecision === 'rejected') {
+      // RFC 9849 §6.1.6: "If both authentication and the handshake complete
+      // successfully, the client MUST perform the processing described below
+      // then abort the connection with an "ech_required" alert before sending
+      // any application data"; §6.1.7: such connections are never reported as
+      // successful. The alert goes out (under the application keys, as
+      // BoringSSL does) when `fail` handles this error.
+      throw new EchRejectedError(this.retryConfigs, this.certs, this.options.rejectUnauthorized ?? true, this.options.ech?.publicName);
+    }
     this.state = 'connected';
     this.infoValue = {
       suite,
@@ -613,6 +825,7 @@ export class ClientConnection {
       serverRandom: this.serverRandom,
       peerCertificates: this.certs,
       encryptedExtensions: this.ee,
+      echStatus: this.echDecision === 'accepted' ? 'accepted' : this.options.ech?.mode === 'grease' ? 'grease' : 'not-offered',
     };
     this.sink.handshakeComplete?.(this.infoValue);
   }

@@ -213,6 +213,28 @@ export class TlsSocket extends Duplex {
     return this.attributes.echAccepted === true;
   }
 
+  /**
+   * ECH status reported by the ECH hook (`attributes.echStatus`):
+   * `accepted`, `rejected`, `grease`, or `not-offered` (the default, also
+   * without a hook).
+   */
+  get echStatus(): 'accepted' | 'rejected' | 'grease' | 'not-offered' {
+    const s = this.attributes['echStatus'];
+    return s === 'accepted' || s === 'rejected' || s === 'grease' ? s : 'not-offered';
+  }
+
+  /** The server_name of ClientHelloOuter (the public name with ECH), if the ECH hook reported it. */
+  get outerServerName(): string | undefined {
+    const v = this.attributes['outerServerName'];
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  /** The server_name of ClientHelloInner when ECH was accepted, if the ECH hook reported it. */
+  get innerServerName(): string | undefined {
+    const v = this.attributes['innerServerName'];
+    return typeof v === 'string' ? v : undefined;
+  }
+
   /** Attributes set by the ClientHello hook (e.g. ECH status). */
   get attributes(): Record<string, unknown> {
     return this.connection.info?.attributes ?? {};
