@@ -10,13 +10,11 @@ describe('examples', () => {
 });
 
 // The front-end examples, driven by BoringSSL as the ECH client (a peer
-// nobody here wrote), and by the library's own ECH client once it is there.
+// nobody here wrote), and by the library's own ECH client (connectEch).
 import { beforeAll, afterAll } from 'vitest';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { EchRequest } from '../src/cli/demo.js';
 import { toBase64 } from '../src/wire/bytes.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
@@ -40,8 +38,10 @@ const boringssl: EchRequest = async (o) => {
   if (r.verified !== true) throw new Error(`certificate not verified: ${r.verifyError}`);
   return { echStatus: r.echAccepted ? 'accepted' : o.grease ? 'grease' : o.echConfigList ? 'rejected' : 'not-offered', retried: r.retried, response: r.response ?? '' };
 };
-const ownClientLanded = existsSync(fileURLToPath(new URL('../src/tls13/ech-client.ts', import.meta.url)));
-const clients: Array<[string, EchRequest | undefined]> = [['BoringSSL', boringssl], ...(ownClientLanded ? [['connectEch', undefined] as [string, undefined]] : [])];
+const clients: Array<[string, EchRequest | undefined]> = [
+  ['BoringSSL', boringssl],
+  ['connectEch', undefined], // the examples' default client
+];
 
 describe('front-end examples', () => {
   beforeAll(async () => {

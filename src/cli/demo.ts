@@ -14,7 +14,6 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { ExtensionType } from '../tls/constants.js';
 import { decodeClientHello, findExtension } from '../tls/client-hello.js';
@@ -26,6 +25,7 @@ import { toBase64 } from '../wire/bytes.js';
 import { generateEchKey } from '../keys/generate.js';
 import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
 import { EchFrontEnd } from '../front/front-end.js';
+import { connectEch } from '../tls13/ech-client.js';
 
 const PUBLIC_NAME = 'cover.example';
 const SITES = ['alpha.example', 'beta.example'];
@@ -192,24 +192,6 @@ export interface EchRequestResult {
   response: string;
 }
 
-/** The documented shape of `connectEch` (src/tls13/ech-client.ts). */
-interface ConnectEchModule {
-  connectEch(options: {
-    host: string;
-    port: number;
-    servername: string;
-    echConfigList?: Uint8Array;
-    grease?: boolean;
-    retry?: boolean;
-    ca?: string | string[];
-    ALPNProtocols?: string[];
-    timeoutMs?: number;
-  }): Promise<{ socket: Duplex; echStatus: EchRequestResult['echStatus']; retried: boolean }>;
-}
-
-// NOTE: a computed specifier, so this file compiles before the ECH client lands.
-const ECH_CLIENT_MODULE = '../tls13/ech-client.js';
-
 /**
  * The default {@link EchRequest}: the library's ECH client (`connectEch`).
  * @group CLI
@@ -219,13 +201,7 @@ const ECH_CLIENT_MODULE = '../tls13/ech-client.js';
  * ```
  */
 export const echRequest: EchRequest = async (o) => {
-  let mod: ConnectEchModule;
-  try {
-    mod = (await import(ECH_CLIENT_MODULE)) as ConnectEchModule;
-  } catch (e) {
-    throw new EchError('ERR_INTERNAL', 'internal_error', `the ECH client (src/tls13/ech-client.ts) is not available: ${(e as Error).message}`);
-  }
-  const c = await mod.connectEch({
+  const c = await connectEch({
     host: o.host,
     port: o.port,
     servername: o.servername,
