@@ -167,4 +167,23 @@ describe('demo', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 60_000);
+  it('a demo whose stdin pipe closes (its parent went away) stops and exits 0', async () => {
+    const dir = join(work, 'demo4');
+    const child = spawn(process.execPath, [BIN, 'demo', '--dir', dir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', () => undefined);
+    const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/ech-server check/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toMatch(/stays up on 127\.0\.0\.1:\d+/);
+      child.stdin.end();
+      expect(await exited).toBe(0);
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });

@@ -10,6 +10,7 @@
  * @module
  */
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { fstatSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -346,6 +347,40 @@ async function material(dir: string): Promise<{ created: boolean; pki: TestPki; 
 }
 
 /**
+ * Resolves on SIGINT or SIGTERM, or — when stdin is a pipe — when the pipe
+ * closes: a demo started by a program that has gone away (a test runner, a
+ * script) does not stay behind listening.
+ */
+function untilSignalOrStdinEnd(): Promise<void> {
+  let pipe = false;
+  try {
+    // a FIFO from a shell pipeline, a socket pair from a Node parent (spawn/execFile)
+    const st = fstatSync(0);
+    pipe = st.isFIFO() || st.isSocket();
+  } catch {
+    // no stdin
+  }
+  return new Promise<void>((res) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (pipe) {
+        process.stdin.off('end', stop);
+        process.stdin.destroy();
+      }
+      res();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    if (pipe) {
+      process.stdin.on('end', stop);
+      process.stdin.on('error', stop);
+      process.stdin.resume();
+    }
+  });
+}
+
+/**
  * Options of {@link runDemo}.
  * @group CLI
  */
@@ -358,7 +393,7 @@ export interface DemoOptions {
   out?: { write(s: string): unknown };
   /** The client that drives the front end (default {@link echRequest}). */
   client?: EchRequest;
-  /** Resolves when the demo should stop (default: SIGINT or SIGTERM). Ignored with `once`. */
+  /** Resolves when the demo should stop (default: SIGINT or SIGTERM, or the end of stdin when it is a pipe). Ignored with `once`. */
   until?: Promise<void>;
 }
 
@@ -471,16 +506,7 @@ The front end stays up on 127.0.0.1:${addr.port} (Ctrl-C to stop).
 Try:
   ech-server check --connect 127.0.0.1:${addr.port} --name alpha.example --keys ${join(dir, 'keys')} --ca ${join(dir, 'pki', 'ca.pem')} --get
 `);
-    await (options.until ??
-      new Promise<void>((res) => {
-        const stop = () => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          res();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      }));
+    await (options.until ?? untilSignalOrStdinEnd());
     return 0;
   } finally {
     await tap.close();
@@ -505,8 +531,8 @@ behind cover.example, each answering with the ech-status page), drives it
 with the ECH client (ECH accepted; a stale key, retry_configs and an accepted
 retry; GREASE; no ECH) and prints what the wire showed next to what the
 server saw. Then it stays up with the address, the ECHConfigList and an
-ech-server check command line to try, until SIGINT/SIGTERM; --once exits
-after the table.`;
+ech-server check command line to try, until SIGINT/SIGTERM (or, when stdin
+is a pipe, until it closes); --once exits after the table.`;
 
 /**
  * `ech-server demo ARGS`: parse the arguments and run {@link runDemo}.
