@@ -4,7 +4,6 @@
 // on purpose: a wrong accept confirmation, a malformed HelloRetryRequest ECH
 // extension, a public-name certificate that does not match.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import { EchKeySet } from '../src/keys/key-set.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { encodeEchConfigList } from '../src/ech/config.js';
