@@ -186,4 +186,29 @@ describe('demo', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 60_000);
+  it('runDemoCli (what main.ts runs for `ech-server demo`): --once prints the table and exits 0; a bad option is a usage error (2)', async () => {
+    const DEMO_JS = fileURLToPath(new URL('../dist/cli/demo.js', import.meta.url));
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((res) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(DEMO_JS)}); process.exitCode = await m.runDemoCli(process.argv.slice(1));`, '--', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        child.once('exit', (code) => {
+          clearTimeout(kill);
+          res({ code, out, err });
+        });
+      });
+    const once = await cli('--dir', join(work, 'demo5'), '--once');
+    expect(once.code, once.err).toBe(0);
+    expectDemoTable(once.out, Number(/config_id (\d+);/.exec(once.out)![1]));
+    expect(once.out).not.toMatch(/stays up/);
+    const bad = await cli('--bogus');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/ech-server demo: .*bogus[\s\S]*--once/);
+    const port = await cli('--port', 'x', '--once');
+    expect(port.code).toBe(2);
+  }, 60_000);
 });

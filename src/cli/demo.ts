@@ -543,8 +543,21 @@ is a pipe, until it closes); --once exits after the table.`;
  * ```
  */
 export async function runDemoCli(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { dir: { type: 'string' }, port: { type: 'string' }, once: { type: 'boolean' } }, strict: true });
+  let values;
+  try {
+    values = parseArgs({ args, options: { dir: { type: 'string' }, port: { type: 'string' }, once: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+  } catch (e) {
+    process.stderr.write(`ech-server demo: ${(e as Error).message}\n\n${DEMO_USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${DEMO_USAGE}\n`);
+    return 0;
+  }
   const port = values.port === undefined ? 0 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', '--port must be 0-65535');
+  if (!/^\d+$/.test(values.port ?? '0') || port > 65535) {
+    process.stderr.write(`ech-server demo: --port must be 0-65535\n\n${DEMO_USAGE}\n`);
+    return 2;
+  }
   return runDemo(values.dir, { once: values.once === true, port });
 }
