@@ -18,6 +18,9 @@ import { decodeEchClientHello, decodeOfferedPsks, decodeServerName } from '../sr
 import { connectEch, EchRejectedError, type EchConnectOptions, type EchConnectResult } from '../src/tls13/ech-client.js';
 import { buildHarness, marshalConfig, startServer as startBoring } from './peers/boringssl.js';
 import { makePki, startServer, type TestPki } from './tls13-helpers.js';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { decodeServerHello, encodeServerHello } from '../src/tls/messages.js';
+import { encodeHandshake } from '../src/tls/record.js';
 
 let pki: TestPki;
 let cover: ReturnType<TestPki['leaf']>;
@@ -314,6 +317,62 @@ describe('our ECH client against our ECH server', () => {
       // so the rejection is a normal one and not illegal_parameter
       const e = await rejectionOf(connectEch(ours(port, { echConfigList: staleList, session })));
       expect(e.retryConfigs).toBeDefined();
+    });
+  });
+
+  it('PSK resumption through ECH after a HelloRetryRequest: the second inner hello carries a fresh binder', async () => {
+    await withOurServer({ ecdhCurve: 'P-256' }, async (port) => {
+      const sessions: ClientSession[] = [];
+      const r1 = await connectEch(ours(port, { echConfigList: list }));
+      r1.socket.on('session', (s: ClientSession) => sessions.push(s));
+      await exchange(r1);
+      const r2 = await connectEch(ours(port, { echConfigList: list, session: sessions[0]! }));
+      expect(r2).toMatchObject({ echStatus: 'accepted', resumed: true, helloRetry: true });
+      expect(JSON.parse(await exchange(r2))).toMatchObject({ echStatus: 'accepted', resumed: true, innerServerName: 'secret.example' });
+    });
+  });
+
+  it('a server that rejects ECH but selects a PSK → illegal_parameter (§6.1.2)', async () => {
+    await withOurServer({}, async (port) => {
+      const sessions: ClientSession[] = [];
+      const r1 = await connectEch(ours(port, { echConfigList: list }));
+      r1.socket.on('session', (s: ClientSession) => sessions.push(s));
+      await exchange(r1);
+      // A relay that adds pre_shared_key (selected_identity 0) to the
+      // ServerHello of a connection the server handshakes on the outer hello.
+      const open = new Set<Socket>();
+      const relay: Server = createServer((c) => {
+        const up = netConnect(port, '127.0.0.1');
+        open.add(c).add(up);
+        c.on('error', () => up.destroy());
+        up.on('error', () => c.destroy());
+        c.pipe(up);
+        let first = true;
+        up.on('data', (d: Buffer) => {
+          if (!first) return void c.write(d);
+          first = false;
+          const len = d.readUInt16BE(3);
+          const msg = d.subarray(5, 5 + len);
+          const sh = decodeServerHello(msg.subarray(4));
+          sh.extensions.push({ type: ExtensionType.pre_shared_key, data: Uint8Array.of(0, 0) });
+          const out = encodeHandshake(2, encodeServerHello(sh));
+          const header = Buffer.from([22, 3, 3, out.length >> 8, out.length & 0xff]);
+          c.write(Buffer.concat([header, out, d.subarray(5 + len)]));
+        });
+      });
+      await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+      try {
+        const rport = (relay.address() as { port: number }).port;
+        const e = await connectEch(ours(rport, { echConfigList: staleList, session: sessions[0]! })).then(
+          () => undefined,
+          (x: unknown) => x as { alert: string; message: string },
+        );
+        expect(e).toMatchObject({ alert: 'illegal_parameter' });
+        expect(e!.message).toMatch(/rejected ECH/);
+      } finally {
+        for (const x of open) x.destroy();
+        await new Promise((r) => relay.close(r));
+      }
     });
   });
 
