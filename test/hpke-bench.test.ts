@@ -25,7 +25,10 @@ describe('bench harness', () => {
     });
     expect(m.iterations).toBe(5);
     expect(calls).toBe(6);
-    expect(m.min_us).toBeGreaterThanOrEqual(1500);
+    // libuv may fire a 2 ms timer a little early against performance.now()
+    // (its clock is the loop's cached time); an un-awaited promise would time
+    // in microseconds, so half a millisecond already proves the await.
+    expect(m.min_us).toBeGreaterThanOrEqual(500);
   });
 
   it('runCases interleaves cases in batches and stops each at its own bound', async () => {
