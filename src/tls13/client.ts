@@ -693,14 +693,12 @@ export class ClientConnection {
     }
     const echExt = findExtension(hrr.extensions, ExtensionType.encrypted_client_hello);
     const ech = this.options.ech;
-    if (echExt) {
-      // RFC 9849 §6.1.4: "if it has a length other than 8, the client aborts
-      // the handshake with a "decode_error" alert" (§6.2.1: GREASE clients
-      // check the extension the same way, then ignore it).
-      if (echExt.data.length !== ECH_CONFIRMATION_LENGTH) throw new DecodeError('HelloRetryRequest encrypted_client_hello is not 8 bytes');
-      // RFC 8446bis §4.2: an extension response that was not requested →
-      // "unsupported_extension".
-      if (!ech) throw new EchError('ERR_PROTOCOL', 'unsupported_extension', 'HelloRetryRequest carries encrypted_client_hello, which was not offered');
+    // RFC 9849 §6.1.4: "if it has a length other than 8, the client aborts
+    // the handshake with a "decode_error" alert" (§6.2.1: GREASE clients
+    // check the extension the same way, then ignore it). Without the `ech`
+    // option the engine ignores it, as before (callers of the raw seams).
+    if (ech && echExt && echExt.data.length !== ECH_CONFIRMATION_LENGTH) {
+      throw new DecodeError('HelloRetryRequest encrypted_client_hello is not 8 bytes');
     }
     if (ech?.mode === 'real') {
       // RFC 9849 §6.1.4: "If none is found, the server has rejected ECH.
@@ -737,11 +735,9 @@ export class ClientConnection {
   }
 
   private readEchEncryptedExtension(ext: Extension | undefined): void {
-    if (!ext) return;
-    const ech = this.options.ech;
-    // RFC 8446bis §4.2: an extension response that was not requested →
-    // "unsupported_extension".
-    if (!ech) throw new EchError('ERR_PROTOCOL', 'unsupported_extension', 'EncryptedExtensions carries encrypted_client_hello, which was not offered');
+    // Without the `ech` option the engine ignores the extension, as before
+    // (callers that build ECH hellos through the raw seams read it themselves).
+    if (!ext || !this.options.ech) return;
     // RFC 9849 §5: "If the server sent this extension in response to the
     // inner variant, then the client MUST abort with an
     // "unsupported_extension" alert."
