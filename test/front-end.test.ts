@@ -407,6 +407,30 @@ describe('limits', () => {
     }
   });
 
+  it('maxClientHelloBytes is the limit on the ClientHello itself: one byte over is refused, the limit itself is served', async () => {
+    const limit = 3000;
+    const fe = await frontEnd([], { limits: { maxClientHelloBytes: limit } });
+    try {
+      // A ClientHello whose body is exactly `n` bytes, padded with a padding extension.
+      const helloOfBody = (n: number) => {
+        const base = buildClientHello({ serverName: 'cover.example', keyShares: [x25519Share()], extraExtensions: [{ type: ExtensionType.padding, data: new Uint8Array(0) }] });
+        const baseBody = encodeClientHelloMessage(base).length - 4;
+        return encodeClientHelloMessage({ ...base, extensions: base.extensions.map((e) => (e.type === ExtensionType.padding ? { ...e, data: new Uint8Array(n - baseBody) } : e)) });
+      };
+      const over = await rawPeer(fe.port);
+      over.send(writeRecords(ContentType.handshake, helloOfBody(limit + 1), 0x0301));
+      expect([AlertDescription.record_overflow, AlertDescription.decode_error]).toContain(await expectAlertRecord(over));
+      over.close();
+      const at = await rawPeer(fe.port);
+      at.send(writeRecords(ContentType.handshake, helloOfBody(limit), 0x0301));
+      // served: a ServerHello (handshake record), not an alert
+      expect((await at.nextRecord()).type).toBe(ContentType.handshake);
+      at.close();
+    } finally {
+      await fe.close();
+    }
+  });
+
   it('a client that sends a whole ClientHello and then stalls is aborted near handshakeTimeoutMs', async () => {
     const handshakeTimeoutMs = 500;
     const fe = await frontEnd([{ serverName: 'web.example', cert: web.cert, key: web.key, action: { respond: 'ech-status' } }], { limits: { handshakeTimeoutMs } });

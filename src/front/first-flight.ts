@@ -29,7 +29,9 @@ export interface FirstFlight {
  * @group Front end
  */
 export interface FirstFlightOptions {
-  /** Largest first flight accepted, bytes (default 64 KiB + record headers). */
+  /** Largest ClientHello accepted (handshake body), bytes (default `maxBytes`, else 65536). */
+  maxClientHelloBytes?: number;
+  /** Largest first flight accepted, record headers included, bytes (default the ClientHello limit + 1024). */
   maxBytes?: number;
   /** Give up after this many ms (default 10000): the slowloris guard. */
   timeoutMs?: number;
@@ -50,7 +52,8 @@ export interface FirstFlightOptions {
  * ```
  */
 export function readFirstFlight(socket: Socket, opts: FirstFlightOptions = {}): Promise<FirstFlight> {
-  const maxBytes = opts.maxBytes ?? 65536 + 1024;
+  const maxMessage = opts.maxClientHelloBytes ?? opts.maxBytes ?? 65536;
+  const maxBytes = opts.maxBytes ?? maxMessage + 1024;
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     let buf = new Uint8Array(0);
@@ -77,7 +80,7 @@ export function readFirstFlight(socket: Socket, opts: FirstFlightOptions = {}): 
       buf = n;
       let got;
       try {
-        got = readFirstHandshakeMessage(buf, maxBytes);
+        got = readFirstHandshakeMessage(buf, maxMessage);
       } catch (e) {
         fail(e as Error);
         return;

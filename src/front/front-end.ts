@@ -316,7 +316,7 @@ export class EchFrontEnd {
     let first;
     let result: DecryptResult;
     try {
-      first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxBytes: (limits.maxClientHelloBytes ?? 65536) + 1024 });
+      first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 });
       result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
     } catch (e) {
       handshakeDone();
