@@ -222,6 +222,31 @@ describe('passthrough without ECH', () => {
   });
 });
 
+describe('backends that are down', () => {
+  it('passthrough and forward to a closed port: the client is closed promptly and the error is counted', async () => {
+    const dead = net.createServer();
+    const deadPort = await listen(dead);
+    await closeServer(dead);
+    const fe = await frontEnd([
+      { serverName: 'secret.example', action: { passthrough: { host: '127.0.0.1', port: deadPort } } },
+      { serverName: 'web.example', cert: web.cert, key: web.key, action: { forward: { host: '127.0.0.1', port: deadPort } } },
+    ]);
+    try {
+      const t0 = Date.now();
+      const a = await runClient({ port: fe.port, sni: 'secret.example', echConfigList: list, ca: caFile, send: 'hi', timeoutMs: 10_000 });
+      expect(a.handshake).toBe(false);
+      const b = await runClient({ port: fe.port, sni: 'web.example', echConfigList: list, ca: caFile, send: 'GET / HTTP/1.0\r\n\r\n', read: true, timeoutMs: 10_000 });
+      expect(b.echAccepted).toBe(true); // terminated here, then the backend is unreachable
+      expect(b.response ?? '').toBe('');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      await waitFor(() => fe.fe.metrics.value('handshakeErrors', { reason: 'ECONNREFUSED' }) === 1);
+      await waitFor(() => fe.fe.connections === 0);
+    } finally {
+      await fe.close();
+    }
+  });
+});
+
 describe('terminate and forward, with a PROXY v2 header the backend parses', () => {
   it('forward: a plain Node HTTP backend learns the real client address and port', async () => {
     const app = http.createServer((req, res) => {
