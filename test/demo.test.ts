@@ -119,6 +119,21 @@ describe('demo', () => {
     const r = await runClient({ port, sni: 'alpha.example', echConfigList: list, ca: caFile, send: 'GET / HTTP/1.1\r\nHost: alpha.example\r\nAccept: application/json\r\nConnection: close\r\n\r\n', read: true });
     expect(r.echAccepted).toBe(true);
     expect(r.verified).toBe(true);
+    // the printed `ech-server check` line works as printed (run through runCheck, what main.ts wires up)
+    const checkArgs = /ech-server check (.*)/.exec(text)![1]!.trim().split(/\s+/);
+    const CHECK_JS = fileURLToPath(new URL('../dist/cli/check.js', import.meta.url));
+    const check = await new Promise<{ code: number | null; out: string }>((res) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(CHECK_JS)}); process.exitCode = await m.runCheck(process.argv.slice(1));`, '--', ...checkArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.once('exit', (code) => {
+        clearTimeout(kill);
+        res({ code, out });
+      });
+    });
+    expect(check.code, check.out).toBe(0);
+    expect(JSON.parse(check.out)).toMatchObject({ handshake: true, echStatus: 'accepted', body: { site: 'alpha.example', innerServerName: 'alpha.example', outerServerName: 'cover.example' } });
     stop();
     expect(await running).toBe(0);
   }, 60_000);
