@@ -18,9 +18,10 @@ import { EchKeySet } from '../keys/key-set.js';
 import { KemName, generateEchKey } from '../keys/generate.js';
 import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
 import { httpsRecordZoneLine } from '../dns/https-record.js';
-import { runDemo } from './demo.js';
+import { DEMO_USAGE, runDemoCli } from './demo.js';
 import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
+import { CHECK_USAGE, runCheck } from './check.js';
 import { loadServeConfig } from '../front/config.js';
 import { startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
@@ -226,6 +227,12 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
     },
   },
 
+  check: {
+    summary: 'connect with the ECH client and report accepted / rejected (retry_configs) / GREASE',
+    usage: CHECK_USAGE,
+    run: runCheck,
+  },
+
   rotate: {
     summary: 'one ECH key rotation step: create, publish, promote, retire, delete (for cron)',
     usage: ROTATE_USAGE,
@@ -239,17 +246,9 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
   },
 
   demo: {
-    summary: 'show what the wire carries and what the server sees, on embedded defaults',
-    usage: `ech-server demo [--dir DIR]
-
-Generates an ECH key for cover.example (in DIR, default a directory under the
-system temp dir, reused on later runs), builds ECH ClientHellos for hidden
-sites the way browsers do, decrypts them, and prints what an observer on the
-wire sees next to what the server sees.`,
-    async run(args) {
-      const { values } = parse(args, { dir: { type: 'string' } });
-      return runDemo(values.dir);
-    },
+    summary: 'a defo.ie-style cover domain on 127.0.0.1, driven by the ECH client: what the wire shows vs what the server saw',
+    usage: DEMO_USAGE,
+    run: runDemoCli,
   },
 };
 

@@ -33,7 +33,9 @@ export {
   type ClientSink,
   type ClientSession,
   type ClientHandshakeInfo,
+  type ClientEchOffer,
 } from './client.js';
+export { connectEch, chooseEchConfig, EchRejectedError, type EchConnectOptions, type EchConnectResult, type EchChoice } from './ech-client.js';
 export { connectTls13, TlsClientSocket, type ConnectOptions } from './client-socket.js';
 export {
   ServerCertificate,

@@ -210,7 +210,7 @@ export class TlsSocket extends Duplex {
 
   /** True when the ClientHello hook reported `attributes.echAccepted === true`. */
   get echAccepted(): boolean {
-    return this.attributes.echAccepted === true;
+    return this.attributes.echAccepted === true || this.attributes.echStatus === 'accepted';
   }
 
   /**
