@@ -116,4 +116,3 @@ describe('ech-server CLI', () => {
     expect(r.stdout).toMatch(/GREASE ECH .*grease/);
   }, 60_000);
 });
-});
