@@ -125,6 +125,7 @@ describe('ech-server serve with BoringSSL', () => {
       [{ routes: [{ serverName: 'a.example', cert: 'nope.pem', key: 'nope.key', respond: 'ech-status' }] }, /routes\[0\]\.(cert|key): cannot read/],
       [{ routes: [{ serverName: 'a.example', cert: 'x', key: 'y' }] }, /routes\[0\]: needs one of respond, passthrough, forward, forwardTls/],
       [{ bogus: 1 }, /bogus: is not a known field/],
+      [{ routes: [{ serverName: 'a.example', cert: 'x', key: 'y', respond: 'ech-status', forwardGrease: true }] }, /routes\[0\]\.forwardGrease: only applies to passthrough routes/],
     ];
     for (const [extra, re] of cases) {
       const file = join(dir, 'bad.json');

@@ -36,7 +36,7 @@ export class ServeConfigError extends EchError {
  */
 export type ServeAction =
   | { respond: 'ech-status' }
-  | { passthrough: { host: string; port: number } }
+  | { passthrough: { host: string; port: number; forwardGrease?: boolean } }
   | { forward: { host: string; port: number } }
   | { forwardTls: { host: string; port: number; ca?: string; servername?: string } };
 
@@ -182,7 +182,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   const routes = r.map((x, i): ServeRoute => {
     const at = `routes[${i}]`;
     if (!isObj(x)) throw new ServeConfigError(at, 'must be an object');
-    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond', 'passthrough', 'forward', 'forwardTls', 'proxyProtocol'], at);
+    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond', 'passthrough', 'forward', 'forwardTls', 'proxyProtocol', 'forwardGrease'], at);
     const serverName = str(x, 'serverName', `${at}.serverName`)!;
     if (!/^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$/.test(serverName)) throw new ServeConfigError(`${at}.serverName`, `'${serverName}' is not a host name or *.wildcard`);
     let ra: string[] | undefined;
@@ -197,12 +197,15 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     if (actions.length !== 1) {
       throw new ServeConfigError(at, actions.length === 0 ? 'needs one of respond, passthrough, forward, forwardTls (respond: "ech-status" for the built-in page)' : `has several actions (${actions.join(', ')})`);
     }
+    if (x['forwardGrease'] !== undefined && x['passthrough'] === undefined) throw new ServeConfigError(`${at}.forwardGrease`, 'only applies to passthrough routes');
     let action: ServeAction;
     if (x['respond'] !== undefined) {
       if (x['respond'] !== 'ech-status') throw new ServeConfigError(`${at}.respond`, 'must be "ech-status"');
       action = { respond: 'ech-status' };
     } else if (x['passthrough'] !== undefined) {
-      action = { passthrough: hostPort(x['passthrough'], `${at}.passthrough`) };
+      const fg = x['forwardGrease'];
+      if (fg !== undefined && typeof fg !== 'boolean') throw new ServeConfigError(`${at}.forwardGrease`, 'must be true or false');
+      action = { passthrough: { ...hostPort(x['passthrough'], `${at}.passthrough`), ...(fg === true ? { forwardGrease: true } : {}) } };
     } else if (x['forward'] !== undefined) {
       action = { forward: hostPort(x['forward'], `${at}.forward`) };
     } else {

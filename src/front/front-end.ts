@@ -327,12 +327,15 @@ export class EchFrontEnd {
     // Accepted: the inner name decides. Otherwise the handshake runs on
     // ClientHelloOuter (RFC 9849 §7.1: "proceed with the connection using
     // ClientHelloOuter"), so the outer name decides — except that a rejected
-    // or GREASE hello cannot go to a split-mode backend (a backend "MUST
-    // abort" on an outer-type extension, §7), so it is terminated here for
-    // the public name, with retry_configs.
+    // hello cannot go to a split-mode backend (a backend "MUST abort" on an
+    // outer-type extension, §7): it is terminated here for the public name,
+    // with retry_configs. GREASE goes to the backend only where the route
+    // says so (`forwardGrease`: the backend ignores the extension).
     const route =
       result.status === 'accepted' ? c.table.lookup(result.innerServerName, result.alpn) : c.table.lookup(result.outerServerName, alpnOffered(result));
-    const chosen = route && !(status !== 'accepted' && status !== 'not-offered' && 'passthrough' in route.action) ? route : c.publicRoute;
+    const passthroughOk = (r: FrontEndRoute) =>
+      !('passthrough' in r.action) || status === 'accepted' || status === 'not-offered' || (status === 'grease' && r.action.passthrough.forwardGrease === true);
+    const chosen = route && passthroughOk(route) ? route : c.publicRoute;
     const info: ConnectionInfo = {
       echStatus: status,
       outerServerName: result.outerServerName,

@@ -28,6 +28,15 @@ export interface PassthroughTarget {
   proxyProtocol?: boolean;
   /** Give up connecting after this many ms (default 10000). */
   connectTimeoutMs?: number;
+  /**
+   * Forward GREASE ClientHellos (an ECH extension no key of the front end
+   * matches) for this name to the backend unchanged, instead of terminating
+   * them for the public name. Browsers send GREASE whenever they have no ECH
+   * config for a site, so without this such clients get the public name's
+   * certificate. The backend must ignore the outer-type extension (BoringSSL
+   * does; this library's backend role with `acceptGrease`). Default false.
+   */
+  forwardGrease?: boolean;
 }
 
 /**

@@ -59,6 +59,14 @@ export interface EchHookOptions {
   /** Try every key whatever the config_id (RFC 9849 §7.1 method 2). */
   trialDecryption?: boolean;
   /**
+   * Backend role: treat an outer-type extension as GREASE (continue without
+   * ECH) instead of aborting with `illegal_parameter` (RFC 9849 §7). For a
+   * backend behind a front end that forwards GREASE hellos
+   * (`PassthroughTarget.forwardGrease`); such a front end forwards real ECH
+   * only as ClientHelloInner. Default false.
+   */
+  acceptGrease?: boolean;
+  /**
    * The decryption result of this connection's first ClientHello, when a
    * front end already decrypted it (to route before the handshake): the hook
    * then does not decrypt it again. Only for a per-connection hook.
@@ -146,7 +154,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
   };
 }
 
-function backendHook(): ClientHelloHook {
+function backendHook(acceptGrease: boolean): ClientHelloHook {
   return ({ clientHello, retry, state }) => {
     const s = state as HookState;
     const ext = findExtension(clientHello.extensions, ExtensionType.encrypted_client_hello);
@@ -159,6 +167,9 @@ function backendHook(): ClientHelloHook {
     }
     const ech = decodeEchClientHello(ext.data);
     if (ech.type === 'outer') {
+      // NOTE: with acceptGrease the front end vouches that an outer-type
+      // extension reaching us is GREASE (it forwards real ECH decrypted).
+      if (acceptGrease) return retry ? undefined : { attributes: { echStatus: 'grease', echRole: 'backend' } };
       // RFC 9849 §7: "in split mode, a backend server which receives a
       // ClientHello with ECHClientHello.type of outer MUST abort with an
       // "illegal_parameter" alert."
@@ -199,5 +210,5 @@ function backendHook(): ClientHelloHook {
  * ```
  */
 export function createEchHook(opts: EchHookOptions = {}): ClientHelloHook {
-  return (opts.role ?? 'client-facing') === 'backend' ? backendHook() : clientFacingHook(opts);
+  return (opts.role ?? 'client-facing') === 'backend' ? backendHook(opts.acceptGrease ?? false) : clientFacingHook(opts);
 }
