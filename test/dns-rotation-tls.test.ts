@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EchClock, EchKeyManager } from '../src/keys/manager.js';
+import { EchKeyManager } from '../src/keys/manager.js';
 import { Rfc2136Publisher } from '../src/dns/rfc2136.js';
 import { tsigKey } from '../src/dns/tsig.js';
 import { EchFrontEnd } from '../src/front/front-end.js';
@@ -16,36 +16,7 @@ import { toBase64 } from '../src/wire/bytes.js';
 import { type TestDnsServer, kdig, startDnsServer } from './peers/dns-server.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
-
-class FakeClock implements EchClock {
-  t = Date.UTC(2026, 5, 1);
-  #timers: { at: number; fn: () => void; id: number }[] = [];
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimer(h: unknown): void {
-    this.#timers = this.#timers.filter((x) => x.id !== h);
-  }
-  async advance(ms: number, m: EchKeyManager): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.#timers.sort((a, b) => a.at - b.at);
-      const first = this.#timers[0];
-      if (!first || first.at > end) break;
-      this.#timers.shift();
-      this.t = Math.max(this.t, first.at);
-      first.fn();
-      await m.whenIdle();
-    }
-    this.t = end;
-  }
-}
+import { FakeClock } from './helpers/fake-clock.js';
 
 let dns: TestDnsServer;
 let dir: string;

@@ -9,7 +9,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
-import { type EchClock, EchKeyManager, type EchPublisher } from '../src/keys/manager.js';
+import { EchKeyManager, type EchPublisher } from '../src/keys/manager.js';
 import type { EchKeySet } from '../src/keys/key-set.js';
 import { type EchConfig, encodeEchConfigList } from '../src/ech/config.js';
 import { buildEchClientHello } from '../src/ech/builder.js';
@@ -20,36 +20,7 @@ import { Rfc2136Publisher } from '../src/dns/rfc2136.js';
 import { tsigKey } from '../src/dns/tsig.js';
 import { type DnsServerKind, type TestDnsServer, kdig, startDnsServer } from './peers/dns-server.js';
 import { x25519Share } from './helpers/reference-keys.js';
-
-class FakeClock implements EchClock {
-  t = Date.UTC(2026, 5, 1);
-  #timers: { at: number; fn: () => void; id: number }[] = [];
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimer(h: unknown): void {
-    this.#timers = this.#timers.filter((x) => x.id !== h);
-  }
-  async advance(ms: number, m: EchKeyManager): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.#timers.sort((a, b) => a.at - b.at);
-      const first = this.#timers[0];
-      if (!first || first.at > end) break;
-      this.#timers.shift();
-      this.t = Math.max(this.t, first.at);
-      first.fn();
-      await m.whenIdle();
-    }
-    this.t = end;
-  }
-}
+import { FakeClock } from './helpers/fake-clock.js';
 
 const S = 1000;
 

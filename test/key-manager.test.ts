@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EchClock, type EchPublisher, EchKeyManager, type EchKeyManagerOptions } from '../src/keys/manager.js';
+import { type EchPublisher, EchKeyManager, type EchKeyManagerOptions } from '../src/keys/manager.js';
 import type { EchKeySet } from '../src/keys/key-set.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { writeEchKeyFile } from '../src/keys/files.js';
@@ -16,44 +16,7 @@ import { createEchSealer } from '../src/ech/sealer.js';
 import { decryptClientHello } from '../src/ech/decrypt.js';
 import { PublishError } from '../src/dns/errors.js';
 import { x25519Share } from './helpers/reference-keys.js';
-
-/** A clock whose time moves only when the test says so. */
-class FakeClock implements EchClock {
-  t: number;
-  #timers: { at: number; fn: () => void; id: number }[] = [];
-  #next = 1;
-  constructor(start: number) {
-    this.t = start;
-  }
-  now(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimer(h: unknown): void {
-    this.#timers = this.#timers.filter((x) => x.id !== h);
-  }
-  get pending(): number {
-    return this.#timers.length;
-  }
-  /** Move time forward, firing due timers in order and letting each step finish. */
-  async advance(ms: number, manager: EchKeyManager): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.#timers.sort((a, b) => a.at - b.at);
-      const first = this.#timers[0];
-      if (!first || first.at > end) break;
-      this.#timers.shift();
-      this.t = Math.max(this.t, first.at);
-      first.fn();
-      await manager.whenIdle();
-    }
-    this.t = end;
-  }
-}
+import { FakeClock } from './helpers/fake-clock.js';
 
 /** A publisher that records what it was asked and fails on demand. */
 class RecordingPublisher implements EchPublisher {
