@@ -266,36 +266,68 @@ function payloadOf(body: Uint8Array, echAt: number): { enc: Uint8Array; payload:
   return { enc: body.subarray(encAt, encAt + encLen), payload: body.subarray(payloadAt, payloadAt + payloadLen), payloadAt };
 }
 
+/** Reused by every call: filled and consumed synchronously (see openWith). */
+const scratchList = new ExtensionList();
+
+type Opened = { rebuilt: RebuiltClientHelloInner; candidate: EchKeyCandidate; context: EchOpener };
+
+/** A failure that ends the search: anything but "this key does not open it". */
+function fatal(err: unknown): boolean {
+  // RFC 9849 §7.1: "If decryption fails, the server continues to the next
+  // candidate ECHConfig." A key server that cannot be reached is not a
+  // decryption failure: let it surface.
+  return err instanceof EchError && err.code !== 'ERR_DECRYPT';
+}
+
 /**
  * Open the ECH payload of a (validated, copied) outer body with one of the
  * candidates; returns the rebuilt inner hello and the context, or
- * `undefined` when no candidate opens it.
+ * `undefined` when no candidate opens it. Synchronous while the keys are
+ * (local keys); a remote key (keyless) makes it a promise, and `list` is
+ * then copied first, since callers pass a reused scratch list.
  */
-async function openWith(
+function openWith(
   body: Uint8Array,
   echAt: number,
   candidates: readonly EchKeyCandidate[],
   suite: HpkeSymmetricCipherSuite,
   list: ExtensionList,
-): Promise<{ rebuilt: RebuiltClientHelloInner; candidate: EchKeyCandidate; context: EchOpener } | undefined> {
+): Opened | undefined | Promise<Opened | undefined> {
   const { enc, payload, payloadAt } = payloadOf(body, echAt);
   // ClientHelloOuterAAD: the outer body with the payload zeroed in place
   // (RFC 9849 §5.2).
   const aad = copyBytes(body);
   aad.fill(0, payloadAt, payloadAt + payload.length);
-  for (const candidate of candidates) {
-    let context: EchOpener;
-    let encoded: Uint8Array;
+  const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, owned: ExtensionList, ctx?: EchOpener) => {
+    for (let i = from; i < candidates.length; i++) {
+      try {
+        let context: EchOpener;
+        let encoded: Uint8Array;
+        if (i === from && ctx) {
+          context = ctx;
+          encoded = await (pending as Promise<Uint8Array>);
+        } else {
+          context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
+          encoded = await context.open(aad, payload);
+        }
+        return { rebuilt: finishInner(encoded, body, owned), candidate: candidates[i]!, context };
+      } catch (err) {
+        if (fatal(err)) throw err;
+      }
+    }
+    return undefined;
+  };
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i]!;
+    let context: EchOpener | Promise<EchOpener>;
+    let encoded: Uint8Array | Promise<Uint8Array>;
     try {
-      const c = candidate.setupRecipient(enc, suite);
-      context = isThenable(c) ? await c : c;
-      const o = context.open(aad, payload);
-      encoded = isThenable(o) ? await o : o;
+      context = candidate.setupRecipient(enc, suite);
+      if (isThenable(context)) return later(i, context, list.clone());
+      encoded = context.open(aad, payload);
+      if (isThenable(encoded)) return later(i, encoded, list.clone(), context);
     } catch (err) {
-      // RFC 9849 §7.1: "If decryption fails, the server continues to the next
-      // candidate ECHConfig." A key server that cannot be reached is not a
-      // decryption failure: let it surface.
-      if (err instanceof EchError && err.code !== 'ERR_DECRYPT') throw err;
+      if (fatal(err)) throw err;
       continue;
     }
     return { rebuilt: finishInner(encoded, body, list), candidate, context };
@@ -378,9 +410,9 @@ export async function decryptClientHello(
 
   // The body is copied once; the result's views point into the copy.
   const owned = copyBytes(body);
-  const list = new ExtensionList();
-  scanClientHello(owned, list);
-  const opened = await openWith(owned, scan.echAt, candidates, suite, list);
+  scanClientHello(owned, scratchList);
+  const o = openWith(owned, scan.echAt, candidates, suite, scratchList);
+  const opened = isThenable(o) ? await o : o;
   if (!opened) {
     return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId: head.configId, suite };
   }

@@ -126,7 +126,8 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
       }
     });
   });
-  const message = w.finish();
+  // The writer was sized for the message and is dropped here: keep its buffer.
+  const message = w.finishView();
   // Checks the rebuilt hello's structure and that expansion introduced no
   // duplicate (RFC 8446bis §4.2), and finds its extensions.
   const scan = scanClientHello(message.subarray(4));

@@ -11,6 +11,7 @@ import { equalBytes } from '../wire/bytes.js';
 import { type EchConfig, type HpkeSymmetricCipherSuite, encodeEchConfigList } from '../ech/config.js';
 import { type EchKeyCandidate, type EchKeyLookup, type EchOpener, echHpkeInfo } from '../ech/decrypt.js';
 import { openerFromSharedSecret } from './opener.js';
+import { type PreparedInfo, nativeSupported, prepareInfo } from '../crypto/hpke.js';
 
 /**
  * The private half of an ECH key, as the key set uses it: only HPKE
@@ -130,12 +131,24 @@ export class EchKeySet implements EchKeyLookup {
     if (!c) {
       const info = echHpkeInfo(k.config);
       const pk = k.privateKey;
+      // The info-dependent half of the HPKE key schedule, once per suite.
+      const prepared = new Map<number, PreparedInfo | Uint8Array>();
+      const infoFor = (suite: HpkeSymmetricCipherSuite): PreparedInfo | Uint8Array => {
+        const key = (suite.kdfId << 16) | suite.aeadId;
+        let p = prepared.get(key);
+        if (!p) {
+          const s = { kem: pk.kem, kdf: suite.kdfId, aead: suite.aeadId };
+          p = nativeSupported(s) ? prepareInfo(s, info) : info;
+          prepared.set(key, p);
+        }
+        return p;
+      };
       c = {
         config: k.config,
         setupRecipient(enc: Uint8Array, suite: HpkeSymmetricCipherSuite): EchOpener | Promise<EchOpener> {
           const ss = pk.decap(enc);
-          if (ss instanceof Uint8Array) return openerFromSharedSecret(pk.kem, suite, ss, info);
-          return ss.then((s) => openerFromSharedSecret(pk.kem, suite, s, info));
+          if (ss instanceof Uint8Array) return openerFromSharedSecret(pk.kem, suite, ss, infoFor(suite));
+          return ss.then((s) => openerFromSharedSecret(pk.kem, suite, s, infoFor(suite)));
         },
       };
       this.#candidates.set(k, c);

@@ -9,7 +9,7 @@
 import { DecryptError } from '../wire/alert.js';
 import type { HpkeSymmetricCipherSuite } from '../ech/config.js';
 import type { EchOpener } from '../ech/decrypt.js';
-import { RecipientContext, keyScheduleBase, nativeSupported } from '../crypto/hpke.js';
+import { type PreparedInfo, RecipientContext, keyScheduleBase, nativeSupported } from '../crypto/hpke.js';
 
 /**
  * HPKE KeySchedule(mode_base, shared_secret, info) and a recipient context
@@ -25,7 +25,7 @@ export function openerFromSharedSecret(
   kem: number,
   suite: HpkeSymmetricCipherSuite,
   sharedSecret: Uint8Array,
-  info: Uint8Array,
+  info: Uint8Array | PreparedInfo,
 ): EchOpener {
   const s = { kem, kdf: suite.kdfId, aead: suite.aeadId };
   // A config may list a suite this library cannot open; for the client that

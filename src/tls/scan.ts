@@ -25,6 +25,16 @@ export class ExtensionList {
     this.at = new Int32Array(capacity);
     this.len = new Int32Array(capacity);
   }
+  /** A copy holding the same entries. */
+  clone(): ExtensionList {
+    const c = new ExtensionList(Math.max(1, this.count));
+    c.types.set(this.types.subarray(0, this.count));
+    c.at.set(this.at.subarray(0, this.count));
+    c.len.set(this.len.subarray(0, this.count));
+    c.count = this.count;
+    return c;
+  }
+
   /** Append one entry, growing the arrays when full. */
   push(type: number, at: number, len: number): void {
     if (this.count === this.types.length) {

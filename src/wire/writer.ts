@@ -139,6 +139,14 @@ export class Writer {
     return this.vector24((w) => w.bytes(b));
   }
 
+  /**
+   * The bytes written, as a view of the writer's own buffer (no copy). The
+   * writer must not be used afterwards.
+   */
+  finishView(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
+
   /** The bytes written, as a new array. */
   finish(): Uint8Array {
     return this.buf.slice(0, this.len);
