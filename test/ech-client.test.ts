@@ -21,6 +21,7 @@ import { makePki, startServer, type TestPki } from './tls13-helpers.js';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { decodeServerHello, encodeServerHello } from '../src/tls/messages.js';
 import { encodeHandshake } from '../src/tls/record.js';
+import { greaseOutcome } from './helpers/grease.js';
 
 let pki: TestPki;
 let cover: ReturnType<TestPki['leaf']>;
@@ -164,6 +165,7 @@ function reporter(s: TlsSocket): void {
         innerServerName: s.innerServerName ?? null,
         resumed: s.isSessionReused(),
         alpn: s.alpnProtocol,
+        configId: s.attributes['echConfigId'] ?? null,
       }),
     ),
   );
@@ -249,7 +251,9 @@ describe('our ECH client against our ECH server', () => {
     await withOurServer({}, async (port, seen) => {
       const r = await connectEch(ours(port, { grease: true }));
       expect(r).toMatchObject({ echStatus: 'grease', retryConfigs: undefined });
-      expect(JSON.parse(await exchange(r))).toMatchObject({ echStatus: 'grease', servername: 'secret.example' });
+      const saw = JSON.parse(await exchange(r));
+      expect(saw).toMatchObject({ servername: 'secret.example' });
+      greaseOutcome(saw, [key.config.configId]);
       const first = seen.hellos[0]!;
       const { decodeClientHello } = await import('../src/tls/client-hello.js');
       const ch = decodeClientHello(first.subarray(4));

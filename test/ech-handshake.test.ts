@@ -13,6 +13,7 @@ import type { EchServerOptions } from '../src/tls13/config.js';
 import type { TlsSocket } from '../src/tls13/socket.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, startServer, type TestPki } from './tls13-helpers.js';
+import { greaseOutcome } from './helpers/grease.js';
 
 let pki: TestPki;
 let caFile: string;
@@ -112,7 +113,9 @@ describe('shared mode with BoringSSL as the ECH client', () => {
       const r = await runClient({ port, sni: 'cover.example', grease: true, ca: caFile, send: 'hello\n', read: true });
       expect(r.handshake).toBe(true);
       expect(r.echAccepted).toBe(false);
-      expect(JSON.parse(r.response!)).toMatchObject({ echStatus: 'grease', servername: 'cover.example' });
+      const saw = JSON.parse(r.response!);
+      expect(saw).toMatchObject({ servername: 'cover.example' });
+      greaseOutcome({ echStatus: saw.echStatus, configId: saw.echConfigId }, [key.config.configId]);
     });
   });
 

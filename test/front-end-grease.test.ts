@@ -17,7 +17,11 @@ import { makePki, startServer, type TestPki } from './tls13-helpers.js';
 let pki: TestPki;
 let cover: ReturnType<TestPki['leaf']>;
 let secret: ReturnType<TestPki['leaf']>;
-const keys = new EchKeySet([generateEchKey({ publicName: 'cover.example', configId: 1 })]);
+// Only AES-256-GCM: BoringSSL's GREASE uses HKDF-SHA256 with AES-128-GCM or
+// ChaCha20-Poly1305, so its random config_id can never select this key (the
+// lookup is by config_id and suite) and every GREASE hello here is 'grease'
+// (see helpers/grease.ts for the 1-in-256 case this avoids).
+const keys = new EchKeySet([generateEchKey({ publicName: 'cover.example', configId: 1, cipherSuites: [{ kdfId: 1, aeadId: 2 }] })]);
 
 beforeAll(async () => {
   await buildHarness();

@@ -20,6 +20,7 @@ import { toBase64 } from '../src/wire/bytes.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { recordingRelay, startServe, type ServeProcess } from './helpers/serve-process.js';
+import { configIdsOf, greaseOutcome } from './helpers/grease.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 let dir: string;
@@ -104,7 +105,9 @@ describe('ech-server serve with BoringSSL', () => {
       const r = await runClient({ port: s.port, sni: 'alpha.example', grease: true, ca: caFile, send: GET('alpha.example'), read: true });
       expect(r.handshake).toBe(true);
       expect(r.echAccepted).toBe(false);
-      expect(body(r.response)).toMatchObject({ site: 'alpha.example', echStatus: 'grease', innerServerName: null });
+      const page = body(r.response);
+      expect(page).toMatchObject({ site: 'alpha.example', innerServerName: null });
+      greaseOutcome(page, configIdsOf(listB64));
     });
   });
 

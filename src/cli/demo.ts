@@ -68,7 +68,10 @@ function extension(id: Uint8Array, critical: boolean, value: Uint8Array): Uint8A
 /** One X.509 v3 certificate (ECDSA P-256 with SHA-256, RFC 5280), as PEM. */
 function certificate(o: { subject: string; issuer: string; publicKey: KeyObject; signer: KeyObject; ca: boolean; dnsNames: string[]; days: number }): string {
   const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
+  // A positive DER INTEGER in minimal form: high bit clear, and never a
+  // leading zero byte (OpenSSL refuses one as "illegal padding", which a
+  // plain `& 0x7f` produced once in 256 certificates).
+  serial[0] = (serial[0]! & 0x7f) | 0x01;
   const now = Date.now();
   const exts = [
     // basicConstraints; keyUsage: keyCertSign|cRLSign for the CA, digitalSignature for a leaf
