@@ -6,14 +6,14 @@
 // wrote), and through the CLI with the library's own ECH client (connectEch).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
-import { createTestPki, runDemo, type EchRequest } from '../src/cli/demo.js';
-import { toBase64 } from '../src/wire/bytes.js';
+import { createTestPki, runDemo } from '../src/cli/demo.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
+import { boringsslRequest } from './helpers/boringssl-request.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 let work: string;
@@ -27,23 +27,7 @@ afterAll(async () => {
 });
 
 /** BoringSSL as the demo's client. */
-const boring: EchRequest = async (o) => {
-  const caFile = join(work, `ca-${Date.now()}-${Math.random().toString(36).slice(2)}.pem`);
-  await writeFile(caFile, o.ca);
-  const r = await runClient({
-    host: o.host,
-    port: o.port,
-    sni: o.servername,
-    ...(o.echConfigList ? { echConfigList: toBase64(o.echConfigList) } : {}),
-    ...(o.grease ? { grease: true } : {}),
-    ...(o.retry ? { retry: true } : {}),
-    ca: caFile,
-    send: o.request,
-    read: true,
-  });
-  if (r.error) throw new Error(r.error);
-  return { echStatus: r.echAccepted ? 'accepted' : o.grease ? 'grease' : o.echConfigList ? 'rejected' : 'not-offered', retried: r.retried, response: r.response ?? '' };
-};
+const boring = boringsslRequest(() => work);
 
 /** The table's rows as cells. */
 function table(text: string): string[][] {

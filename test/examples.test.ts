@@ -12,33 +12,16 @@ describe('examples', () => {
 // The front-end examples, driven by BoringSSL as the ECH client (a peer
 // nobody here wrote), and by the library's own ECH client (connectEch).
 import { beforeAll, afterAll } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EchRequest } from '../src/cli/demo.js';
-import { toBase64 } from '../src/wire/bytes.js';
-import { buildHarness, runClient } from './peers/boringssl.js';
+import { buildHarness } from './peers/boringssl.js';
+import { boringsslRequest } from './helpers/boringssl-request.js';
 import { greaseOutcome } from './helpers/grease.js';
 
 let exampleDir: string;
-const boringssl: EchRequest = async (o) => {
-  const caFile = join(exampleDir, `ca-${Date.now()}-${Math.random().toString(36).slice(2)}.pem`);
-  await writeFile(caFile, o.ca);
-  const r = await runClient({
-    host: o.host,
-    port: o.port,
-    sni: o.servername,
-    ...(o.echConfigList ? { echConfigList: toBase64(o.echConfigList) } : {}),
-    ...(o.grease ? { grease: true } : {}),
-    ...(o.retry ? { retry: true } : {}),
-    ca: caFile,
-    send: o.request,
-    read: true,
-  });
-  if (r.error) throw new Error(r.error);
-  if (r.verified !== true) throw new Error(`certificate not verified: ${r.verifyError}`);
-  return { echStatus: r.echAccepted ? 'accepted' : o.grease ? 'grease' : o.echConfigList ? 'rejected' : 'not-offered', retried: r.retried, response: r.response ?? '' };
-};
+const boringssl = boringsslRequest(() => exampleDir, { requireVerified: true });
 const clients: Array<[string, EchRequest | undefined]> = [
   ['BoringSSL', boringssl],
   ['connectEch', undefined], // the examples' default client
