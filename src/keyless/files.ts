@@ -7,12 +7,10 @@
  *
  * @module
  */
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import { decodeEchConfigList } from '../ech/config.js';
 import { formatEchPem, parseEchPem } from '../keys/pem.js';
-import { parseEchKeyFile } from '../keys/files.js';
+import { loadKeyDirectoryWith, parseEchKeyFile } from '../keys/files.js';
 import { encodeEchConfigList, type EchConfig } from '../ech/config.js';
 import { type EchKey, type EchPrivateKey, EchKeySet } from '../keys/key-set.js';
 
@@ -59,28 +57,7 @@ export function parseKeylessEchKeyFile(text: string, source: string, remote: (co
  * ```
  */
 export async function loadKeylessEchKeyDirectory(dir: string, remote: (config: EchConfig) => EchPrivateKey): Promise<EchKeySet> {
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.pem')).sort();
-  } catch (e) {
-    throw fileError(`cannot read key directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
-  }
-  const set = new EchKeySet();
-  for (const n of names) {
-    const path = join(dir, n);
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      throw fileError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
-    }
-    for (const key of parseKeylessEchKeyFile(text, path, remote)) {
-      key.retry = !n.endsWith('.retired.pem');
-      set.add(key);
-    }
-  }
-  if (set.size === 0) throw fileError(`no ECH key files (*.pem) in ${dir}`);
-  return set;
+  return loadKeyDirectoryWith(dir, (text, path) => parseKeylessEchKeyFile(text, path, remote));
 }
 
 /**

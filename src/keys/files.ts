@@ -63,13 +63,15 @@ export function parseEchKeyFile(text: string, source = 'key file'): EchKey {
  * ```
  */
 export async function readEchKeyFile(path: string): Promise<EchKey> {
-  let text: string;
+  return parseEchKeyFile(await readKeyText(path), path);
+}
+
+async function readKeyText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (e) {
     throw fileError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
   }
-  return parseEchKeyFile(text, path);
 }
 
 /**
@@ -115,6 +117,21 @@ export async function writeEchKeyFile(path: string, config: EchConfig, privateKe
  * ```
  */
 export async function loadEchKeyDirectory(dir: string): Promise<EchKeySet> {
+  return loadKeyDirectoryWith(dir, (text, path) => [parseEchKeyFile(text, path)]);
+}
+
+/**
+ * Load every `*.pem` file of a directory, in file-name order, with `parse`
+ * turning one file's text into keys (local keys, or keys whose private half
+ * is elsewhere). Keys from `*.retired.pem` files still decrypt but are not
+ * sent as retry_configs. An empty directory is an error.
+ * @group Keys
+ * @example
+ * ```ts
+ * const keys = await loadKeyDirectoryWith('/etc/ech', (text, path) => [parseEchKeyFile(text, path)]);
+ * ```
+ */
+export async function loadKeyDirectoryWith(dir: string, parse: (text: string, path: string) => EchKey[]): Promise<EchKeySet> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.endsWith('.pem')).sort();
@@ -123,9 +140,11 @@ export async function loadEchKeyDirectory(dir: string): Promise<EchKeySet> {
   }
   const set = new EchKeySet();
   for (const n of names) {
-    const key = await readEchKeyFile(join(dir, n));
-    key.retry = !n.endsWith('.retired.pem');
-    set.add(key);
+    const path = join(dir, n);
+    for (const key of parse(await readKeyText(path), path)) {
+      key.retry = !n.endsWith('.retired.pem');
+      set.add(key);
+    }
   }
   if (set.size === 0) throw fileError(`no ECH key files (*.pem) in ${dir}`);
   return set;
