@@ -34,7 +34,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { AlertDescription, DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError, alertName } from '../wire/alert.js';
-import { equalBytes } from '../wire/bytes.js';
+import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
 import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
 import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
@@ -472,15 +472,7 @@ export class ServerConnection {
   }
 
   private sendHandshake(messages: Uint8Array[]): void {
-    let total = 0;
-    for (const m of messages) total += m.length;
-    const all = new Uint8Array(total);
-    let o = 0;
-    for (const m of messages) {
-      all.set(m, o);
-      o += m.length;
-    }
-    this.send(this.records.encode(ContentType.handshake, all));
+    this.send(this.records.encode(ContentType.handshake, concatBytes(...messages)));
   }
 
   /** RFC 8446bis §5.1: messages preceding a key change must end a record. */
