@@ -50,13 +50,13 @@ describe.each(['knot', 'bind'] as DnsServerKind[])('%s', (kind) => {
   }
 
   describe(`RFC 2136 publisher against ${kind}`, () => {
-    it('replaces only the ech SvcParam and keeps priority, target, alpn, hints and TTL', async () => {
+    it('replaces only the ech SvcParam and keeps priority, target, alpn and hints', async () => {
       const list = listFor();
       const report = await publisher().publish(['www.example.test'], list);
-      expect(report.names).toEqual([{ name: 'www.example.test', owner: 'www.example.test.', action: 'updated', records: 1 }]);
+      expect(report.names).toEqual([{ name: 'www.example.test', owner: 'www.example.test.', action: 'updated', records: 1, ttl: 300, previousTtl: 300 }]);
       const line = kdig(dns, 'www.example.test', 'HTTPS');
       expect(line).toBe(`1 . alpn=h2,http/1.1 ipv4hint=192.0.2.1 ech=${toBase64(list)}`);
-      // TTL kept (300), seen through a full kdig answer.
+      // The configured TTL (default 300), seen through a full kdig answer.
       expect(kdig(dns, 'www.example.test', 'HTTPS', false)).toMatch(/^www\.example\.test\.\s+300\s+IN\s+HTTPS\s+1 \. /);
       const rr = await publisher().readHttpsRecords('www.example.test');
       expect(rr).toHaveLength(1);
@@ -70,11 +70,13 @@ describe.each(['knot', 'bind'] as DnsServerKind[])('%s', (kind) => {
       expect(again.names[0]!.action).toBe('unchanged');
     });
 
-    it('updates every record of a multi-record RRset, adding ech where it was absent', async () => {
+    it('updates every record of a multi-record RRset, adding ech where it was absent, with the configured TTL', async () => {
       const list = listFor();
-      const r = await publisher().publish(['multi.example.test'], list);
-      expect(r.names[0]).toMatchObject({ action: 'updated', records: 2 });
-      expect(kdig(dns, 'multi.example.test', 'HTTPS', false).split('\n').every((l) => /\s600\s+IN\s+HTTPS\s/.test(l))).toBe(true);
+      const r = await publisher({ ttl: 120 }).publish(['multi.example.test'], list);
+      // Served at 600 s before: a resolver may hold the old list that long.
+      expect(r.names[0]).toMatchObject({ action: 'updated', records: 2, ttl: 120, previousTtl: 600 });
+      expect(r.maxTtl).toBe(600);
+      expect(kdig(dns, 'multi.example.test', 'HTTPS', false).split('\n').every((l) => /\s120\s+IN\s+HTTPS\s/.test(l))).toBe(true);
       const lines = kdig(dns, 'multi.example.test', 'HTTPS').split('\n').sort();
       expect(lines).toEqual([
         `1 . alpn=h3 ech=${toBase64(list)}`,

@@ -23,13 +23,21 @@ import { TsigAlgorithm, tsigKey } from '../dns/tsig.js';
  * ```
  */
 export const ROTATE_USAGE = `ech-server rotate --keys DIR --state FILE --public-name NAME [options] [publisher]
+ech-server rotate --check [publisher]
 
 One rotation step, meant to run from cron every few minutes: creates a key
 when the newest is --period old (it decrypts at once), publishes the newest
 key once --publish-delay has passed, makes it the retry config, renames the
 keys it replaced to *.retired.pem (still decrypting), and deletes them
---ttl + --margin seconds later. If publishing fails nothing is promoted or
-deleted and the exit code is 1; the next run tries again.
+--ttl + --margin seconds later (or later still, when DNS served the replaced
+record with a longer TTL than --ttl: the longer TTL + --margin). If
+publishing fails nothing is promoted or deleted and the exit code is 1; the
+next run tries again.
+Every run first checks the publisher's credentials (for --dns-server a
+TSIG-signed SOA query of --zone whose signed answer must verify; for
+--publish-file that the directory is writable), even when nothing is due, so
+a wrong TSIG secret fails the first cron run, not the next rotation.
+--check does only that check and exits 0 (ok) or 1 (with the reason).
 Prints one JSON object: time, created, published, withdrawn, deleted (config
 ids), error ({code, message} or null), keys (each key's phase and times),
 next (when the next step is due).
@@ -43,7 +51,8 @@ Keys and state:
 
 Schedule (seconds):
   --period S             make a new key this often (default 86400)
-  --ttl S                TTL of the HTTPS records (default 300)
+  --ttl S                TTL the HTTPS records are published with; records
+                         that exist are rewritten with it too (default 300)
   --margin S             keep withdrawn keys ttl + this long (default 3600)
   --publish-delay S      wait this long between creating and publishing a
                          key, so every server sharing DIR loads it first
@@ -126,6 +135,7 @@ export async function runRotate(args: string[]): Promise<number> {
         'create-if-missing': { type: 'boolean' },
         tcp: { type: 'boolean' },
         timeout: { type: 'string' },
+        check: { type: 'boolean' },
       },
     }).values;
   } catch (e) {
@@ -136,12 +146,14 @@ export async function runRotate(args: string[]): Promise<number> {
     process.stdout.write(ROTATE_USAGE);
     return 0;
   }
-  let manager: EchKeyManager;
+  let manager: EchKeyManager | undefined;
+  let publisher: EchPublisher | undefined;
+  const checkOnly = values.check === true;
   try {
-    if (!values.keys) throw new UsageError('--keys is required');
-    if (!values.state) throw new UsageError('--state is required');
+    if (!checkOnly && !values.keys) throw new UsageError('--keys is required');
+    if (!checkOnly && !values.state) throw new UsageError('--state is required');
     const publicName = values['public-name'];
-    if (!publicName) throw new UsageError('--public-name is required');
+    if (!checkOnly && !publicName) throw new UsageError('--public-name is required');
     const kem = values.kem;
     if (kem !== undefined && !(kem in KemName)) throw new UsageError(`--kem must be one of ${Object.keys(KemName).join(', ')}`);
     const mnl = values['max-name-length'] === undefined ? undefined : Number(values['max-name-length']);
@@ -156,13 +168,12 @@ export async function runRotate(args: string[]): Promise<number> {
     }
     const ttl = secondsOpt(values.ttl, '--ttl');
     const alpn = list(values.alpn);
-    let publisher: EchPublisher | undefined;
     if (values['publish-file'] && values['dns-server']) throw new UsageError('give --publish-file or --dns-server, not both');
     if (values['publish-file']) {
-      if (!names.length) throw new UsageError('--publish-file needs --names');
+      if (!names.length && !checkOnly) throw new UsageError('--publish-file needs --names');
       publisher = new FilePublisher({ prefix: values['publish-file'], ...(ttl !== undefined ? { ttl } : {}), ...(alpn ? { alpn } : {}) });
     } else if (values['dns-server']) {
-      if (!names.length) throw new UsageError('--dns-server needs --names');
+      if (!names.length && !checkOnly) throw new UsageError('--dns-server needs --names');
       if (!values.zone) throw new UsageError('--dns-server needs --zone');
       let secret = values['tsig-secret'];
       if (values['tsig-secret-file']) secret = (await readFile(values['tsig-secret-file'], 'utf8')).trim();
@@ -185,14 +196,15 @@ export async function runRotate(args: string[]): Promise<number> {
     } else if (values.zone || values['tsig-name'] || values['tsig-secret'] || values['create-if-missing']) {
       throw new UsageError('--zone, --tsig-* and --create-if-missing need --dns-server');
     }
+    if (checkOnly && !publisher) throw new UsageError('--check needs a publisher: --dns-server or --publish-file');
     const period = secondsOpt(values.period, '--period');
     if (period === 0) throw new UsageError('--period must be at least 1');
     const margin = secondsOpt(values.margin, '--margin');
     const publishDelay = secondsOpt(values['publish-delay'], '--publish-delay');
-    manager = await EchKeyManager.open({
-      keyDirectory: resolve(values.keys),
-      stateFile: resolve(values.state),
-      publicName,
+    if (!checkOnly) manager = await EchKeyManager.open({
+      keyDirectory: resolve(values.keys!),
+      stateFile: resolve(values.state!),
+      publicName: publicName!,
       names,
       ...(kem ? { kem: kem as KemName } : {}),
       ...(mnl !== undefined ? { maximumNameLength: mnl } : {}),
@@ -210,6 +222,25 @@ export async function runRotate(args: string[]): Promise<number> {
     const err = e as Error & { code?: string };
     process.stderr.write(`ech-server rotate: ${err.code ? `${err.code}: ` : ''}${err.message}\n`);
     return err.code === 'ERR_PUBLISH_CONFIG' || err.code === 'ERR_INVALID_ARGUMENT' ? 2 : 1;
+  }
+  // The credentials first, every run: a broken TSIG secret in cron must fail
+  // now, not at the next rotation a day later.
+  try {
+    await publisher?.check?.();
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const error = { code: err.code ?? 'ERR_PUBLISH', message: err.message };
+    // The same JSON shape as a step whose publishing failed (cron parses it).
+    const out = manager
+      ? { time: new Date().toISOString(), created: [], published: null, withdrawn: [], deleted: [], error, keys: manager.status(), next: new Date(manager.nextDue()).toISOString() }
+      : { ok: false, publisher: publisher?.description ?? null, error };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    process.stderr.write(`ech-server rotate: publisher check failed, nothing changed: ${err.code ? `${err.code}: ` : ''}${err.message}\n`);
+    return 1;
+  }
+  if (!manager) {
+    process.stdout.write(`${JSON.stringify({ ok: true, publisher: publisher?.description ?? null }, null, 2)}\n`);
+    return 0;
   }
   try {
     const report = await manager.step();

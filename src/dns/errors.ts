@@ -19,6 +19,9 @@
  * - `ERR_DNS_RESPONSE`: an answer that is not a valid response to our message;
  * - `ERR_DNS_UPDATE`: any other failing RCODE (SERVFAIL after retries,
  *   FORMERR, NOTIMP, a prerequisite that kept failing);
+ * - `ERR_DNS_CHECK`: the credentials check (`check()`) got an answer that
+ *   is not what an authoritative server of the zone sends (a failing RCODE,
+ *   no SOA);
  * - `ERR_PUBLISH_FILE`: the file publisher could not write its files;
  * - `ERR_PUBLISH_CONFIG`: the publisher was given unusable settings.
  * @group DNS
@@ -33,6 +36,7 @@ export type PublishErrorCode =
   | 'ERR_DNS_UNREACHABLE'
   | 'ERR_DNS_RESPONSE'
   | 'ERR_DNS_UPDATE'
+  | 'ERR_DNS_CHECK'
   | 'ERR_PUBLISH_FILE'
   | 'ERR_PUBLISH_CONFIG';
 

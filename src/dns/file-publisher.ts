@@ -8,7 +8,8 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, chmod, mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { decodeEchConfigList } from '../ech/config.js';
 import { toBase64 } from '../wire/bytes.js';
@@ -89,6 +90,20 @@ export class FilePublisher implements EchPublisher {
     return `file ${this.#opts.prefix}.{zone,json}`;
   }
 
+  /**
+   * Check that the files can be written: the directory of `prefix` exists
+   * (or can be made) and is writable. Writes nothing else.
+   */
+  async check(): Promise<void> {
+    const dir = dirname(this.#opts.prefix);
+    try {
+      await mkdir(dir, { recursive: true });
+      await access(dir, constants.W_OK);
+    } catch (e) {
+      throw new PublishError('ERR_PUBLISH_FILE', `cannot write into ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   /** Write both files for these names. */
   async publish(names: readonly string[], echConfigList: Uint8Array): Promise<PublishReport> {
     const ttl = this.#opts.ttl ?? 300;
@@ -115,8 +130,9 @@ export class FilePublisher implements EchPublisher {
     await writeAtomic(`${prefix}.json`, `${JSON.stringify(doc, null, 2)}\n`);
     return {
       publisher: 'file',
-      names: records.map((r) => ({ name: r.name, owner: r.owner, action: 'written' as const, records: 1 })),
+      names: records.map((r) => ({ name: r.name, owner: r.owner, action: 'written' as const, records: 1, ttl })),
       files: [`${prefix}.zone`, `${prefix}.json`],
+      maxTtl: ttl,
     };
   }
 }

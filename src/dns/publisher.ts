@@ -74,6 +74,14 @@ export interface PublishOutcome {
   action: 'updated' | 'unchanged' | 'created' | 'skipped' | 'written';
   /** Number of HTTPS records at the owner after publishing. */
   records: number;
+  /** TTL, in seconds, of the records as published (the configured `ttl`). */
+  ttl?: number;
+  /**
+   * The largest TTL, in seconds, the server served for this owner's HTTPS
+   * records before the update: how long a resolver may still hand out the
+   * previous ECHConfigList.
+   */
+  previousTtl?: number;
 }
 
 /**
@@ -91,4 +99,11 @@ export interface PublishReport {
   names: PublishOutcome[];
   /** Files written (file publisher). */
   files?: string[];
+  /**
+   * The longest time, in seconds, a resolver may keep serving the list this
+   * publish replaced: the largest of every name's published and previous
+   * TTL. The key manager retires the keys this publish withdrew no earlier
+   * than this plus its margin.
+   */
+  maxTtl?: number;
 }

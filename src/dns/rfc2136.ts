@@ -80,7 +80,11 @@ export interface Rfc2136PublisherOptions {
    * false: such names are reported as `skipped`).
    */
   createIfMissing?: boolean | CreateRecordOptions;
-  /** TTL of created records, in seconds; default 300. Existing records keep their TTL. */
+  /**
+   * TTL, in seconds, of the records this publisher writes; default 300.
+   * Records that already exist are rewritten with this TTL too, so what DNS
+   * serves matches the schedule that retires old keys (`rotation.ttl`).
+   */
   ttl?: number;
   /** `udp` (default, TCP on truncation) or `tcp`. */
   transport?: 'udp' | 'tcp';
@@ -156,7 +160,8 @@ export class Rfc2136Publisher implements EchPublisher {
   async publish(names: readonly string[], echConfigList: Uint8Array): Promise<PublishReport> {
     const out: PublishOutcome[] = [];
     for (const n of names) out.push(await this.#publishOne(parseHttpsName(n), echConfigList));
-    return { publisher: 'rfc2136', names: out };
+    const maxTtl = Math.max(0, ...out.map((o) => Math.max(o.ttl ?? 0, o.previousTtl ?? 0)));
+    return { publisher: 'rfc2136', names: out, maxTtl };
   }
 
   /**
@@ -165,6 +170,31 @@ export class Rfc2136Publisher implements EchPublisher {
    */
   async readHttpsRecords(owner: string): Promise<Uint8Array[]> {
     return (await this.#read(fqdn(owner))).map((r) => r.rdata);
+  }
+
+  /**
+   * Check the server and the credentials without changing anything: a
+   * TSIG-signed query for the zone's SOA, whose answer must be
+   * authoritative, carry the SOA, and (with a TSIG key) be signed with the
+   * same key — the signature is verified. A wrong secret, an unknown key
+   * name, a server that is not authoritative for the zone or is unreachable
+   * each reject with a {@link PublishError} naming the server.
+   */
+  async check(): Promise<void> {
+    const zone = this.#zone.replace(/\.$/, '');
+    const query = dnsPacket.encode({
+      type: 'query',
+      id: randomMessageId(),
+      flags: 0,
+      questions: [{ type: 'SOA', class: 'IN', name: zone }],
+    });
+    const what = `SOA query for zone ${this.#zone}`;
+    const a = await this.#send(query, what);
+    if (isRefusal(a.rcode)) throw this.#refused(a.rcode, what);
+    if (a.rcode !== Rcode.NOERROR) throw new PublishError('ERR_DNS_CHECK', `${what} to ${this.#server.host}:${this.#server.port}: ${rcodeName(a.rcode)}`, { rcode: rcodeName(a.rcode) });
+    if (!(a.raw[2]! & 0x04)) throw this.#refused(Rcode.NOTAUTH, what, ' (the answer is not authoritative)');
+    const soa = (a.decoded.answers ?? []).some((rr) => rr.type === 'SOA' && fqdn(rr.name) === this.#zone);
+    if (!soa) throw new PublishError('ERR_DNS_CHECK', `${what} to ${this.#server.host}:${this.#server.port}: the answer carries no SOA for the zone`);
   }
 
   async #publishOne(n: HttpsName, list: Uint8Array): Promise<PublishOutcome> {
@@ -189,6 +219,8 @@ export class Rfc2136Publisher implements EchPublisher {
 
   async #tryOne(n: HttpsName, list: Uint8Array): Promise<PublishOutcome> {
     const before = await this.#read(n.owner);
+    const ttl = this.#opts.ttl ?? 300;
+    const previousTtl = Math.max(0, ...before.map((r) => r.ttl));
     let after: RrsetRecord[];
     let action: PublishOutcome['action'];
     if (before.length === 0) {
@@ -203,7 +235,7 @@ export class Rfc2136Publisher implements EchPublisher {
         ...(c.priority !== undefined ? { priority: c.priority } : {}),
         ...(c.target !== undefined ? { target: c.target } : {}),
       });
-      after = [{ ttl: this.#opts.ttl ?? 300, rdata }];
+      after = [{ ttl, rdata }];
       action = 'created';
     } else {
       after = before.map((r) => {
@@ -213,10 +245,10 @@ export class Rfc2136Publisher implements EchPublisher {
         } catch (e) {
           throw new PublishError('ERR_DNS_RESPONSE', `the HTTPS record at ${n.owner} does not decode: ${(e as Error).message}`, { cause: e });
         }
-        return { ttl: r.ttl, rdata: encodeSvcbRdata(withEchParam(rr, list)) };
+        return { ttl, rdata: encodeSvcbRdata(withEchParam(rr, list)) };
       });
-      if (after.every((r, i) => equalBytes(r.rdata, before[i]!.rdata))) {
-        return { name: n.name, owner: n.owner, action: 'unchanged', records: before.length };
+      if (after.every((r, i) => equalBytes(r.rdata, before[i]!.rdata) && r.ttl === before[i]!.ttl)) {
+        return { name: n.name, owner: n.owner, action: 'unchanged', records: before.length, ttl, previousTtl };
       }
       action = 'updated';
     }
@@ -227,7 +259,10 @@ export class Rfc2136Publisher implements EchPublisher {
     if (served(now) !== served(after)) {
       throw new PublishError('ERR_DNS_UPDATE', `the server accepted the update of ${n.owner} but serves other HTTPS records afterwards`);
     }
-    return { name: n.name, owner: n.owner, action, records: after.length };
+    // The TTL the server serves now may differ from the one we wrote (a
+    // server may clamp it); the manager must wait for the larger one.
+    const servedTtl = Math.max(ttl, ...now.map((r) => r.ttl));
+    return { name: n.name, owner: n.owner, action, records: after.length, ttl: servedTtl, previousTtl };
   }
 
   async #send(message: Uint8Array, what: string): Promise<Answer> {

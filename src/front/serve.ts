@@ -142,6 +142,15 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
   let manager: EchKeyManager | undefined;
   if (config.rotation) {
     manager = await EchKeyManager.open(keyManagerOptions(config.rotation, config.keys));
+    // Fail loudly at start on wrong credentials (a TSIG-signed SOA query),
+    // not silently at the next rotation a period later.
+    try {
+      await manager.check();
+    } catch (e) {
+      keyless?.close();
+      const err = e as Error & { code?: string };
+      throw new ServeConfigError('rotation.publisher', `the publisher check failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+    }
     manager.on('publishError', (e: Error) => log({ event: 'publish_failed', error: e.message }));
     manager.on('stepError', (e: Error) => log({ event: 'rotation_step_failed', error: e.message }));
     const first = await manager.start();

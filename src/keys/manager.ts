@@ -10,7 +10,14 @@
  * | pending | created (every `period` [1 day]) | yes, at once | no | no | `X.pem` |
  * | active | `publishDelay` [0] after creation, once the publisher succeeded | yes | yes | yes | `X.pem` |
  * | withdrawn | the next key became active (the publish that put it in DNS took this one out) | yes | no | no | `X.retired.pem` |
- * | deleted | `ttl` [300 s] + `margin` [1 h] after withdrawal | no | no | no | removed |
+ * | deleted | `ttl` [300 s] + `margin` [1 h] after withdrawal (or the longer TTL DNS served, see below) | no | no | no | removed |
+ *
+ * A resolver may keep the list a publish replaced for as long as the TTL the
+ * DNS server served it with, which need not be `ttl` (a record that existed
+ * before rotation started keeps whatever TTL it had until the first publish
+ * rewrites it). A publisher that reports `maxTtl` (both built-in ones do)
+ * moves the deletion of the keys that publish withdrew to
+ * `max(ttl, maxTtl) + margin` after the withdrawal.
  *
  * When publishing fails nothing is promoted, withdrawn or deleted: the keys
  * that were serving keep serving, and the step is tried again after
@@ -60,6 +67,12 @@ export interface EchPublisher {
    * Resolves once the change is in place; rejects when it is not.
    */
   publish(names: readonly string[], echConfigList: Uint8Array): Promise<unknown>;
+  /**
+   * Check, without changing anything, that publishing can work: the server
+   * answers and accepts the credentials (for RFC 2136, a TSIG-signed query
+   * whose signed answer verifies). Rejects with a clear error when not.
+   */
+  check?(): Promise<void>;
 }
 
 /**
@@ -211,6 +224,11 @@ interface KeyRecord {
   created: number;
   published: number | null;
   withdrawn: number | null;
+  /**
+   * Seconds a resolver may still serve a list holding this key after its
+   * withdrawal, as the publisher reported it (`maxTtl`); absent: `ttl`.
+   */
+  servedTtl?: number;
 }
 
 interface StateFile {
@@ -322,7 +340,6 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
 
   /** Every key and its phase. */
   status(): ManagedKeyStatus[] {
-    const grace = (this.#opts.ttl + this.#opts.margin) * 1000;
     const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
     return this.#ordered().map((r) => ({
       configId: r.configId,
@@ -332,7 +349,7 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       created: new Date(r.created).toISOString(),
       published: iso(r.published),
       withdrawn: iso(r.withdrawn),
-      deleteAfter: r.withdrawn === null ? null : new Date(r.withdrawn + grace).toISOString(),
+      deleteAfter: r.withdrawn === null ? null : new Date(r.withdrawn + this.#grace(r)).toISOString(),
     }));
   }
 
@@ -346,7 +363,7 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
     if (!live.length) times.push(now);
     else if (!live.some((r) => r.published === null)) times.push(newest + o.period * 1000);
     for (const r of live) if (r.published === null) times.push(r.created + o.publishDelay * 1000);
-    for (const r of this.#state.keys) if (r.withdrawn !== null) times.push(r.withdrawn + (o.ttl + o.margin) * 1000);
+    for (const r of this.#state.keys) if (r.withdrawn !== null) times.push(r.withdrawn + this.#grace(r));
     if (!this.#dnsUpToDate()) times.push(now);
     const next = Math.min(...times);
     // After a failed publish, wait retryInterval before anything else.
@@ -416,6 +433,20 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       }
     }
     return report;
+  }
+
+  /** How long after its withdrawal a key keeps decrypting, in ms. */
+  #grace(r: KeyRecord): number {
+    return (Math.max(this.#opts.ttl, r.servedTtl ?? 0) + this.#opts.margin) * 1000;
+  }
+
+  /**
+   * Check that the publisher can publish (its `check`, e.g. a TSIG-signed
+   * query to the DNS server), without changing anything. Resolves at once
+   * when there is no publisher or it has no check.
+   */
+  async check(): Promise<void> {
+    await this.#opts.publisher?.check?.();
   }
 
   #path(r: KeyRecord): string {
@@ -609,10 +640,12 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       if (target.published === null) target.published = now;
       this.#state.lastPublished = { at: now, configIds: [target.configId], echConfigList: toBase64(list), names: [...o.names] };
       report.published = { configIds: [target.configId], echConfigList: toBase64(list), names: [...o.names], result: result ?? null };
+      const maxTtl = (result as { maxTtl?: unknown } | undefined)?.maxTtl;
       for (const r of this.#state.keys) {
         if (r === target || r.withdrawn !== null || r.created > target.created) continue;
         const from = this.#path(r);
         r.withdrawn = now;
+        if (typeof maxTtl === 'number' && Number.isFinite(maxTtl) && maxTtl > o.ttl) r.servedTtl = maxTtl;
         // State first: a crash after this leaves a withdrawn key whose file
         // #load renames; the other order could lose the withdrawal time.
         await this.#saveState();
@@ -622,10 +655,9 @@ export class EchKeyManager extends EventEmitter<EchKeyManagerEvents> {
       changed = true;
     }
 
-    // 3. Delete keys withdrawn more than ttl + margin ago.
-    const grace = (o.ttl + o.margin) * 1000;
+    // 3. Delete keys withdrawn more than max(ttl, the TTL DNS served) + margin ago.
     for (const r of [...this.#state.keys]) {
-      if (r.withdrawn === null || r.withdrawn + grace > now) continue;
+      if (r.withdrawn === null || r.withdrawn + this.#grace(r) > now) continue;
       this.#state.keys = this.#state.keys.filter((x) => x !== r);
       await this.#saveState();
       await unlink(this.#path(r)).catch((e: NodeJS.ErrnoException) => {
