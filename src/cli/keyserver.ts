@@ -7,6 +7,7 @@
  *
  * @module
  */
+import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { EchError } from '../wire/alert.js';
 import { jsonLines } from '../front/log.js';
@@ -43,13 +44,19 @@ FILE is JSON (relative paths are resolved against FILE's directory):
         "ratePerSecond": 1000, "burst": 2000 }
     ],
     "auditLog": "audit.jsonl",             optional (default stderr), mode 0600
-    "idleTimeoutMs": 300000
+    "idleTimeoutMs": 300000,
+    "admin": "127.0.0.1:9102"              optional: plain HTTP GET /metrics, /healthz
   }
 SIGHUP reloads FILE's keys and clients (listen, cert, key, ca and auditLog
 stay); a client removed from "clients" is refused from its next request on.
 The audit log has one JSON line per operation: op, key, keyId, client,
 remote, result (ok, unknown-key, forbidden, rate-limited, bad-request,
 crypto-failed, internal), durationMs. No secrets, no request data.
+A client refused before any request is logged as keyserver_client_refused
+with its address and port and a reason: certificate_rejected (with the
+OpenSSL verify code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE), no_certificate,
+dropped (closed before the TLS handshake finished) or tls_error; /metrics
+counts them in ech_keyserver_clients_refused_total{reason}.
 SIGTERM/SIGINT stop.`;
 
 /**
@@ -82,18 +89,41 @@ export async function runKeyserver(args: string[]): Promise<number> {
   let server: KeyServer;
   let audit: Awaited<ReturnType<typeof auditSink>>;
   let addr: { host: string; port: number };
+  let admin: http.Server | undefined;
+  let adminPort: number | undefined;
   try {
     const config = await loadKeyServerConfig(values.config);
     const options = await keyServerOptionsFromConfig(config);
     audit = await auditSink(config.auditLog);
     server = new KeyServer({ ...options, audit: audit.sink, log });
     addr = await server.listen(config.listen.port, config.listen.host);
+    if (config.admin) {
+      const ks = server;
+      admin = http.createServer((req, res) => {
+        if (req.method === 'GET' && req.url === '/metrics') {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(ks.renderMetrics());
+        } else if (req.method === 'GET' && req.url === '/healthz') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ok: true, keys: ks.keys().length })}\n`);
+        } else {
+          res.writeHead(404).end();
+        }
+      });
+      const a = config.admin;
+      const srv = admin;
+      adminPort = await new Promise<number>((res, rej) => {
+        srv.once('error', rej);
+        srv.listen(a.port, a.host, () => res((srv.address() as { port: number }).port));
+      }).catch(async (e: NodeJS.ErrnoException) => {
+        await server.close();
+        throw Object.assign(new Error(`admin ${a.host}:${a.port}: ${e.code ?? e.message}`), { code: e.code });
+      });
+    }
   } catch (e) {
     if (!(e instanceof EchError) && !(e as NodeJS.ErrnoException).code) throw e;
     process.stderr.write(`ech-server keyserver: ${(e as Error).message}\n`);
     return 1;
   }
-  process.stdout.write(`${JSON.stringify({ listening: `${addr.host}:${addr.port}`, pid: process.pid, keys: server.keys() })}\n`);
+  process.stdout.write(`${JSON.stringify({ listening: `${addr.host}:${addr.port}`, admin: adminPort ?? null, pid: process.pid, keys: server.keys() })}\n`);
   const file = values.config;
   const hup = () => {
     loadKeyServerConfig(file)
@@ -114,6 +144,7 @@ export async function runKeyserver(args: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  admin?.close();
   await server.close();
   await audit.close();
   return 0;

@@ -67,6 +67,8 @@ export interface KeyServerConfig {
   /** Audit log file (JSON lines, appended, mode 0600); default stderr. */
   auditLog?: string;
   idleTimeoutMs?: number;
+  /** Plain HTTP listener for `GET /metrics` and `GET /healthz`; optional. */
+  admin?: { host: string; port: number };
 }
 
 type Obj = Record<string, unknown>;
@@ -100,13 +102,17 @@ function positive(v: unknown, field: string): number | undefined {
  */
 export function validateKeyServerConfig(raw: unknown, baseDir: string): KeyServerConfig {
   if (!isObj(raw)) throw fail('(root)', 'must be a JSON object');
-  known(raw, ['listen', 'cert', 'key', 'ca', 'echKeys', 'tlsKeys', 'clients', 'auditLog', 'idleTimeoutMs'], '');
+  known(raw, ['listen', 'cert', 'key', 'ca', 'echKeys', 'tlsKeys', 'clients', 'auditLog', 'idleTimeoutMs', 'admin'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const l = raw['listen'];
-  const m = typeof l === 'string' ? /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(l) : null;
-  if (!m) throw fail('listen', typeof l === 'string' ? `'${l}' is not "host:port"` : 'must be "host:port"');
-  if (Number(m[3]) > 65535) throw fail('listen', `port ${m[3]} is out of range`);
-  const listen = { host: m[1] ?? m[2]!, port: Number(m[3]) };
+  const hostPort = (field: string) => {
+    const l = raw[field];
+    const m = typeof l === 'string' ? /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(l) : null;
+    if (!m) throw fail(field, typeof l === 'string' ? `'${l}' is not "host:port"` : 'must be "host:port"');
+    if (Number(m[3]) > 65535) throw fail(field, `port ${m[3]} is out of range`);
+    return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+  };
+  const listen = hostPort('listen');
+  const admin = raw['admin'] === undefined ? undefined : hostPort('admin');
   const echKeys = str(raw, 'echKeys', 'echKeys', false);
   const t = raw['tlsKeys'] ?? [];
   if (!Array.isArray(t)) throw fail('tlsKeys', 'must be a list of { "cert": file, "key": file }');
@@ -171,6 +177,7 @@ export function validateKeyServerConfig(raw: unknown, baseDir: string): KeyServe
     clients,
     ...(audit ? { auditLog: path(audit) } : {}),
     ...(idle ? { idleTimeoutMs: idle } : {}),
+    ...(admin ? { admin } : {}),
   };
 }
 

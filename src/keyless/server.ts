@@ -116,6 +116,35 @@ function peerNames(socket: tls.TLSSocket): string[] {
   return names;
 }
 
+/**
+ * Why the key server refused a client before any request:
+ * - `certificate_rejected`: the client's certificate did not verify against
+ *   `ca` (wrong CA, expired, …; the OpenSSL verify code is in the log);
+ * - `no_certificate`: the client sent no certificate;
+ * - `dropped`: the connection closed before the TLS handshake finished (a
+ *   bare TCP connect, a port scan, a client that gave up);
+ * - `tls_error`: any other TLS failure (protocol version, bad record, …).
+ * @group Keyless
+ * @example
+ * ```ts
+ * const reasons: KeyServerRefusal[] = ['certificate_rejected', 'no_certificate', 'dropped', 'tls_error'];
+ * ```
+ */
+export type KeyServerRefusal = 'certificate_rejected' | 'no_certificate' | 'dropped' | 'tls_error';
+
+/** Sort a `tlsClientError` into a {@link KeyServerRefusal} and its detail code. */
+function classifyRefusal(e: Error, socket: tls.TLSSocket): { reason: KeyServerRefusal; error: string } {
+  const code = (e as NodeJS.ErrnoException).code ?? e.message;
+  // Node verifies the client chain itself once OpenSSL's handshake is done
+  // and destroys the socket (no error of its own): the verify result is in
+  // authorizationError, and the error is the resulting ECONNRESET.
+  const verify = (socket as tls.TLSSocket & { authorizationError?: Error | string | null }).authorizationError;
+  if (verify) return { reason: 'certificate_rejected', error: typeof verify === 'string' ? verify : ((verify as NodeJS.ErrnoException).code ?? verify.message) };
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return { reason: 'no_certificate', error: code };
+  if (code === 'ECONNRESET' || code === 'EPIPE') return { reason: 'dropped', error: code };
+  return { reason: 'tls_error', error: code };
+}
+
 class Refusal extends Error {
   constructor(
     readonly status: number,
@@ -144,6 +173,9 @@ export class KeyServer {
   readonly #audit: LogSink;
   readonly #log: LogSink;
   readonly #live = new Set<{ destroy(): void }>();
+  readonly #refusals = new Map<KeyServerRefusal, number>();
+  readonly #requests = new Map<string, number>();
+  #connections = 0;
 
   constructor(options: KeyServerOptions) {
     this.#audit = options.audit ?? silent;
@@ -162,13 +194,20 @@ export class KeyServer {
       (socket) => this.#connection(socket, idle),
     );
     // Track raw connections too, so close() also ends those mid-handshake.
-    this.server.on('connection', (raw: Socket) => {
+    // Read the peer address now (it is cached on the socket): once a refused
+    // connection is destroyed, its address can no longer be asked for.
+    this.server.prependListener('connection', (raw: Socket) => {
+      void raw.remoteAddress;
       this.#live.add(raw);
       raw.once('close', () => this.#live.delete(raw));
     });
     this.server.on('tlsClientError', (e, socket) => {
-      // A client certificate from another CA, or none: refused by the TLS layer.
-      this.#log({ event: 'keyserver_client_refused', remote: socket.remoteAddress, reason: (e as NodeJS.ErrnoException).code ?? e.message });
+      // A client certificate from another CA, none, or no TLS at all: refused
+      // by the TLS layer. Say which, and who.
+      const { reason, error } = classifyRefusal(e, socket);
+      const raw = (socket as tls.TLSSocket & { _parent?: Socket })._parent ?? socket;
+      this.#refusals.set(reason, (this.#refusals.get(reason) ?? 0) + 1);
+      this.#log({ event: 'keyserver_client_refused', remote: raw.remoteAddress ?? null, remotePort: raw.remotePort ?? null, reason, error });
       socket.destroy();
     });
   }
@@ -201,6 +240,37 @@ export class KeyServer {
     }
     this.#keys = keys;
     this.#policies = policies;
+  }
+
+  /** Clients refused before any request, by reason (see {@link KeyServerRefusal}). */
+  refusals(): Record<KeyServerRefusal, number> {
+    return {
+      certificate_rejected: this.#refusals.get('certificate_rejected') ?? 0,
+      no_certificate: this.#refusals.get('no_certificate') ?? 0,
+      dropped: this.#refusals.get('dropped') ?? 0,
+      tls_error: this.#refusals.get('tls_error') ?? 0,
+    };
+  }
+
+  /**
+   * Prometheus text: connections accepted, clients refused by reason, and
+   * operations by op and result (the audit log's `result`).
+   */
+  renderMetrics(): string {
+    const lines = [
+      '# HELP ech_keyserver_connections_total Front-end connections that completed the mutually authenticated TLS handshake.',
+      '# TYPE ech_keyserver_connections_total counter',
+      `ech_keyserver_connections_total ${this.#connections}`,
+      '# HELP ech_keyserver_clients_refused_total Connections refused before any request, by reason.',
+      '# TYPE ech_keyserver_clients_refused_total counter',
+    ];
+    for (const [reason, n] of Object.entries(this.refusals())) lines.push(`ech_keyserver_clients_refused_total{reason="${reason}"} ${n}`);
+    lines.push('# HELP ech_keyserver_requests_total Key operations by op and result.', '# TYPE ech_keyserver_requests_total counter');
+    for (const [k, n] of this.#requests) {
+      const [op, result] = k.split('|');
+      lines.push(`ech_keyserver_requests_total{op="${op}",result="${result}"} ${n}`);
+    }
+    return `${lines.join('\n')}\n`;
   }
 
   /** Key ids (hex) and labels of the keys held; public information. */
@@ -254,6 +324,7 @@ export class KeyServer {
 
   #connection(socket: tls.TLSSocket, idleMs: number): void {
     this.#live.add(socket);
+    this.#connections++;
     const names = peerNames(socket);
     const policy = this.#policyFor(names);
     const client = policy?.name ?? names[0] ?? '(unnamed)';
@@ -316,6 +387,9 @@ export class KeyServer {
       else status = KeylessStatus.internal;
       payload = new Uint8Array(Buffer.from(e instanceof Refusal || e instanceof EchError ? e.message : 'internal error', 'utf8').subarray(0, 512));
     }
+    const result = keylessStatusName(status);
+    const counter = `${op}|${result}`;
+    this.#requests.set(counter, (this.#requests.get(counter) ?? 0) + 1);
     if (req.op !== KeylessOp.ping || status !== KeylessStatus.ok) {
       this.#audit({
         event: 'keyless_op',
@@ -325,7 +399,7 @@ export class KeyServer {
         ...(req.op === KeylessOp.sign ? { scheme: `0x${req.param.toString(16).padStart(4, '0')}` } : {}),
         client,
         remote,
-        result: keylessStatusName(status),
+        result,
         durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
       });
     }
