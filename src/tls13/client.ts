@@ -801,7 +801,9 @@ export class ClientConnection {
     this.sendClientFinished();
     this.records.setReadKeys(suite, trafficKeys(suite, ap.server));
     this.records.setWriteKeys(suite, trafficKeys(suite, ap.client));
-    this.records.allowChangeCipherSpec(false);
+    // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
+    // record not protected, is an unexpected record.
+    this.records.peerFinished();
     if (this.echDecision === 'rejected') {
       // RFC 9849 §6.1.6: "If both authentication and the handshake complete
       // successfully, the client MUST perform the processing described below

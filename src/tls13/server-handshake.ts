@@ -984,8 +984,9 @@ export class ServerConnection {
     this.requireRecordBoundary('Finished');
     this.transcript!.update(m.raw);
     this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret!));
-    // §5: change_cipher_spec after the peer's Finished is an unexpected record.
-    this.records.allowChangeCipherSpec(false);
+    // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
+    // record not protected, is an unexpected record.
+    this.records.peerFinished();
     this.records.skipUndecryptable(0);
     this.resumptionSecret = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
     this.stateValue = 'connected';
