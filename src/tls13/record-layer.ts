@@ -16,8 +16,13 @@ import type { TrafficKeys } from './key-schedule.js';
 
 /**
  * Zero-length records accepted in a row before `unexpected_message`
- * (BoringSSL's kMaxEmptyRecords).
+ * (BoringSSL's kMaxEmptyRecords). Application data records may be empty
+ * (RFC 9846 §5.1); handshake and alert records never.
  * @group Server
+ * @example
+ * ```ts
+ * for (let i = 0; i <= MAX_EMPTY_RECORDS; i++) peer.send(emptyRecord()); // the last one: unexpected_message
+ * ```
  */
 export const MAX_EMPTY_RECORDS = 32;
 
