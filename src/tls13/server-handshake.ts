@@ -167,7 +167,7 @@ const EARLY_DATA_SKIP = 1 << 16;
  */
 export const MAX_PSK_IDENTITIES = 5;
 
-/** Longest ticket_nonce we send: a big-endian per-connection counter. */
+/** Length of the ticket_nonce we send: a big-endian per-connection counter. */
 const TICKET_NONCE_LENGTH = 8;
 
 /** The parts of a ClientHello the negotiation reads. */
