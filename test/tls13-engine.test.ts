@@ -14,7 +14,7 @@ import { KeySchedule, trafficKeys, finishedVerifyData } from '../src/tls13/key-s
 import { suiteById } from '../src/tls13/suites.js';
 import { readRecord, encodeHandshake } from '../src/tls/record.js';
 import { decodeServerHello, encodeServerHello, isHelloRetryRequest } from '../src/tls/messages.js';
-import { decodeClientHello, encodeClientHello, findExtension } from '../src/tls/client-hello.js';
+import { decodeClientHello, encodeClientHello, findExtension, type ClientHello } from '../src/tls/client-hello.js';
 import {
   encodeServerName,
   decodeServerName,
@@ -234,6 +234,10 @@ describe('ECH seams', () => {
           .filter((e) => e.type !== ExtensionType.pre_shared_key)
           .map((e) => (e.type === ExtensionType.server_name ? { type: e.type, data: encodeServerName('public.test') } : e));
         outer.extensions.push({ type: INNER_EXT, data: inner.subarray(4) });
+        // As a real ClientHelloOuter, it offers ECH: the server may answer
+        // with encrypted_client_hello in the HRR or EncryptedExtensions
+        // (RFC 9846 §4.2: a client rejects responses it did not ask for).
+        outer.extensions.push({ type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(0) });
         return encodeHandshake(HandshakeType.client_hello, encodeClientHello(outer));
       },
     });
@@ -284,7 +288,9 @@ describe('ECH seams', () => {
 
   test('rejection path: extra EncryptedExtensions reach the client', async () => {
     const calls: ClientHelloHookInfo[] = [];
-    const p = memoryPair(config({ onClientHello: hook(calls) }), clientOpts({ servername: 'public.test' }));
+    // The client offers ECH (a GREASE-like extension): retry_configs answer it.
+    const offerEch = (ch: ClientHello): ClientHello => ({ ...ch, extensions: [...ch.extensions, { type: ExtensionType.encrypted_client_hello, data: Uint8Array.of(0) }] });
+    const p = memoryPair(config({ onClientHello: hook(calls) }), clientOpts({ servername: 'public.test', mutateClientHello: offerEch }));
     await p.settle();
     expect(p.serverErrors).toEqual([]);
     const ext = findExtension(p.clientInfo!.encryptedExtensions, 0xfe0d);

@@ -382,14 +382,37 @@ describe('hostile peers in memory (protected records)', () => {
   });
 
   test('a fatal alert from the peer closes without an answer', async () => {
-    const p = memoryPair(cfg(), clientOpts());
+    class Alerter extends ClientConnection {
+      sendFatal(): void {
+        this.sink.send(this.records.encodeAlert('handshake_failure'));
+      }
+    }
+    let c: Alerter | undefined;
+    const p = memoryPair(cfg(), clientOpts(), { makeClient: (o, s) => (c = new Alerter(o, s)) });
     await p.settle();
     const before = p.wire.server.length;
     await expect(p.server.receive(new Uint8Array(0))).resolves.toBeUndefined();
-    // An unprotected alert after keys is still understood (peer failed early).
-    await expect(p.server.receive(Uint8Array.of(21, 3, 3, 0, 2, 2, 40))).rejects.toMatchObject({ code: 'ERR_ALERT_RECEIVED', alert: 'handshake_failure' });
+    c!.sendFatal();
+    await p.settle();
+    expect(p.serverErrors).toMatchObject([{ code: 'ERR_ALERT_RECEIVED', alert: 'handshake_failure' }]);
     expect(p.wire.server.length).toBe(before);
     expect(p.server.state).toBe('closed');
+  });
+
+  test('an unprotected alert during the handshake is still understood (the peer failed before its keys)', async () => {
+    // Hold the client's Finished back: the server waits for it under the
+    // client's handshake key.
+    const p = memoryPair(cfg(), clientOpts(), { clientToServer: (b, i) => (i >= 1 ? new Uint8Array(0) : b) });
+    await p.settle();
+    expect(p.server.state).toBe('wait_finished');
+    await expect(p.server.receive(Uint8Array.of(21, 3, 3, 0, 2, 2, 42))).rejects.toMatchObject({ code: 'ERR_ALERT_RECEIVED', alert: 'bad_certificate' });
+  });
+
+  test('an unprotected alert after the handshake is unexpected_message (RFC 9846 §5), not the peer\'s word', async () => {
+    const p = memoryPair(cfg(), clientOpts());
+    await p.settle();
+    await expect(p.server.receive(Uint8Array.of(21, 3, 3, 0, 2, 2, 40))).rejects.toMatchObject({ code: 'ERR_UNEXPECTED_MESSAGE', alert: 'unexpected_message' });
+    await expect(p.server.receive(Uint8Array.of(21, 3, 3, 0, 2, 1, 0))).rejects.toMatchObject({ alert: 'unexpected_message' });
   });
 });
 

@@ -34,7 +34,7 @@ import {
   SignatureScheme,
 } from '../tls/constants.js';
 import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
-import { encodeClientHelloMessage, findExtension, type ClientHello, type Extension } from '../tls/client-hello.js';
+import { decodeClientHello, encodeClientHelloMessage, findExtension, type ClientHello, type Extension } from '../tls/client-hello.js';
 import {
   decodeCookie,
   encodeAlpn,
@@ -145,6 +145,47 @@ export class EchRejectedError extends EchError {
     this.authenticated = authenticated;
   }
 }
+
+/** Server messages that carry extension responses (RFC 9846 §4.2). */
+type ResponseMessage = 'SH' | 'HRR' | 'EE' | 'CT';
+
+/**
+ * RFC 9846 §4.2, the extensions table: where the extensions this library
+ * recognizes may appear among the server's messages that answer a
+ * ClientHello (TLS 1.2-only extensions appear in none).
+ */
+const RESPONSE_MESSAGES: ReadonlyMap<number, readonly ResponseMessage[]> = new Map<number, readonly ResponseMessage[]>([
+  [ExtensionType.server_name, ['EE']],
+  [ExtensionType.max_fragment_length, []],
+  [ExtensionType.status_request, ['CT']],
+  [ExtensionType.supported_groups, ['EE']],
+  [ExtensionType.ec_point_formats, []],
+  [ExtensionType.signature_algorithms, []],
+  [ExtensionType.use_srtp, ['EE']],
+  [ExtensionType.heartbeat, ['EE']],
+  [ExtensionType.application_layer_protocol_negotiation, ['EE']],
+  [ExtensionType.signed_certificate_timestamp, ['CT']],
+  [ExtensionType.client_certificate_type, ['EE']],
+  [ExtensionType.server_certificate_type, ['EE']],
+  [ExtensionType.padding, []],
+  [ExtensionType.extended_master_secret, []],
+  [ExtensionType.compress_certificate, []],
+  [ExtensionType.record_size_limit, ['EE']],
+  [ExtensionType.session_ticket, []],
+  [ExtensionType.pre_shared_key, ['SH']],
+  [ExtensionType.early_data, ['EE']],
+  [ExtensionType.supported_versions, ['SH', 'HRR']],
+  [ExtensionType.cookie, ['HRR']],
+  [ExtensionType.psk_key_exchange_modes, []],
+  [ExtensionType.certificate_authorities, []],
+  [ExtensionType.oid_filters, []],
+  [ExtensionType.post_handshake_auth, []],
+  [ExtensionType.signature_algorithms_cert, []],
+  [ExtensionType.key_share, ['SH', 'HRR']],
+  [ExtensionType.renegotiation_info, []],
+  [ExtensionType.ech_outer_extensions, []],
+  [ExtensionType.encrypted_client_hello, ['HRR', 'EE']],
+]);
 
 /** Offset of an extension's data inside a ServerHello/HelloRetryRequest message (header included), or -1. */
 function serverHelloExtensionOffset(raw: Uint8Array, type: number): number {
@@ -370,6 +411,8 @@ export class ClientConnection {
   /** Real ECH: decided at the HelloRetryRequest or the ServerHello. */
   private echDecision: 'accepted' | 'rejected' | undefined;
   private retryConfigs: Uint8Array | undefined;
+  /** Extension types of the last ClientHello sent (engine's and wire's). */
+  private offered = new Set<number>();
 
   constructor(options: ClientOptions, sink: ClientSink) {
     this.options = options;
@@ -576,6 +619,11 @@ export class ClientConnection {
         ? o.ech.outerClientHello(ch, message, retry, this.echDecision === 'accepted')
         : (o.wireClientHello?.(message, retry) ?? message);
     if (!retry) this.firstWire = wire;
+    // What the server may answer (RFC 9846 §4.2): the extensions of the
+    // hello the transcript uses and of the one on the wire (they differ with
+    // ECH: the server answers ClientHelloInner or ClientHelloOuter).
+    this.offered = new Set(ch.extensions.map((e) => e.type));
+    if (wire !== message) for (const e of decodeClientHello(wire.subarray(4)).extensions) this.offered.add(e.type);
     // RFC 9849 §6.1.5/§6.1.6: the transcript holds the ClientHellos the
     // server used: ClientHelloInner once ECH is accepted, ClientHelloOuter
     // once it is rejected.
@@ -614,7 +662,9 @@ export class ClientConnection {
     if (!sv || decodeSupportedVersionSelected(sv.data) !== ProtocolVersion.TLS13) {
       throw new EchError('ERR_PROTOCOL', 'protocol_version', 'server did not select TLS 1.3');
     }
-    if (isHelloRetryRequest(sh)) return this.readHelloRetryRequest(m, sh, suite);
+    const hrr = isHelloRetryRequest(sh);
+    this.checkResponseExtensions(sh.extensions, hrr ? 'HRR' : 'SH');
+    if (hrr) return this.readHelloRetryRequest(m, sh, suite);
     if (this.helloRetry && suite !== this.suite) throw new IllegalParameterError('cipher suite changed after HelloRetryRequest');
     this.suite = suite;
     this.serverRandom = sh.random;
@@ -721,8 +771,31 @@ export class ClientConnection {
 
   // ------------------------------------------------------------- server flight
 
+  /**
+   * RFC 9846 §4.2: "Implementations MUST NOT send extension responses (i.e.,
+   * in the ServerHello, EncryptedExtensions, HelloRetryRequest, and
+   * Certificate messages) if the remote endpoint did not send the
+   * corresponding extension requests, with the exception of the "cookie"
+   * extension in the HelloRetryRequest. Upon receiving such an extension, an
+   * endpoint MUST abort the handshake with an "unsupported_extension" alert."
+   * And: "If an implementation receives an extension which it recognizes and
+   * which is not specified for the message in which it appears, it MUST abort
+   * the handshake with an "illegal_parameter" alert."
+   */
+  private checkResponseExtensions(exts: readonly Extension[], where: ResponseMessage): void {
+    for (const e of exts) {
+      const name = `0x${e.type.toString(16).padStart(4, '0')}`;
+      if (!this.offered.has(e.type) && !(where === 'HRR' && e.type === ExtensionType.cookie)) {
+        throw new EchError('ERR_PROTOCOL', 'unsupported_extension', `extension ${name} in ${where} was not offered`);
+      }
+      const allowed = RESPONSE_MESSAGES.get(e.type);
+      if (allowed && !allowed.includes(where)) throw new IllegalParameterError(`extension ${name} is not allowed in ${where}`);
+    }
+  }
+
   private readEncryptedExtensions(m: HandshakeMessage): void {
     this.ee = decodeEncryptedExtensions(m.body);
+    this.checkResponseExtensions(this.ee, 'EE');
     this.readEchEncryptedExtension(findExtension(this.ee, ExtensionType.encrypted_client_hello));
     const alpn = findExtension(this.ee, ExtensionType.application_layer_protocol_negotiation);
     if (alpn) {
@@ -761,6 +834,7 @@ export class ClientConnection {
     if (c.certificateRequestContext.length !== 0) throw new IllegalParameterError('non-empty certificate_request_context');
     // §4.4.2.4: an empty Certificate from a server → "decode_error".
     if (c.entries.length === 0) throw new DecodeError('server sent no certificate');
+    for (const e of c.entries) this.checkResponseExtensions(e.extensions, 'CT');
     try {
       this.certs = c.entries.map((e) => new X509Certificate(Buffer.from(e.data)));
     } catch (cause) {
@@ -801,7 +875,9 @@ export class ClientConnection {
     this.sendClientFinished();
     this.records.setReadKeys(suite, trafficKeys(suite, ap.server));
     this.records.setWriteKeys(suite, trafficKeys(suite, ap.client));
-    this.records.allowChangeCipherSpec(false);
+    // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
+    // record not protected, is an unexpected record.
+    this.records.peerFinished();
     if (this.echDecision === 'rejected') {
       // RFC 9849 §6.1.6: "If both authentication and the handshake complete
       // successfully, the client MUST perform the processing described below

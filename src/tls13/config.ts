@@ -168,7 +168,11 @@ export interface EchServerOptions {
    * `sessionTimeout`.
    */
   ticketKeys?: Uint8Array;
-  /** Tickets sent after each handshake (default 1; 0 disables). */
+  /**
+   * Tickets sent after each handshake (default 1; 0 disables): an integer
+   * from 0 to {@link MAX_SESSION_TICKETS}, else {@link resolveServerConfig}
+   * throws `InvalidArgumentError`.
+   */
   sessionTickets?: number;
   /** Abort a handshake not finished after this many ms (default 120000). */
   handshakeTimeout?: number;
@@ -201,6 +205,17 @@ export interface ServerConfig {
   onClientHello: ClientHelloHook | undefined;
   maxHandshakeSize: number;
 }
+
+/**
+ * Most session tickets sent after one handshake (`sessionTickets`). A client
+ * keeps one ticket per future connection; OpenSSL and BoringSSL send 2, Go 1.
+ * @group Server
+ * @example
+ * ```ts
+ * resolveServerConfig({ key, cert, sessionTickets: MAX_SESSION_TICKETS });
+ * ```
+ */
+export const MAX_SESSION_TICKETS = 16;
 
 function decodeAlpnWire(b: Uint8Array): string[] {
   const out: string[] = [];
@@ -254,7 +269,11 @@ export function resolveServerConfig(options: EchServerOptions): ServerConfig {
   const timeout = options.sessionTimeout ?? 300;
   if (!(timeout >= 0)) throw new InvalidArgumentError('sessionTimeout must be >= 0');
   const lifetime = Math.min(Math.floor(timeout), 604800);
-  const ticketCount = lifetime === 0 ? 0 : (options.sessionTickets ?? 1);
+  const tickets = options.sessionTickets ?? 1;
+  if (!Number.isInteger(tickets) || tickets < 0 || tickets > MAX_SESSION_TICKETS) {
+    throw new InvalidArgumentError(`sessionTickets must be an integer from 0 to ${MAX_SESSION_TICKETS}, got ${String(options.sessionTickets)}`);
+  }
+  const ticketCount = lifetime === 0 ? 0 : tickets;
   let alpn: string[] | undefined;
   if (options.ALPNProtocols !== undefined) {
     alpn = Array.isArray(options.ALPNProtocols) ? [...options.ALPNProtocols] : decodeAlpnWire(options.ALPNProtocols as Uint8Array);

@@ -12,12 +12,14 @@ export { TlsSocket, readClientHelloFrom, type TlsSocketStart, type CipherInfo } 
 export {
   ServerConnection,
   PeerAlertError,
+  MAX_PSK_IDENTITIES,
   type ConnectionSink,
   type HandshakeInfo,
   type ServerState,
 } from './server-handshake.js';
 export {
   resolveServerConfig,
+  MAX_SESSION_TICKETS,
   type EchServerOptions,
   type ServerConfig,
   type ClientHelloHook,
@@ -49,7 +51,7 @@ export {
   type PrivateKeyInput,
 } from './certificates.js';
 export { KeySchedule, trafficKeys, nextTrafficSecret, finishedVerifyData, resumptionPsk, exportKeyingMaterial, type TrafficKeys } from './key-schedule.js';
-export { RecordLayer, RecordProtection, type PlainRecord } from './record-layer.js';
+export { RecordLayer, RecordProtection, MAX_EMPTY_RECORDS, type PlainRecord } from './record-layer.js';
 export { SUITES, suiteById, parseCipherList, type CipherSuiteParams } from './suites.js';
 export { SUPPORTED_GROUPS, generateEphemeralKey, parseEcdhCurve, groupName, type EphemeralKey } from './groups.js';
 export { TicketKeys, type TicketState } from './tickets.js';

@@ -15,6 +15,18 @@ import type { CipherSuiteParams } from './suites.js';
 import type { TrafficKeys } from './key-schedule.js';
 
 /**
+ * Zero-length records accepted in a row before `unexpected_message`
+ * (BoringSSL's kMaxEmptyRecords). Application data records may be empty
+ * (RFC 9846 §5.1); handshake and alert records never.
+ * @group Server
+ * @example
+ * ```ts
+ * for (let i = 0; i <= MAX_EMPTY_RECORDS; i++) peer.send(emptyRecord()); // the last one: unexpected_message
+ * ```
+ */
+export const MAX_EMPTY_RECORDS = 32;
+
+/**
  * AEAD protection of one direction (RFC 8446bis §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
  * @group Server
@@ -180,6 +192,10 @@ export class RecordLayer {
   /** Whether an unprotected change_cipher_spec may still be dropped. */
   private ccsAllowed = false;
   private ccsDropped = false;
+  /** Whether an unprotected alert is still understood once read keys are set. */
+  private plainAlertsAllowed = true;
+  /** Zero-length records received in a row. */
+  private emptyRun = 0;
   /** Bytes of undecryptable (rejected 0-RTT) records still allowed to be skipped. */
   private skipBudget = 0;
 
@@ -225,6 +241,21 @@ export class RecordLayer {
    */
   allowChangeCipherSpec(allowed: boolean): void {
     this.ccsAllowed = allowed && !this.ccsDropped;
+  }
+
+  /**
+   * The peer's Finished was received (RFC 9846 §5): from now on every record
+   * must be protected. A change_cipher_spec record "after the peer's Finished
+   * message ... MUST be treated as an unexpected record type", and so is an
+   * unprotected alert (the peer has had its handshake keys since it sent
+   * Finished): both abort with `unexpected_message`, where accepting a
+   * forged clear-text close_notify would let an on-path attacker truncate the
+   * connection.
+   */
+  peerFinished(): void {
+    this.ccsAllowed = false;
+    this.ccsDropped = true;
+    this.plainAlertsAllowed = false;
   }
 
   /**
@@ -305,22 +336,23 @@ export class RecordLayer {
           }
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before keys were established');
         }
-        return { type, content: fragment.slice(), protected: false };
+        return this.plain(type, fragment, false);
       }
-      // Protected records always travel as opaque_type application_data;
-      // alerts may still arrive in the clear if the peer failed before
-      // deriving keys.
+      // RFC 9846 §5.2: protected records always travel as opaque_type
+      // application_data. NOTE: during the handshake an alert may still
+      // arrive in the clear from a peer that failed before it switched to its
+      // handshake keys (OpenSSL clients send certificate alerts that way);
+      // after the peer's Finished it cannot, see peerFinished().
       if (type !== ContentType.application_data) {
-        if (type === ContentType.alert) return { type, content: fragment.slice(), protected: false };
+        if (type === ContentType.alert && this.plainAlertsAllowed) return this.plain(type, fragment, false);
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unprotected record of type ${type} after keys were established`);
       }
       if (this.skipBudget > 0) {
         // RFC 8446bis §4.2.10: skip records that fail to deprotect (rejected
         // early data), up to max_early_data_size.
+        let r: { type: number; content: Uint8Array };
         try {
-          const r = this.reader.open(header, fragment);
-          this.skipBudget = 0;
-          return { ...r, protected: true };
+          r = this.reader.open(header, fragment);
         } catch (e) {
           if (e instanceof EchError && e.alert === 'bad_record_mac' && this.skipBudget >= length) {
             this.skipBudget -= length;
@@ -329,10 +361,43 @@ export class RecordLayer {
           }
           throw e;
         }
+        this.skipBudget = 0;
+        return this.plain(r.type, r.content, true);
       }
       const r = this.reader.open(header, fragment);
-      return { ...r, protected: true };
+      return this.plain(r.type, r.content, true);
     }
+  }
+
+  /** Checks shared by every record handed up (protected or not). */
+  private plain(type: number, content: Uint8Array, isProtected: boolean): PlainRecord {
+    if (isProtected && type !== ContentType.handshake && type !== ContentType.alert && type !== ContentType.application_data) {
+      // RFC 9846 §5: "An implementation which ... receives a protected
+      // change_cipher_spec record MUST abort the handshake with an
+      // "unexpected_message" alert"; any other inner type is an unexpected
+      // record type ("MUST terminate the connection with an
+      // "unexpected_message" alert").
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `protected record of content type ${type}`);
+    }
+    if (content.length === 0) {
+      // RFC 9846 §5.4: "Implementations MUST NOT send Handshake and Alert
+      // records that have a zero-length TLSInnerPlaintext.content; if such a
+      // message is received, the receiving implementation MUST terminate the
+      // connection with an "unexpected_message" alert." (§5.1 says the same
+      // of zero-length Handshake fragments in the clear.)
+      if (type !== ContentType.application_data) {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `zero-length record of content type ${type}`);
+      }
+      // §5.1: zero-length application data "MAY be sent" as cover traffic,
+      // but a run of them costs a decryption each and moves nothing: like
+      // BoringSSL, allow MAX_EMPTY_RECORDS in a row, then "unexpected_message".
+      if (++this.emptyRun > MAX_EMPTY_RECORDS) {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `more than ${MAX_EMPTY_RECORDS} empty records in a row`);
+      }
+    } else {
+      this.emptyRun = 0;
+    }
+    return { type, content: isProtected ? content : content.slice(), protected: isProtected };
   }
 
   /**

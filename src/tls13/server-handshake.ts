@@ -155,6 +155,21 @@ const KEY_UPDATE_AFTER_RECORDS = 1n << 24n;
 /** Bytes of rejected 0-RTT data we skip (RFC 8446bis §4.2.10). */
 const EARLY_DATA_SKIP = 1 << 16;
 
+/**
+ * PSK identities of one ClientHello we try to open, in order (Go's
+ * maxClientPSKIdentities): the rest are ignored, so a hello stuffed with
+ * bogus identities costs at most this many ticket decryptions.
+ * @group Server
+ * @example
+ * ```ts
+ * const tried = offered.identities.slice(0, MAX_PSK_IDENTITIES);
+ * ```
+ */
+export const MAX_PSK_IDENTITIES = 5;
+
+/** Length of the ticket_nonce we send: a big-endian per-connection counter. */
+const TICKET_NONCE_LENGTH = 8;
+
 /** The parts of a ClientHello the negotiation reads. */
 interface HelloFacts {
   ch: ParsedClientHello;
@@ -169,6 +184,8 @@ interface HelloFacts {
   pskExt: Extension | undefined;
   earlyData: boolean;
   hook: ClientHelloHookResult;
+  /** The first MAX_PSK_IDENTITIES offered tickets, opened once (see `openOfferedTickets`). */
+  opened?: Array<TicketState | undefined>;
 }
 
 /**
@@ -220,7 +237,7 @@ export class ServerConnection {
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
-  private ticketNonce = 0;
+  private ticketNonce = 0n;
   /** KeyUpdate messages sent and received so far. */
   readonly keyUpdates = { sent: 0, received: 0 };
 
@@ -705,13 +722,25 @@ export class ServerConnection {
     return suite;
   }
 
+  /**
+   * Open the offered tickets once per ClientHello: only the first
+   * {@link MAX_PSK_IDENTITIES} identities (RFC 9846 §4.2.11: the server
+   * picks "a single key" from the offered PSKs, it need not try them all).
+   */
+  private openOfferedTickets(facts: HelloFacts): Array<TicketState | undefined> {
+    if (facts.opened) return facts.opened;
+    const tickets = this.config.tickets!;
+    const identities = decodeOfferedPsks(facts.pskExt!.data).identities.slice(0, MAX_PSK_IDENTITIES);
+    facts.opened = identities.map((id) => tickets.open(id.identity));
+    return facts.opened;
+  }
+
   /** Hash of the first offered ticket we could resume (binder not checked yet). */
   private resumableHash(facts: HelloFacts): HashName | undefined {
     const tickets = this.config.tickets;
     if (!facts.pskExt || !tickets || !facts.pskModes?.includes(PskKeyExchangeMode.psk_dhe_ke)) return undefined;
     const now = Date.now();
-    for (const id of decodeOfferedPsks(facts.pskExt.data).identities) {
-      const state = tickets.open(id.identity);
+    for (const state of this.openOfferedTickets(facts)) {
       if (!state || now - state.createdAt > state.lifetime * 1000 || state.servername !== (facts.servername ?? '')) continue;
       const s = suiteById(state.suite);
       if (s) return s.hash;
@@ -737,8 +766,9 @@ export class ServerConnection {
     // §4.2.9: only psk_dhe_ke is offered by this server.
     if (!tickets || !facts.pskModes!.includes(PskKeyExchangeMode.psk_dhe_ke)) return undefined;
     const now = Date.now();
-    for (let i = 0; i < offered.identities.length; i++) {
-      const state = tickets.open(offered.identities[i]!.identity);
+    const opened = this.openOfferedTickets(facts);
+    for (let i = 0; i < opened.length; i++) {
+      const state = opened[i];
       if (!state) continue;
       const original = suiteById(state.suite);
       // §4.2.11: the PSK's hash must be the selected suite's hash.
@@ -984,8 +1014,9 @@ export class ServerConnection {
     this.requireRecordBoundary('Finished');
     this.transcript!.update(m.raw);
     this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret!));
-    // §5: change_cipher_spec after the peer's Finished is an unexpected record.
-    this.records.allowChangeCipherSpec(false);
+    // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
+    // record not protected, is an unexpected record.
+    this.records.peerFinished();
     this.records.skipUndecryptable(0);
     this.resumptionSecret = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
     this.stateValue = 'connected';
@@ -1002,8 +1033,11 @@ export class ServerConnection {
     const info = this.negotiated!;
     const messages: Uint8Array[] = [];
     for (let i = 0; i < this.config.ticketCount; i++) {
-      // §4.6.1: a distinct nonce per ticket of this connection.
-      const nonce = Uint8Array.of(this.ticketNonce++ & 0xff);
+      // RFC 9846 §4.6.1: ticket_nonce is "A per-ticket value that is unique
+      // across all tickets issued on this connection": an 8-byte counter
+      // (opaque ticket_nonce<0..255>), which cannot wrap.
+      const nonce = new Uint8Array(TICKET_NONCE_LENGTH);
+      new DataView(nonce.buffer).setBigUint64(0, this.ticketNonce++);
       const ageAdd = randomInt(0, 0xffffffff);
       const ticket = tickets.seal({
         suite: suite.id,
