@@ -210,6 +210,8 @@ export interface TestChainCert {
   notBefore?: Date;
   /** End of validity (default: in two days). */
   notAfter?: Date;
+  /** Digest the issuer signs with (default sha256). */
+  digest?: string;
 }
 
 /** A root, intermediates and a leaf, each with its own extensions and dates. */
@@ -320,7 +322,7 @@ export async function makeTestChain(spec: TestChainSpec): Promise<TestChain> {
         'ca', '-batch', '-notext', '-config', cnfPath, ...issuer, '-in', csr, '-out', cert,
         '-startdate', caDate(c.notBefore ?? new Date(now - 3600_000)),
         '-enddate', caDate(c.notAfter ?? new Date(now + 2 * 86400_000)),
-        '-extfile', extPath, '-extensions', `e${i}`,
+        '-extfile', extPath, '-extensions', `e${i}`, '-md', c.digest ?? 'sha256',
       ]);
       await rm(csr, { force: true });
       paths.push({ cert, key });
