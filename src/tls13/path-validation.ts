@@ -176,6 +176,8 @@ const OID = {
   nameConstraints: '2.5.29.30',
   certificatePolicies: '2.5.29.32',
   crlDistributionPoints: '2.5.29.31',
+  subjectKeyIdentifier: '2.5.29.14',
+  authorityKeyIdentifier: '2.5.29.35',
   serverAuth: '1.3.6.1.5.5.7.3.1',
 } as const;
 
@@ -227,6 +229,10 @@ interface CertInfo {
   keyUsage?: Uint8Array;
   /** extendedKeyUsage OIDs, when present. */
   extKeyUsage?: string[];
+  /** subjectKeyIdentifier, when present. */
+  skid?: Uint8Array;
+  /** authorityKeyIdentifier's keyIdentifier, when present. */
+  akid?: Uint8Array;
 }
 
 /*
@@ -329,6 +335,21 @@ function parseCertificate(x509: X509Certificate): CertInfo {
     while (!s.empty) purposes.push(readOid(s, 'KeyPurposeId'));
     info.extKeyUsage = purposes;
   }
+  const ski = extensions.get(OID.subjectKeyIdentifier);
+  if (ski) {
+    // SubjectKeyIdentifier ::= KeyIdentifier ::= OCTET STRING
+    const r = new Reader(ski.value);
+    info.skid = expectTlv(r, 0x04, 'subjectKeyIdentifier').rest();
+    r.end('subjectKeyIdentifier');
+  }
+  const aki = extensions.get(OID.authorityKeyIdentifier);
+  if (aki) {
+    // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT KeyIdentifier OPTIONAL, … }
+    const r = new Reader(aki.value);
+    const s = expectTlv(r, 0x30, 'authorityKeyIdentifier');
+    r.end('authorityKeyIdentifier');
+    if (!s.empty && new Reader(aki.value, s.offset).u8() === 0x80) info.akid = expectTlv(s, 0x80, 'keyIdentifier').rest();
+  }
   return info;
 }
 
@@ -417,7 +438,7 @@ function buildPath(chain: readonly X509Certificate[], roots: readonly X509Certif
     if (trusted.has(cur.x509.fingerprint256)) return path;
     let badSignature = false;
     const issuedCur = (cand: CertInfo): boolean => {
-      if (!equalBytes(cur.issuer, cand.subject) && !cur.x509.checkIssued(cand.x509)) return false;
+      if (!likelyIssued(cur, cand)) return false;
       if (++checks > MAX_SIGNATURE_CHECKS) {
         throw new CertificateError('bad_certificate', 'untrusted', `more than ${MAX_SIGNATURE_CHECKS} signature checks to build a path`);
       }
@@ -449,6 +470,18 @@ function buildPath(chain: readonly X509Certificate[], roots: readonly X509Certif
     path.push(next);
     used.add(next);
   }
+}
+
+/**
+ * Could `parent` have issued `child` (before the signature is checked)? The
+ * issuer name is the parent's subject — byte for byte, or as OpenSSL
+ * compares names (`checkIssued`) — and the authority key identifier, when
+ * both sides have one, is the parent's subject key identifier (RFC 5280
+ * §4.2.1.1), as OpenSSL's issuer lookup requires.
+ */
+function likelyIssued(child: CertInfo, parent: CertInfo): boolean {
+  if (child.akid && parent.skid && !equalBytes(child.akid, parent.skid)) return false;
+  return equalBytes(child.issuer, parent.subject) || child.x509.checkIssued(parent.x509);
 }
 
 /** Self-issued: subject and issuer names are the same (RFC 5280 §6.1). */
