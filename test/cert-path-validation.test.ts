@@ -333,6 +333,23 @@ describe('malformed and degenerate input', () => {
       await Promise.all([c.cleanup(), other.cleanup()]);
     }
   }, 30_000);
+
+  test('a chain that needs more than 100 signature checks is given up: unknown_ca', async () => {
+    const c = await makeTestChain({ root: root(), intermediates: [ca('Int A')], leaf: leaf() });
+    // Another "CN=Int A" without a subject key identifier: its name matches the leaf's issuer, its signature check fails.
+    const decoy = await makeTestChain({ root: root(), intermediates: [ca('Int A', ['basicConstraints = critical,CA:TRUE', 'subjectKeyIdentifier = none', 'authorityKeyIdentifier = none'])], leaf: leafWith('authorityKeyIdentifier', undefined) });
+    try {
+      const decoys = Array.from({ length: 150 }, () => pems(decoy.untrustedPem)[0]!);
+      expect(ours([...pems(c.leafPem), ...decoys, ...pems(c.untrustedPem)], pems(c.rootPem), HOST)).toMatchObject({
+        ok: false,
+        error: { alert: 'unknown_ca', reason: 'untrusted' },
+      });
+      // The same chain with a few decoys still validates.
+      expect(ours([...pems(c.leafPem), ...decoys.slice(0, 5), ...pems(c.untrustedPem)], pems(c.rootPem), HOST)).toEqual({ ok: true });
+    } finally {
+      await Promise.all([c.cleanup(), decoy.cleanup()]);
+    }
+  }, 30_000);
 });
 
 // ------------------------------------------------------------ end to end

@@ -440,7 +440,7 @@ function buildPath(chain: readonly X509Certificate[], roots: readonly X509Certif
     const issuedCur = (cand: CertInfo): boolean => {
       if (!likelyIssued(cur, cand)) return false;
       if (++checks > MAX_SIGNATURE_CHECKS) {
-        throw new CertificateError('bad_certificate', 'untrusted', `more than ${MAX_SIGNATURE_CHECKS} signature checks to build a path`);
+        throw new CertificateError('unknown_ca', 'untrusted', `no path to a trusted CA within ${MAX_SIGNATURE_CHECKS} signature checks`);
       }
       if (cur.x509.verify(cand.x509.publicKey)) return true;
       badSignature = true;
