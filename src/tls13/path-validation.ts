@@ -448,6 +448,8 @@ function buildPath(chain: readonly X509Certificate[], roots: readonly X509Certif
     };
     let next: CertInfo | undefined;
     for (const r of roots) {
+      // Cheap name test first: only candidates are parsed.
+      if (r.subject !== cur.x509.issuer && !cur.x509.checkIssued(r)) continue;
       const info = infoOf(r, undefined);
       if (issuedCur(info)) {
         next = info;
