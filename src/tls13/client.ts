@@ -68,6 +68,7 @@ import {
   type ServerHello,
 } from '../tls/messages.js';
 import { certificateVerifyInput, verifyWithScheme } from './certificates.js';
+import { CertificateError, verifyServerChain } from './path-validation.js';
 import { generateEphemeralKey, parseEcdhCurve, type EphemeralKey } from './groups.js';
 import { KeySchedule, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
@@ -328,38 +329,6 @@ function loadCas(ca: ClientOptions['ca']): X509Certificate[] {
     for (const b of text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) out.push(new X509Certificate(b));
   }
   return out;
-}
-
-/**
- * Verify a server chain (leaf first) against trusted CAs and a host name.
- * Throws an {@link EchError} with `bad_certificate`, `unknown_ca` or
- * `certificate_expired`.
- * @group Client
- * @example
- * ```ts
- * verifyServerChain(chain, [caCert], 'example.com');
- * ```
- */
-export function verifyServerChain(chain: readonly X509Certificate[], roots: readonly X509Certificate[], host: string | undefined, now = new Date()): void {
-  if (chain.length === 0) throw new EchError('ERR_CERTIFICATE', 'bad_certificate', 'empty certificate chain');
-  for (const c of chain) {
-    if (now < new Date(c.validFrom) || now > new Date(c.validTo)) {
-      throw new EchError('ERR_CERTIFICATE', 'certificate_expired', `certificate ${c.subject} is not valid now`);
-    }
-  }
-  for (let i = 0; i + 1 < chain.length; i++) {
-    if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) {
-      throw new EchError('ERR_CERTIFICATE', 'bad_certificate', 'certificate chain is not in order');
-    }
-  }
-  const last = chain[chain.length - 1]!;
-  const anchored = roots.some(
-    (r) => r.fingerprint256 === last.fingerprint256 || (last.checkIssued(r) && last.verify(r.publicKey)),
-  );
-  if (!anchored) throw new EchError('ERR_CERTIFICATE', 'unknown_ca', 'certificate chain does not lead to a trusted CA');
-  if (host !== undefined && chain[0]!.checkHost(host) === undefined) {
-    throw new EchError('ERR_CERTIFICATE', 'bad_certificate', `certificate does not match ${host}`);
-  }
 }
 
 /**
@@ -838,7 +807,7 @@ export class ClientConnection {
     try {
       this.certs = c.entries.map((e) => new X509Certificate(Buffer.from(e.data)));
     } catch (cause) {
-      throw new EchError('ERR_CERTIFICATE', 'bad_certificate', 'unparsable certificate', { cause });
+      throw new CertificateError('bad_certificate', 'malformed', 'unparsable certificate', { cause });
     }
     if (this.options.rejectUnauthorized ?? true) {
       // RFC 9849 §6.1.7: on rejection "The client MUST verify that the

@@ -28,9 +28,9 @@ export {
   type AcceptConfirmation,
   type SniCallback,
 } from './config.js';
+export { verifyServerChain, CertificateError, type CertificateFailure } from './path-validation.js';
 export {
   ClientConnection,
-  verifyServerChain,
   type ClientOptions,
   type ClientSink,
   type ClientSession,

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,6 +185,166 @@ export async function makeTestPki(names: string[], opts: TestPkiOptions = {}): P
       keyPath,
       certPem,
       keyPem,
+      chainPath,
+      chainPem,
+      cleanup,
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+// ------------------------------------------------------------ chains with intermediates
+
+/** One certificate of a {@link TestChainSpec}. */
+export interface TestChainCert {
+  /** Subject CN; unique within the chain. */
+  cn: string;
+  /**
+   * X.509v3 extensions in OpenSSL config syntax, one per line, e.g.
+   * `basicConstraints = critical,CA:TRUE` or `1.3.6.1.4.1.55555.1 = critical,ASN1:NULL`.
+   */
+  extensions: readonly string[];
+  /** Start of validity (default: one hour ago). */
+  notBefore?: Date;
+  /** End of validity (default: in two days). */
+  notAfter?: Date;
+  /** Digest the issuer signs with (default sha256). */
+  digest?: string;
+}
+
+/** A root, intermediates and a leaf, each with its own extensions and dates. */
+export interface TestChainSpec {
+  root: TestChainCert;
+  /** Intermediates from the one the root signs down to the one that signs the leaf. */
+  intermediates: readonly TestChainCert[];
+  leaf: TestChainCert;
+}
+
+/** What {@link makeTestChain} wrote. Every key is ECDSA P-256. */
+export interface TestChain {
+  dir: string;
+  rootPath: string;
+  rootPem: string;
+  /** The intermediates, leaf side first, in one PEM file (empty string and no file without intermediates). */
+  untrustedPath: string | undefined;
+  untrustedPem: string;
+  leafPath: string;
+  leafPem: string;
+  /** Leaf private key (PKCS#8 PEM, mode 0600). */
+  leafKeyPath: string;
+  leafKeyPem: string;
+  /** Leaf, then the intermediates leaf side first: what a server presents. */
+  chainPath: string;
+  chainPem: string;
+  /** Removes the directory. */
+  cleanup(): Promise<void>;
+}
+
+/** Extensions of an ordinary CA certificate (root or intermediate). */
+export const CA_EXTENSIONS: readonly string[] = [
+  'basicConstraints = critical,CA:TRUE',
+  'keyUsage = critical,keyCertSign,cRLSign',
+  'subjectKeyIdentifier = hash',
+];
+
+/** Extensions of an ordinary TLS server certificate for `names`. */
+export function leafExtensions(names: readonly string[]): string[] {
+  return [
+    'basicConstraints = critical,CA:FALSE',
+    'keyUsage = critical,digitalSignature',
+    'extendedKeyUsage = serverAuth',
+    'subjectKeyIdentifier = hash',
+    'authorityKeyIdentifier = keyid',
+    `subjectAltName = ${names.map(sanEntry).join(',')}`,
+  ];
+}
+
+/** `openssl ca` date: YYYYMMDDHHMMSSZ. */
+function caDate(d: Date): string {
+  return d.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+/**
+ * Builds a chain root → intermediates → leaf with `openssl ca`, which takes
+ * explicit validity dates (OpenSSL 3.0's `x509` only has `-days`). Each
+ * certificate gets exactly the extensions its spec lists.
+ */
+export async function makeTestChain(spec: TestChainSpec): Promise<TestChain> {
+  const dir = await mkdtemp(join(tmpdir(), 'ech-chain-'));
+  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  try {
+    const certs = [spec.root, ...spec.intermediates, spec.leaf];
+    const cnfPath = join(dir, 'ca.cnf');
+    const extPath = join(dir, 'ext.cnf');
+    await mkdir(join(dir, 'newcerts'));
+    await writeFile(join(dir, 'index.txt'), '');
+    // First byte 0x10..0x7f: a positive serial that is always minimal DER.
+    await writeFile(join(dir, 'serial'), `${(0x10 + (randomBytes(1)[0]! % 0x70)).toString(16)}${randomBytes(7).toString('hex')}\n`);
+    await writeFile(
+      cnfPath,
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        'CN = placeholder',
+        '[ca]',
+        'default_ca = CA_default',
+        '[CA_default]',
+        `database = ${join(dir, 'index.txt')}`,
+        `new_certs_dir = ${join(dir, 'newcerts')}`,
+        `serial = ${join(dir, 'serial')}`,
+        'default_md = sha256',
+        'policy = policy_any',
+        'unique_subject = no',
+        'copy_extensions = none',
+        'email_in_dn = no',
+        '[policy_any]',
+        'commonName = supplied',
+        '',
+      ].join('\n'),
+    );
+    await writeFile(extPath, certs.map((c, i) => [`[e${i}]`, ...c.extensions].join('\n')).join('\n') + '\n');
+
+    const now = Date.now();
+    const paths: { cert: string; key: string }[] = [];
+    for (let i = 0; i < certs.length; i++) {
+      const c = certs[i]!;
+      const key = join(dir, `c${i}.key`);
+      const csr = join(dir, `c${i}.csr`);
+      const cert = join(dir, `c${i}.pem`);
+      await generateKey('ec', key);
+      await openssl(['req', '-new', '-config', cnfPath, '-key', key, '-subj', `/CN=${c.cn}`, '-out', csr]);
+      const issuer = i === 0 ? ['-selfsign', '-keyfile', key] : ['-cert', paths[i - 1]!.cert, '-keyfile', paths[i - 1]!.key];
+      await openssl([
+        'ca', '-batch', '-notext', '-config', cnfPath, ...issuer, '-in', csr, '-out', cert,
+        '-startdate', caDate(c.notBefore ?? new Date(now - 3600_000)),
+        '-enddate', caDate(c.notAfter ?? new Date(now + 2 * 86400_000)),
+        '-extfile', extPath, '-extensions', `e${i}`, '-md', c.digest ?? 'sha256',
+      ]);
+      await rm(csr, { force: true });
+      paths.push({ cert, key });
+    }
+    const pems = await Promise.all(paths.map((p) => readFile(p.cert, 'utf8')));
+    const leafIndex = certs.length - 1;
+    const untrustedPem = pems.slice(1, leafIndex).reverse().join('');
+    const untrustedPath = untrustedPem ? join(dir, 'untrusted.pem') : undefined;
+    if (untrustedPath) await writeFile(untrustedPath, untrustedPem);
+    const chainPem = pems[leafIndex]! + untrustedPem;
+    const chainPath = join(dir, 'chain.pem');
+    await writeFile(chainPath, chainPem);
+    return {
+      dir,
+      rootPath: paths[0]!.cert,
+      rootPem: pems[0]!,
+      untrustedPath,
+      untrustedPem,
+      leafPath: paths[leafIndex]!.cert,
+      leafPem: pems[leafIndex]!,
+      leafKeyPath: paths[leafIndex]!.key,
+      leafKeyPem: await readFile(paths[leafIndex]!.key, 'utf8'),
       chainPath,
       chainPem,
       cleanup,
