@@ -47,7 +47,8 @@ export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusRep
       innerServerName: null,
       servername: name,
       cipher: socket.getCipher()?.standardName ?? null,
-      group: (socket.getEphemeralKeyInfo() as { name?: string }).name ?? null,
+      // node:tls does not report the group on the server side.
+      group: null,
       alpn: socket.alpnProtocol || null,
       helloRetryRequest: false,
       resumed: socket.isSessionReused(),
