@@ -8,7 +8,7 @@
 // failed handshakes, `tls12: false`, metrics and `ech-server serve`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -27,6 +27,7 @@ import { ContentType, ExtensionType, ProtocolVersion } from '../src/tls/constant
 import { AlertDescription } from '../src/wire/alert.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute } from '../src/front/front-end.js';
 import { validateServeConfig } from '../src/front/config.js';
+import { signWithScheme } from '../src/tls13/certificates.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { rawPeer, expectAlertRecord, type RawPeer } from './helpers/raw-client.js';
 import { recordingRelay, startServe } from './helpers/serve-process.js';
@@ -413,6 +414,21 @@ describe('TLS 1.2 edge cases', () => {
       expect(fe.metrics.value('connections', { status: 'error' })).toBe(2);
       expect(fe.metrics.value('handshakeErrors', { reason: 'ERR_SSL_NO_SHARED_CIPHER' })).toBe(1);
       expect(fe.metrics.value('connections', { status: 'tls12' })).toBe(0);
+    } finally {
+      await fe.close();
+    }
+  });
+
+  it('a keyless public name (sign, no key) cannot serve TLS 1.2: protocol_version there, keyed routes still served', async () => {
+    const coverKey = createPrivateKey(cover.key);
+    const { fe, port } = await frontEnd({ publicName: { cert: cover.cert, sign: (scheme, data) => signWithScheme(scheme, coverKey, data) } });
+    try {
+      const r = await curl12(port, 'cover.example');
+      expect(r.code).not.toBe(0);
+      expect(r.verbose).toMatch(/protocol version/i);
+      const w = await curl12(port, 'web.example');
+      expect(w.code, w.verbose).toBe(0);
+      expect(w.verbose).toMatch(/subject: CN=web\.example/);
     } finally {
       await fe.close();
     }
