@@ -51,6 +51,7 @@ export * from './front/proxy-protocol.js';
 export * from './front/metrics.js';
 export * from './front/log.js';
 export * from './front/ech-status.js';
+export * from './front/tls12.js';
 export * from './front/alerts.js';
 export * from './keyless/index.js';
 export * from './crypto/hpke.js';

@@ -185,6 +185,7 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "admin": "127.0.0.1:9090",               optional: /metrics (Prometheus), /healthz
     "drainTimeoutMs": 10000,
     "logInnerNames": false,
+    "tls12": true,                           optional: false refuses TLS 1.2-only clients
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
     "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
   }

@@ -79,6 +79,8 @@ export interface ServeConfig {
   drainTimeoutMs: number;
   /** Put inner names in logs (default false). */
   logInnerNames: boolean;
+  /** `false`: refuse clients that offer only TLS 1.2 (`protocol_version`) instead of serving them through node:tls. */
+  tls12?: false;
   /**
    * Keyless mode (src/keyless): key servers hold the private keys; `keys`
    * may hold ECHCONFIG-only files and certificates may come without keys.
@@ -136,7 +138,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
@@ -246,6 +248,8 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   const drain = positive(raw, 'drainTimeoutMs', 'drainTimeoutMs') ?? 10_000;
   const lin = raw['logInnerNames'];
   if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
+  const t12 = raw['tls12'];
+  if (t12 !== undefined && typeof t12 !== 'boolean') throw new ServeConfigError('tls12', 'must be true or false');
   return {
     listen,
     keys,
@@ -260,6 +264,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     logInnerNames: lin === true,
     ...(keyless ? { keyless } : {}),
     ...(rotation ? { rotation } : {}),
+    ...(t12 === false ? { tls12: false as const } : {}),
   };
 }
 

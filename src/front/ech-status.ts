@@ -6,6 +6,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import tls from 'node:tls';
 import type { TlsSocket } from '../tls13/socket.js';
 
 /**
@@ -14,6 +15,8 @@ import type { TlsSocket } from '../tls13/socket.js';
  */
 export interface EchStatusReport {
   echStatus: string;
+  /** `TLSv1.3`, or `TLSv1.2` for a client that offered nothing newer (no ECH then). */
+  protocol: string | null;
   outerServerName: string | null;
   innerServerName: string | null;
   servername: string | null;
@@ -26,19 +29,38 @@ export interface EchStatusReport {
 }
 
 /**
- * The report for a connection of our engine.
+ * The report for a connection of our engine, or of node:tls for a TLS 1.2
+ * client (the front end's `tls12`: ECH not offered, nothing hidden).
  * @group Front end
  * @example
  * ```ts
  * const report = echStatusReport(tlsSocket);
  * ```
  */
-export function echStatusReport(socket: TlsSocket): EchStatusReport {
+export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusReport {
+  if (socket instanceof tls.TLSSocket) {
+    const name = socket.servername || null;
+    return {
+      echStatus: 'not-offered',
+      protocol: socket.getProtocol(),
+      outerServerName: name,
+      innerServerName: null,
+      servername: name,
+      cipher: socket.getCipher()?.standardName ?? null,
+      // node:tls does not report the group on the server side.
+      group: null,
+      alpn: socket.alpnProtocol || null,
+      helloRetryRequest: false,
+      resumed: socket.isSessionReused(),
+      configId: null,
+    };
+  }
   const a = socket.attributes;
   const h = socket.handshake;
   const str = (v: unknown) => (typeof v === 'string' ? v : null);
   return {
     echStatus: str(a['echStatus']) ?? 'not-offered',
+    protocol: socket.getProtocol(),
     outerServerName: str(a['outerServerName']),
     innerServerName: a['echStatus'] === 'accepted' ? str(a['innerServerName']) : null,
     servername: socket.servername || null,
@@ -58,7 +80,9 @@ function html(r: EchStatusReport, site: string): string {
     r.echStatus === 'accepted'
       ? `ECH accepted: you reached <b>${esc(r.innerServerName ?? '')}</b> while the wire only showed <b>${esc(r.outerServerName ?? '')}</b>.`
       : r.echStatus === 'not-offered'
-        ? 'Your client did not offer ECH.'
+        ? r.protocol === 'TLSv1.2'
+          ? 'Your client speaks TLS 1.2 only: ECH needs TLS 1.3.'
+          : 'Your client did not offer ECH.'
         : `ECH ${esc(r.echStatus)}: the handshake ran for the public name; retry_configs were sent.`;
   const rows = Object.entries(r)
     .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`)
@@ -74,7 +98,7 @@ ${rows}
 
 /**
  * An `http.Server` request listener for the ech-status page of `site`. The
- * request's socket must be one of our {@link TlsSocket}s.
+ * request's socket must be one of our {@link TlsSocket}s or a `tls.TLSSocket`.
  * @group Front end
  * @example
  * ```ts
@@ -84,7 +108,7 @@ ${rows}
  */
 export function echStatusHandler(site: string): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const report = echStatusReport(req.socket as unknown as TlsSocket);
+    const report = echStatusReport(req.socket as unknown as TlsSocket | tls.TLSSocket);
     const wantsJson = /application\/json/.test(req.headers.accept ?? '');
     const body = wantsJson ? `${JSON.stringify({ site, ...report })}\n` : html(report, site);
     res.writeHead(200, {

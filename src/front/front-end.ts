@@ -27,6 +27,7 @@ import { FrontEndMetrics } from './metrics.js';
 import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrough.js';
 import { encodeProxyV2 } from './proxy-protocol.js';
 import { type RouteMatch, RoutingTable } from './routes.js';
+import { Tls12Terminator, isTls12Only } from './tls12.js';
 
 /**
  * What a route does with a connection.
@@ -53,7 +54,15 @@ export type RouteAction =
       };
     }
   /** Terminate, then call a function with the plaintext socket. */
-  | { handler: (socket: TlsSocket, info: ConnectionInfo) => void };
+  | { handler: (socket: TerminatedSocket, info: ConnectionInfo) => void };
+
+/**
+ * A terminated connection as a route gets it: the engine's {@link TlsSocket}
+ * (TLS 1.3, with ECH), or Node's `tls.TLSSocket` for a client that speaks
+ * only TLS 1.2 (`FrontEndOptions.tls12`; `getProtocol()` tells them apart).
+ * @group Front end
+ */
+export type TerminatedSocket = TlsSocket | tls.TLSSocket;
 
 /**
  * A route: a name (and optional ALPN) to match, an action, and for
@@ -123,6 +132,13 @@ export interface FrontEndOptions {
   log?: LogSink;
   /** Put inner server names into logs (default false: they are what ECH hides). */
   logInnerNames?: boolean;
+  /**
+   * Serve clients that offer only TLS 1.2 (no ECH possible) on the public
+   * name and the terminating routes, through node:tls (default true); with
+   * `false` they get a `protocol_version` alert. Passthrough routes pass
+   * them to the backend either way.
+   */
+  tls12?: boolean;
 }
 
 interface Compiled {
@@ -130,6 +146,8 @@ interface Compiled {
   table: RoutingTable<FrontEndRoute>;
   publicRoute: FrontEndRoute;
   engine: ServerConfig;
+  /** TLS 1.2 clients' terminator; undefined when `tls12: false`. */
+  tls12: Tls12Terminator | undefined;
   options: FrontEndOptions;
 }
 
@@ -159,6 +177,15 @@ function compile(options: FrontEndOptions): Compiled {
     table: new RoutingTable(options.routes),
     publicRoute: { serverName: 'public', action: options.publicName.action ?? { respond: 'ech-status' } },
     engine,
+    tls12:
+      options.tls12 === false
+        ? undefined
+        : new Tls12Terminator({
+            certificates: [pn, ...certificates],
+            ALPNProtocols: options.ALPNProtocols ?? ['http/1.1'],
+            ...(options.ecdhCurve ? { ecdhCurve: options.ecdhCurve } : {}),
+            handshakeTimeoutMs: options.limits?.handshakeTimeoutMs ?? 30_000,
+          }),
     options,
   };
 }
@@ -315,9 +342,11 @@ export class EchFrontEnd {
 
     let first;
     let result: DecryptResult;
+    let tls12Only: boolean;
     try {
       first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 });
       result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
+      tls12Only = isTls12Only(result.outer);
     } catch (e) {
       handshakeDone();
       this.#fail(socket, e, 'client_hello');
@@ -367,6 +396,28 @@ export class EchFrontEnd {
       return;
     }
 
+    // A client offering only TLS 1.2 (so no ECH): node:tls terminates it
+    // with the certificate our engine would pick, then the route as usual.
+    if (tls12Only && c.tls12?.serves(result.outerServerName)) {
+      c.tls12.accept(socket, first.raw, result.outerServerName).then(
+        (s) => {
+          handshakeDone();
+          this.metrics.connection('tls12');
+          this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+          this.#log({ event: 'handshake', ...logInfo, protocol: s.getProtocol(), alpn: s.alpnProtocol, cipher: s.getCipher()?.name });
+          this.#deliver(s, chosen, info, routeLabel(c, chosen));
+        },
+        (e: Error) => {
+          handshakeDone();
+          const code = (e as NodeJS.ErrnoException).code ?? 'ERR_SOCKET';
+          this.metrics.connection('error');
+          this.metrics.handshakeError(code);
+          this.#log({ event: 'handshake_error', ...logInfo, protocol: 'TLSv1.2', code });
+        },
+      );
+      return;
+    }
+
     // Shared mode: terminate with our engine, continuing from the ClientHello already read.
     const engine: ServerConfig = { ...c.engine, onClientHello: createEchHook({ keys: c.keys, first: result }) };
     const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest });
@@ -397,7 +448,7 @@ export class EchFrontEnd {
     });
   }
 
-  #deliver(tlsSocket: TlsSocket, route: FrontEndRoute, info: ConnectionInfo, label: string): void {
+  #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, info: ConnectionInfo, label: string): void {
     const a = route.action;
     if ('respond' in a) {
       this.#app(route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName).emit('connection', tlsSocket);
@@ -421,7 +472,7 @@ export class EchFrontEnd {
     }
   }
 
-  #relay(client: TlsSocket, up: net.Socket, route: string): void {
+  #relay(client: TerminatedSocket, up: net.Socket, route: string): void {
     let fromClient = 0;
     let fromBackend = 0;
     client.on('data', (d: Buffer) => (fromClient += d.length));
@@ -469,8 +520,8 @@ function alpnOffered(r: DecryptResult): string[] {
   return out;
 }
 
-function proxyHeader(s: TlsSocket): Uint8Array {
-  const raw = s.socket as Socket;
+function proxyHeader(s: TerminatedSocket): Uint8Array {
+  const raw = s instanceof TlsSocket ? (s.socket as Socket) : s;
   return encodeProxyV2({
     sourceAddress: raw.remoteAddress ?? '0.0.0.0',
     sourcePort: raw.remotePort ?? 0,

@@ -51,7 +51,7 @@ const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  * ```
  */
 export class FrontEndMetrics {
-  readonly #connections = new Family('ech_connections_total', 'Connections by ECH status (accepted, rejected, grease, not-offered, error).', 'counter');
+  readonly #connections = new Family('ech_connections_total', 'Connections by ECH status (accepted, rejected, grease, not-offered, tls12, error).', 'counter');
   readonly #echRequired = new Family('ech_required_alerts_total', 'ech_required alerts received from clients after an ECH rejection.', 'counter');
   readonly #alerts = new Family('ech_alerts_sent_total', 'Fatal alerts sent, by description.', 'counter');
   readonly #handshakeErrors = new Family('ech_handshake_errors_total', 'Connections that ended before a completed handshake, by reason code.', 'counter');

@@ -102,6 +102,7 @@ export async function frontEndOptionsFromConfig(
     limits: config.limits,
     log,
     logInnerNames: config.logInnerNames,
+    ...(config.tls12 === false ? { tls12: false } : {}),
   };
 }
 

@@ -25,9 +25,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import type { Server, Socket } from 'node:net';
-import { EchFrontEnd, type FrontEndOptions } from '../../src/front/front-end.js';
+import { EchFrontEnd, type FrontEndOptions, type TerminatedSocket } from '../../src/front/front-end.js';
 import { echStatusHandler } from '../../src/front/ech-status.js';
-import type { TlsSocket } from '../../src/tls13/socket.js';
 import { ExtensionType } from '../../src/tls/constants.js';
 import { findExtension } from '../../src/tls/client-hello.js';
 import { readFirstHandshakeMessage } from '../../src/tls/record.js';
@@ -131,7 +130,7 @@ beforeAll(async () => {
     publicName: { cert: cover.cert, key: cover.key },
     routes: [
       { serverName: SITE_A, cert: a.cert, key: a.key, action: { respond: 'ech-status' } },
-      { serverName: SITE_B, cert: b.cert, key: b.key, action: { handler: (s: TlsSocket) => betaApp.emit('connection', s) } },
+      { serverName: SITE_B, cert: b.cert, key: b.key, action: { handler: (s: TerminatedSocket) => betaApp.emit('connection', s) } },
       { serverName: PLAIN_NAME, cert: plain.cert, key: plain.key, action: { respond: 'ech-status' } },
     ],
     ALPNProtocols: ['http/1.1'],
