@@ -7,7 +7,8 @@
 //
 // Run: npx tsx examples/cover-domain.ts   (or compile with tsc)
 import { EchFrontEnd, EchKeySet, encodeEchConfigList, generateEchKey, type EchStatusReport } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+import { createTestPki } from '../src/testing/pki.js';
+import { echRequest, type EchRequest } from '../src/testing/request.js';
 
 /** One visit: what the client did and the status page it got back. */
 export interface CoverVisit {

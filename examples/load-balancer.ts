@@ -13,7 +13,8 @@
 import https from 'node:https';
 import type { AddressInfo, Server } from 'node:net';
 import { EchFrontEnd, EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+import { createTestPki } from '../src/testing/pki.js';
+import { echRequest, type EchRequest } from '../src/testing/request.js';
 
 /** What a backend reported for one client. */
 export interface BackendView {

@@ -9,7 +9,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+import { createTestPki } from '../src/testing/pki.js';
+import { echRequest, type EchRequest } from '../src/testing/request.js';
 
 /** What one client asked for and what answered it. */
 export interface Visit {

@@ -15,7 +15,7 @@ import { beforeAll, afterAll } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EchRequest } from '../src/cli/demo.js';
+import type { EchRequest } from '../src/testing/request.js';
 import { buildHarness } from './peers/boringssl.js';
 import { boringsslRequest } from './helpers/boringssl-request.js';
 import { greaseOutcome } from './helpers/grease.js';
