@@ -243,9 +243,38 @@ describe('the packed tarball', () => {
     const deep = await run(NODE, ['-e', `try { require('ech-server/dist/tls13/record-layer.js'); } catch (e) { console.log(e.code); }`], app);
     expect(deep.stdout.trim()).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
     // engines says what this relies on, and the Node running this is one it allows
-    expect(pkg.engines.node).toBe('>=20.19');
+    // (require(esm) without a flag: 20.19+, 22.12+; 21 and 22.0-22.11 need --experimental-require-module)
+    expect(pkg.engines.node).toBe('^20.19.0 || >=22.12.0');
     const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
-    expect(major > 20 || (major === 20 && minor >= 19)).toBe(true);
+    expect((major === 20 && minor >= 19) || (major === 22 && minor >= 12) || major >= 23).toBe(true);
+    expect(process.features).toMatchObject({ require_module: true });
+  }, 60_000);
+
+  it('a TypeScript CommonJS module (.cts) gets the types of the installed package and runs', async () => {
+    const dir = join(app, 'cts');
+    await mkdir(dir);
+    await writeFile(
+      join(dir, 'main.cts'),
+      [
+        "import { EchKeySet, generateEchKey, encodeEchConfigList, type EchConfig } from 'ech-server';",
+        "import { createTestPki } from 'ech-server/testing';",
+        "const key = generateEchKey({ publicName: 'cover.example' });",
+        'const config: EchConfig = key.config;',
+        "console.log(JSON.stringify({ configs: new EchKeySet([key]).retryConfigList()?.length === encodeEchConfigList([config]).length, pem: createTestPki().issue(['a.example']).cert.startsWith('-----BEGIN CERTIFICATE-----') }));",
+      ].join('\n'),
+    );
+    await writeFile(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, skipLibCheck: true, types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')], outDir: 'out' },
+        files: ['main.cts'],
+      }),
+    );
+    const tsc = await run(NODE, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], dir);
+    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+    const r = await run(NODE, [join(dir, 'out/main.cjs')], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ configs: true, pem: true });
   }, 60_000);
 
   it('the examples, copied into an app, type-check against the installed package and run', async () => {
