@@ -1,5 +1,7 @@
 // Examples are runnable programs: each one runs here and must do what its
-// opening comment says.
+// opening comment says. They import the package by name (`ech-server`,
+// `ech-server/testing`), which vitest.config.ts maps to src/; test/package.test.ts
+// runs them against the packed tarball too.
 import { describe, expect, it } from 'vitest';
 
 describe('examples', () => {
