@@ -1,6 +1,18 @@
+import { fileURLToPath } from 'node:url';
 import { configDefaults, defineConfig } from 'vitest/config';
 
+const src = fileURLToPath(new URL('./src/', import.meta.url));
+
 export default defineConfig({
+  resolve: {
+    // The examples import the package by name, as an app would; in the repo
+    // those names are the sources (tsconfig.json "paths" says the same to tsc).
+    // test/package.test.ts checks the same imports against the packed tarball.
+    alias: [
+      { find: /^ech-server$/, replacement: `${src}index.ts` },
+      { find: /^ech-server\/(.+)$/, replacement: `${src}$1.ts` },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     // The browser suite needs root (network namespaces) and Debian's

@@ -5,9 +5,10 @@
 // accepted, rejected, GREASE or not offered. One client of each kind visits.
 // Keys and certificates are made at run time; everything is on 127.0.0.1.
 //
-// Run: npx tsx examples/cover-domain.ts   (or compile with tsc)
-import { EchFrontEnd, EchKeySet, encodeEchConfigList, generateEchKey, type EchStatusReport } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+// Run: npx tsx examples/cover-domain.ts   (in this repo after `npm run build`: 'ech-server'
+// resolves to the package itself; in an app, after `npm install ech-server`)
+import { EchFrontEnd, EchKeySet, encodeEchConfigList, generateEchKey, type EchStatusReport } from 'ech-server';
+import { createTestPki, echRequest, type EchRequest } from 'ech-server/testing';
 
 /** One visit: what the client did and the status page it got back. */
 export interface CoverVisit {

@@ -3,19 +3,13 @@
 // ClientHelloOuter with the key set, and report what the server learnt. A load
 // balancer would route on `innerServerName` here.
 //
-// Run: npx tsx examples/decrypt-first-flight.ts   (or compile with tsc)
+// Run: npx tsx examples/decrypt-first-flight.ts   (in this repo after `npm run build`: 'ech-server'
+// resolves to the package itself; in an app, after `npm install ech-server`)
 import { createServer, connect } from 'node:net';
-import {
-  ContentType,
-  EchKeySet,
-  EchError,
-  buildEchClientHello,
-  createEchSealer,
-  decryptClientHello,
-  generateEchKey,
-  readFirstHandshakeMessage,
-  writeRecords,
-} from '../src/index.js';
+import { EchKeySet, EchError, decryptClientHello, generateEchKey, readFirstHandshakeMessage } from 'ech-server';
+// the client side, to have something to decrypt: an ECH ClientHello in TLS records
+import { buildEchClientHello, createEchSealer } from 'ech-server/ech';
+import { ContentType, writeRecords } from 'ech-server/wire';
 
 export async function main(): Promise<string> {
   const key = generateEchKey({ publicName: 'cover.example', maximumNameLength: 32 });

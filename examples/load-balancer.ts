@@ -9,11 +9,12 @@
 // reports what it saw. Keys and certificates are made at run time;
 // everything is on 127.0.0.1.
 //
-// Run: npx tsx examples/load-balancer.ts   (or compile with tsc)
+// Run: npx tsx examples/load-balancer.ts   (in this repo after `npm run build`: 'ech-server'
+// resolves to the package itself; in an app, after `npm install ech-server`)
 import https from 'node:https';
 import type { AddressInfo, Server } from 'node:net';
-import { EchFrontEnd, EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+import { EchFrontEnd, EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from 'ech-server';
+import { createTestPki, echRequest, type EchRequest } from 'ech-server/testing';
 
 /** What a backend reported for one client. */
 export interface BackendView {

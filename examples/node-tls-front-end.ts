@@ -5,11 +5,12 @@
 // accepted — so the sites are ordinary Node HTTP apps that never see ECH.
 // Keys and certificates are made at run time; everything is on 127.0.0.1.
 //
-// Run: npx tsx examples/node-tls-front-end.ts   (or compile with tsc)
+// Run: npx tsx examples/node-tls-front-end.ts   (in this repo after `npm run build`: 'ech-server'
+// resolves to the package itself; in an app, after `npm install ech-server`)
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from '../src/index.js';
-import { createTestPki, echRequest, type EchRequest } from '../src/cli/demo.js';
+import { EchKeySet, createEchHook, createEchServer, encodeEchConfigList, generateEchKey, type TlsSocket } from 'ech-server';
+import { createTestPki, echRequest, type EchRequest } from 'ech-server/testing';
 
 /** What one client asked for and what answered it. */
 export interface Visit {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
-import { createTestPki, runDemo } from '../src/cli/demo.js';
+import { runDemo } from '../src/cli/demo.js';
+import { createTestPki } from '../src/testing/pki.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { boringsslRequest } from './helpers/boringssl-request.js';
 
@@ -214,9 +215,9 @@ describe('demo', () => {
   }, 60_000);
 });
 
-describe('the demo PKI', () => {
+describe('the test PKI (src/testing/pki.ts)', () => {
   it('every certificate it issues loads in OpenSSL (minimal DER serials)', async () => {
-    const { createTestPki } = await import('../src/cli/demo.js');
+    const { createTestPki } = await import('../src/testing/pki.js');
     const { X509Certificate } = await import('node:crypto');
     const { createSecureContext } = await import('node:tls');
     const pki = createTestPki();

@@ -1,5 +1,7 @@
 // Examples are runnable programs: each one runs here and must do what its
-// opening comment says.
+// opening comment says. They import the package by name (`ech-server`,
+// `ech-server/testing`), which vitest.config.ts maps to src/; test/package.test.ts
+// runs them against the packed tarball too.
 import { describe, expect, it } from 'vitest';
 
 describe('examples', () => {
@@ -15,7 +17,7 @@ import { beforeAll, afterAll } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EchRequest } from '../src/cli/demo.js';
+import type { EchRequest } from '../src/testing/request.js';
 import { buildHarness } from './peers/boringssl.js';
 import { boringsslRequest } from './helpers/boringssl-request.js';
 import { greaseOutcome } from './helpers/grease.js';

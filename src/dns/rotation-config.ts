@@ -265,7 +265,7 @@ export function createPublisher(config: RotationConfig): EchPublisher | undefine
 }
 
 /**
- * The {@link EchKeyManager} options a validated `rotation` section describes,
+ * The {@link ech-server/keys!EchKeyManager} options a validated `rotation` section describes,
  * with its publisher, for the key directory the server loads.
  * @group DNS
  * @example

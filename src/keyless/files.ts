@@ -49,7 +49,7 @@ export function parseKeylessEchKeyFile(text: string, source: string, remote: (co
 /**
  * Load every `*.pem` of a key directory for a keyless front end, in
  * file-name order; `*.retired.pem` files still decrypt but are not sent as
- * retry_configs (as {@link loadEchKeyDirectory}).
+ * retry_configs (as {@link ech-server/keys!loadEchKeyDirectory}).
  * @group Keyless
  * @example
  * ```ts

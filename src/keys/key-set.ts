@@ -15,7 +15,7 @@ import { type PreparedInfo, nativeSupported, prepareInfo } from '../crypto/hpke.
 
 /**
  * The private half of an ECH key, as the key set uses it: only HPKE
- * decapsulation. A local key ({@link KemPrivateKey}) and a keyless key-server
+ * decapsulation. A local key ({@link ech-server/hpke!KemPrivateKey}) and a keyless key-server
  * client implement it alike, so the handshake cannot tell them apart.
  * @group Keys
  */
@@ -156,7 +156,7 @@ export class EchKeySet implements EchKeyLookup {
     return c;
   }
 
-  /** {@inheritDoc EchKeyLookup.candidates} */
+  /** {@inheritDoc ech-server/ech!EchKeyLookup.candidates} */
   candidates(configId: number, suite: HpkeSymmetricCipherSuite): readonly EchKeyCandidate[] {
     const ks = this.#byId.get(configId);
     if (!ks) return NONE;
@@ -164,7 +164,7 @@ export class EchKeySet implements EchKeyLookup {
     return suiteMatches(k.config, suite) ? [this.#candidate(k)] : NONE;
   }
 
-  /** {@inheritDoc EchKeyLookup.allCandidates} */
+  /** {@inheritDoc ech-server/ech!EchKeyLookup.allCandidates} */
   allCandidates(suite: HpkeSymmetricCipherSuite): readonly EchKeyCandidate[] {
     return this.#keys.filter((k) => suiteMatches(k.config, suite)).map((k) => this.#candidate(k));
   }

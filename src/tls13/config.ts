@@ -125,7 +125,7 @@ export type SniCallback = (
 ) => void;
 
 /**
- * Options of {@link createEchServer} / {@link ServerConnection}, with
+ * Options of {@link createEchServer} / {@link ech-server/tls13!ServerConnection}, with
  * Node's `tls.createServer` names where one exists.
  * @group Server
  * @example

@@ -3,7 +3,7 @@
 // nobody here wrote as well as by our own connectEch.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EchRequest } from '../../src/cli/demo.js';
+import type { EchRequest } from '../../src/testing/request.js';
 import { toBase64 } from '../../src/wire/bytes.js';
 import { runClient } from '../peers/boringssl.js';
 
