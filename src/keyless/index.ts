@@ -7,7 +7,7 @@
  * @module
  */
 export { KeylessClient, KeylessError, type KeylessClientOptions, type KeyServerAddress } from './client.js';
-export { KeyServer, type KeyServerOptions, type KeylessClientPolicy } from './server.js';
+export { KeyServer, type KeyServerOptions, type KeylessClientPolicy, type KeyServerRefusal } from './server.js';
 export {
   KEYLESS_VERSION,
   MAX_FRAME as KEYLESS_MAX_FRAME,
