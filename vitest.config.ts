@@ -1,4 +1,5 @@
 import { configDefaults, defineConfig } from 'vitest/config';
+import { peerTestOptions } from './test/helpers/peers.js';
 
 export default defineConfig({
   test: {
@@ -9,5 +10,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Files tagged `// @module-tag peer-<id>` need that real peer: skipped
+    // with one summary when it is missing, a failure when CI is set
+    // (test/helpers/peers.ts, test/peers/debian-packages.txt).
+    ...peerTestOptions(),
   },
 });

@@ -1,3 +1,4 @@
+// @module-tag peer-boringssl
 // Examples are runnable programs: each one runs here and must do what its
 // opening comment says.
 import { describe, expect, it } from 'vitest';

@@ -24,8 +24,10 @@ export const HARNESS_SOURCE = join(HERE, 'boringssl', 'harness.c');
 export const HARNESS_BINARY = join(REPO_ROOT, '.cache', 'boringssl-harness');
 
 const MULTIARCH: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
-const INCLUDE_DIR = process.env['BORINGSSL_INCLUDE_DIR'] ?? '/usr/include/android';
-const LIB_DIR =
+/** BoringSSL headers (openssl/ssl.h, openssl/hpke.h): $BORINGSSL_INCLUDE_DIR or Debian's path. */
+export const INCLUDE_DIR = process.env['BORINGSSL_INCLUDE_DIR'] ?? '/usr/include/android';
+/** BoringSSL libssl.so and libcrypto.so: $BORINGSSL_LIB_DIR or Debian's path. */
+export const LIB_DIR =
   process.env['BORINGSSL_LIB_DIR'] ?? `/usr/lib/${MULTIARCH[process.arch] ?? `${process.arch}-linux-gnu`}/android`;
 
 const INSTALL_HINT = 'install the peer with: apt-get install -y android-libboringssl android-libboringssl-dev gcc';
