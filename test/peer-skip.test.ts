@@ -39,39 +39,66 @@ describe.skipIf(process.env[NESTED_ENV] !== undefined)('peer test files on a mac
       [
         'test/boringssl-harness.test.ts', // boringssl + openssl
         'test/dns-rotate-cli.test.ts', // knot
-        'test/tls13-openssl.test.ts', // openssl: present, runs
-        'test/wire.test.ts', // no peer
+        'test/tls13-openssl.test.ts', // openssl
+        'test/wire.test.ts', // no peer: runs
         '--reporter=default',
         '--reporter=json',
         `--outputFile.json=${out}`,
       ],
-      { env: { CI: undefined, [HIDE_ENV]: 'boringssl,knot' } },
+      { env: { CI: undefined, [HIDE_ENV]: 'boringssl,knot,openssl' } },
     );
     expect(run.code, run.output).toBe(0);
     const report = JSON.parse(readFileSync(out, 'utf8')) as JsonReport;
-    for (const file of ['test/boringssl-harness.test.ts', 'test/dns-rotate-cli.test.ts']) {
+    for (const file of ['test/boringssl-harness.test.ts', 'test/dns-rotate-cli.test.ts', 'test/tls13-openssl.test.ts']) {
       const statuses = fileResult(report, file).assertionResults.map((a) => a.status);
       expect(statuses.length, file).toBeGreaterThan(0);
       expect(new Set(statuses), file).toEqual(new Set(['skipped']));
     }
-    for (const file of ['test/tls13-openssl.test.ts', 'test/wire.test.ts']) {
-      const statuses = fileResult(report, file).assertionResults.map((a) => a.status);
-      expect(statuses.length, file).toBeGreaterThan(0);
-      expect(new Set(statuses), file).toEqual(new Set(['passed']));
-    }
+    const wire = fileResult(report, 'test/wire.test.ts').assertionResults.map((a) => a.status);
+    expect(wire.length).toBeGreaterThan(0);
+    expect(new Set(wire)).toEqual(new Set(['passed']));
 
     // One summary, after vitest's own.
     expect(count(run.output, 'PEERS MISSING')).toBe(1);
     const summary = run.output.slice(run.output.indexOf('PEERS MISSING'));
     expect(run.output.indexOf('PEERS MISSING')).toBeGreaterThan(run.output.lastIndexOf('Test Files'));
-    expect(summary).toContain('2 test files were SKIPPED');
+    expect(summary).toContain('3 test files were SKIPPED');
     expect(summary).toMatch(/^ {2}boringssl\s+BoringSSL .*hidden by ECH_TEST_HIDE_PEERS$/m);
+    expect(summary).toMatch(/^ {2}openssl\s+the OpenSSL command line tool.*hidden by ECH_TEST_HIDE_PEERS$/m);
     expect(summary).toMatch(/^ {2}knot\s+Knot DNS .*hidden by ECH_TEST_HIDE_PEERS$/m);
-    expect(summary).toMatch(/^ {2}test\/boringssl-harness\.test\.ts\s+boringssl$/m);
+    expect(summary).toMatch(/^ {2}test\/boringssl-harness\.test\.ts\s+boringssl, openssl$/m);
     expect(summary).toMatch(/^ {2}test\/dns-rotate-cli\.test\.ts\s+knot$/m);
-    expect(summary).not.toContain('tls13-openssl');
+    expect(summary).toMatch(/^ {2}test\/tls13-openssl\.test\.ts\s+openssl$/m);
     expect(summary).not.toContain('wire.test');
-    expect(summary).toMatch(/^ {2}(sudo )?apt-get install -y android-libboringssl android-libboringssl-dev gcc libc6-dev knot knot-dnsutils$/m);
+    expect(summary).toMatch(
+      /^ {2}(sudo )?apt-get install -y android-libboringssl android-libboringssl-dev gcc libc6-dev openssl ca-certificates knot knot-dnsutils$/m,
+    );
+  });
+
+  it('a file whose peer is detected runs; the same file with the peer absent is skipped, named in the summary', async () => {
+    const fake = join(tmp, 'fake-chromium');
+    writeFileSync(fake, '#!/bin/sh\nexit 1\n');
+    chmodSync(fake, 0o755);
+    const args = ['--config', 'test/fixtures/peer-skip/vitest.config.ts', '--reporter=default', '--reporter=json'];
+
+    const presentOut = join(tmp, 'present.json');
+    const present = await runVitest([...args, `--outputFile.json=${presentOut}`], { env: { CI: undefined, CHROMIUM_BIN: fake } });
+    expect(present.code, present.output).toBe(0);
+    const presentReport = JSON.parse(readFileSync(presentOut, 'utf8')) as JsonReport;
+    expect(presentReport.testResults.flatMap((f) => f.assertionResults.map((a) => a.status))).toEqual(['passed']);
+    expect(present.output).not.toContain('PEERS MISSING');
+
+    const absentOut = join(tmp, 'absent.json');
+    const gone = join(tmp, 'no-chromium-here');
+    const absent = await runVitest([...args, `--outputFile.json=${absentOut}`], { env: { CI: undefined, CHROMIUM_BIN: gone } });
+    expect(absent.code, absent.output).toBe(0);
+    const absentReport = JSON.parse(readFileSync(absentOut, 'utf8')) as JsonReport;
+    expect(absentReport.testResults.flatMap((f) => f.assertionResults.map((a) => a.status))).toEqual(['skipped']);
+    expect(count(absent.output, 'PEERS MISSING')).toBe(1);
+    expect(absent.output).toContain('1 test file was SKIPPED');
+    expect(absent.output).toContain(`  chromium  Chromium: ${gone} not found`);
+    expect(absent.output).toMatch(/^ {2}chromium\.fixture\.ts\s+chromium$/m);
+    expect(absent.output).toMatch(/^ {2}(sudo )?apt-get install -y chromium$/m);
   });
 
   it('with CI=true a missing peer fails its file with a message naming the peer; nothing is skipped', async () => {
