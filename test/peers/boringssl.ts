@@ -4,7 +4,9 @@
  *
  * A missing library, header or compiler is an error, never a skip: in CI the
  * peer is installed by .ci/run, and a test that silently did not talk to
- * BoringSSL would prove nothing.
+ * BoringSSL would prove nothing. (Outside CI, a test file tagged peer-boringssl
+ * is skipped before it gets here when detection finds no BoringSSL:
+ * test/peers/detect.ts, test/helpers/peers.ts.)
  *
  * Every child is spawned with a bounded lifetime and tracked by PID; servers
  * are killed on close() and, as a last resort, when this process exits (the
