@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NESTED_ENV, REPO_ROOT, runVitest } from './helpers/child-vitest.js';
-import { HIDE_ENV, PEER_IDS, detectPeers, hiddenPeers, readPeerPackages } from './peers/detect.js';
+import { HIDE_ENV, NOT_ROOT, PEER_IDS, detectPeers, hiddenPeers, readPeerPackages } from './peers/detect.js';
+import { ciFailureMessage, skipSummary } from './helpers/peers.js';
 
 interface JsonReport {
   testResults: { name: string; status: string; message: string; assertionResults: { status: string }[] }[];
@@ -144,5 +145,17 @@ describe('peer detection', () => {
     expect(() => hiddenPeers({ [HIDE_ENV]: 'boringsll' })).toThrow(/unknown peer "boringsll"/);
     const hidden = detectPeers({ ...process.env, [HIDE_ENV]: 'all' });
     expect(hidden.every((p) => p.missing === 'hidden by ECH_TEST_HIDE_PEERS')).toBe(true);
+  });
+
+  it('a peer missing only for want of root gets no apt-get line, only the hint to run as root', () => {
+    const netns = { id: 'netns' as const, description: 'network namespaces', reason: NOT_ROOT, packages: ['iproute2'], rootOnly: true };
+    const chromium = { id: 'chromium' as const, description: 'Chromium', reason: '/usr/bin/chromium not found', packages: ['chromium'], rootOnly: false };
+    const rootOnly = skipSummary([{ file: 'test/browser/netns.test.ts', peers: ['netns'] }], { ci: false, missing: [netns, chromium] });
+    expect(rootOnly).not.toContain('apt-get');
+    expect(rootOnly).not.toContain('chromium'); // not needed by any skipped file
+    expect(rootOnly).toMatch(/^To run them:\n {2}run the browser suite as root: sudo npm run test:browser$/m);
+    const both = ciFailureMessage('test/browser/netns.test.ts', [chromium, netns]);
+    expect(both).toMatch(/Install them with: (sudo )?apt-get install -y chromium; and run the browser suite as root: sudo npm run test:browser$/);
+    expect(skipSummary([], { ci: false, missing: [netns] })).toBeNull();
   });
 });

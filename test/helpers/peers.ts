@@ -23,7 +23,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { TestTagDefinition } from 'vitest/config';
-import { type PeerId, HIDE_ENV, detectPeers, installCommand, isCi, peerTag } from '../peers/detect.js';
+import { type PeerId, HIDE_ENV, NOT_ROOT, detectPeers, installCommand, isCi, peerTag } from '../peers/detect.js';
 
 /** A missing peer as the main process detected it. */
 export interface MissingPeer {
@@ -31,6 +31,8 @@ export interface MissingPeer {
   description: string;
   reason: string;
   packages: string[];
+  /** Missing only because the run is not root: no package to install. */
+  rootOnly: boolean;
 }
 
 /** Detection result handed to the workers (vitest `provide`). */
@@ -75,15 +77,18 @@ export function peerTestOptions(env: NodeJS.ProcessEnv = process.env): {
     ...(p.missing !== null && !ci ? { skip: true } : {}),
   }));
   const missing = peers.flatMap((p) =>
-    p.missing === null ? [] : [{ id: p.id, description: p.description, reason: p.missing, packages: p.packages }],
+    p.missing === null ? [] : [{ id: p.id, description: p.description, reason: p.missing, packages: p.packages, rootOnly: p.rootOnly }],
   );
   return { tags, provide: { echPeers: { ci, missing } }, setupFiles: [PEER_SETUP_FILE], globalSetup: [PEER_SUMMARY_FILE] };
 }
 
-function rootNote(missing: readonly MissingPeer[]): string[] {
-  return missing.some((m) => m.id === 'netns' && m.reason.includes('root'))
-    ? ['and run the browser suite as root (sudo npm run test:browser)']
-    : [];
+/** The install command for the peers a package would fix, and the root hint for those that need root. */
+function remedies(missing: readonly MissingPeer[]): string[] {
+  const installable = missing.filter((m) => !m.rootOnly);
+  return [
+    ...(installable.length > 0 ? [installCommand(installable)] : []),
+    ...(missing.some((m) => m.reason.includes(NOT_ROOT)) ? ['run the browser suite as root: sudo npm run test:browser'] : []),
+  ];
 }
 
 /** The error a file fails with in CI when a peer it needs is missing. */
@@ -91,8 +96,7 @@ export function ciFailureMessage(file: string, missing: readonly MissingPeer[]):
   return [
     `${file} needs test peers that are missing (CI is set: a missing peer is a failure, not a skip):`,
     ...missing.map((m) => `  ${m.id}: ${m.description}: ${m.reason}`),
-    `Install them with: ${installCommand(missing)}`,
-    ...rootNote(missing),
+    `Install them with: ${remedies(missing).join('; and ')}`,
   ].join('\n');
 }
 
@@ -117,9 +121,8 @@ export function skipSummary(records: readonly SkipRecord[], report: PeerReport):
     'Skipped test files (peers they need):',
     ...files.map((r) => `  ${r.file.padEnd(width)}  ${r.peers.join(', ')}`),
     '',
-    'Install the missing peers with:',
-    `  ${installCommand(missing)}`,
-    ...rootNote(missing).map((l) => `  ${l}`),
+    missing.some((m) => !m.rootOnly) ? 'Install the missing peers with:' : 'To run them:',
+    ...remedies(missing).map((l) => `  ${l}`),
     '',
     `With CI=true (as in .ci/run) a missing peer fails the run instead.${
       missing.some((m) => m.reason.includes(HIDE_ENV)) ? ` Peers hidden by ${HIDE_ENV} count as missing.` : ''

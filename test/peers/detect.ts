@@ -42,6 +42,8 @@ export interface PeerStatus {
   packages: string[];
   /** Why it is missing, or null when present. */
   missing: string | null;
+  /** Missing only because this process is not root (installing packages would not help). */
+  rootOnly: boolean;
 }
 
 const DESCRIPTIONS: Record<PeerId, string> = {
@@ -53,6 +55,9 @@ const DESCRIPTIONS: Record<PeerId, string> = {
   netns: 'network namespaces: root and ip (iproute2)',
   certutil: 'certutil (NSS tools)',
 };
+
+/** The reason a peer that needs root gives when the process is not root. */
+export const NOT_ROOT = 'not running as root (network namespaces need root: sudo npm run test:browser)';
 
 const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -116,7 +121,7 @@ function check(id: PeerId, env: NodeJS.ProcessEnv): string[] {
     case 'netns': {
       const reasons = needExecutables(['ip'], env);
       if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-        reasons.push('not running as root (network namespaces need root: sudo npm run test:browser)');
+        reasons.push(NOT_ROOT);
       }
       return reasons;
     }
@@ -168,7 +173,13 @@ export function detectPeers(env: NodeJS.ProcessEnv = process.env): PeerStatus[] 
   const hidden = hiddenPeers(env);
   return PEER_IDS.map((id) => {
     const reasons = hidden.has(id) ? [`hidden by ${HIDE_ENV}`] : check(id, env);
-    return { id, description: DESCRIPTIONS[id], packages: packages.get(id) ?? [], missing: reasons.length > 0 ? reasons.join('; ') : null };
+    return {
+      id,
+      description: DESCRIPTIONS[id],
+      packages: packages.get(id) ?? [],
+      missing: reasons.length > 0 ? reasons.join('; ') : null,
+      rootOnly: reasons.length > 0 && reasons.every((r) => r === NOT_ROOT),
+    };
   });
 }
 
