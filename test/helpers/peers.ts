@@ -118,7 +118,7 @@ export function skipSummary(records: readonly SkipRecord[], report: PeerReport):
     'Missing peers:',
     ...missing.map((m) => `  ${m.id.padEnd(idWidth)}  ${m.description}: ${m.reason}`),
     '',
-    'Skipped test files (peers they need):',
+    'Skipped test files (the missing peers each needs):',
     ...files.map((r) => `  ${r.file.padEnd(width)}  ${r.peers.join(', ')}`),
     '',
     missing.some((m) => !m.rootOnly) ? 'Install the missing peers with:' : 'To run them:',
