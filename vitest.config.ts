@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { configDefaults, defineConfig } from 'vitest/config';
+import { peerTestOptions } from './test/helpers/peers.js';
 
 const src = fileURLToPath(new URL('./src/', import.meta.url));
 
@@ -21,5 +22,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Files tagged `// @module-tag peer-<id>` need that real peer: skipped
+    // with one summary when it is missing, a failure when CI is set
+    // (test/helpers/peers.ts, test/peers/debian-packages.txt).
+    ...peerTestOptions(),
   },
 });

@@ -1,3 +1,4 @@
+// @module-tag peer-boringssl
 // Real peer: BoringSSL (Debian android-libboringssl) as the ECH client. Its
 // ClientHellos, sent over loopback, must decrypt with our keys; its ECHConfigs
 // must decode with our codec. In CI a missing peer is a failure.

@@ -1,3 +1,5 @@
+// @module-tag peer-boringssl
+// @module-tag peer-openssl
 /**
  * Self-test of the BoringSSL peer harness: BoringSSL client against BoringSSL
  * server, with ECH. These prove the harness reports what BoringSSL did, so

@@ -1,3 +1,4 @@
+// @module-tag peer-boringssl
 // `ech-server demo`: keys and a test CA made on the first run in the named
 // directory and reused later, the cover-domain front end on 127.0.0.1,
 // driven by an ECH client (accepted; stale key → retry → accepted; GREASE;

@@ -1,3 +1,5 @@
+// @module-tag peer-knot
+// @module-tag peer-bind
 // RFC 2136 dynamic UPDATE with TSIG (RFC 8945) against real authoritative
 // servers (Knot DNS and BIND, started by test/peers/dns-server.ts): only the ech
 // SvcParam changes, names without a record are left alone unless

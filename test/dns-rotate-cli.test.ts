@@ -1,3 +1,4 @@
+// @module-tag peer-knot
 // `ech-server rotate` (runRotate): one step per run, for cron. Time passing
 // between runs is simulated by moving the state file's timestamps back (no
 // sleeping). Publishes to files and, by RFC 2136 + TSIG, to a real Knot.

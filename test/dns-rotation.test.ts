@@ -1,3 +1,5 @@
+// @module-tag peer-knot
+// @module-tag peer-bind
 // Key rotation against real authoritative DNS servers (Knot and BIND, started
 // by the test): the manager (on a fake clock: no sleeping) publishes each new key by
 // RFC 2136 UPDATE with TSIG; kdig shows the HTTPS record with the new

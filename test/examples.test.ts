@@ -1,3 +1,4 @@
+// @module-tag peer-boringssl
 // Examples are runnable programs: each one runs here and must do what its
 // opening comment says. They import the package by name (`ech-server`,
 // `ech-server/testing`), which vitest.config.ts maps to src/; test/package.test.ts

@@ -1,3 +1,5 @@
+// @module-tag peer-boringssl
+// @module-tag peer-openssl
 // Keyless mode end to end, in separate processes: `ech-server keyserver`
 // holds the ECH key and the certificate keys; `ech-server serve` holds only
 // public material (ECHCONFIG-only key files, certificates without keys) and

@@ -1,3 +1,5 @@
+// @module-tag peer-openssl
+// @module-tag peer-chromium
 /**
  * Headless Chromium (Debian `chromium`) loads a page from an http.Server fed
  * by our TLS 1.3 sockets over loopback. Chromium's ClientHello carries a

@@ -1,3 +1,4 @@
+// @module-tag peer-openssl
 /**
  * The transport-free engine in memory: our client against our server —
  * suites, groups, HRR, PSK resumption (also after HRR), KeyUpdate both ways,

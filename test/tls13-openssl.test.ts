@@ -1,3 +1,4 @@
+// @module-tag peer-openssl
 /**
  * `openssl s_client -tls1_3` (OpenSSL 3, a peer nobody here wrote) completes
  * handshakes against the engine and gets its line echoed back.

@@ -1,3 +1,5 @@
+// @module-tag peer-boringssl
+// @module-tag peer-openssl
 // The TLS 1.3 engine against peers nobody here wrote, on plain TLS (no ECH):
 // our client against `openssl s_server -tls1_3`, and BoringSSL's client
 // against our server, including a HelloRetryRequest forced by restricting

@@ -1,3 +1,5 @@
+// @module-tag peer-chromium
+// @module-tag peer-netns
 // Real peer: Chromium (Debian `chromium`) as ECH client against our
 // decryption core. Inside a private network namespace our DNS responder
 // publishes HTTPS records whose `ech` SvcParam is an ECHConfigList generated

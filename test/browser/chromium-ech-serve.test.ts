@@ -1,3 +1,7 @@
+// @module-tag peer-openssl
+// @module-tag peer-chromium
+// @module-tag peer-netns
+// @module-tag peer-certutil
 // Real peer, whole path: headless Chromium (Debian `chromium`) loads inner
 // sites through our ECH front end (EchFrontEnd, shared mode: our TLS 1.3
 // engine terminates), inside a private network namespace where our DNS

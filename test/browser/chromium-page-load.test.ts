@@ -1,3 +1,7 @@
+// @module-tag peer-openssl
+// @module-tag peer-chromium
+// @module-tag peer-netns
+// @module-tag peer-certutil
 // Real peer: Chromium loading whole pages inside the test namespace from a
 // real TLS server (Node's https, which knows nothing of ECH), trusting a test
 // CA through an NSS database. This is the template for loading pages through

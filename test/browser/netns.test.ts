@@ -1,3 +1,5 @@
+// @module-tag peer-chromium
+// @module-tag peer-netns
 // Self-test of the browser-test plumbing (test/peers/netns.ts,
 // dns-responder.ts, chromium.ts): the namespace is wired as documented, the
 // system resolver inside it asks our DNS responder, and teardown leaves no

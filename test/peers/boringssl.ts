@@ -4,7 +4,9 @@
  *
  * A missing library, header or compiler is an error, never a skip: in CI the
  * peer is installed by .ci/run, and a test that silently did not talk to
- * BoringSSL would prove nothing.
+ * BoringSSL would prove nothing. (Outside CI, a test file tagged peer-boringssl
+ * is skipped before it gets here when detection finds no BoringSSL:
+ * test/peers/detect.ts, test/helpers/peers.ts.)
  *
  * Every child is spawned with a bounded lifetime and tracked by PID; servers
  * are killed on close() and, as a last resort, when this process exits (the
@@ -24,8 +26,10 @@ export const HARNESS_SOURCE = join(HERE, 'boringssl', 'harness.c');
 export const HARNESS_BINARY = join(REPO_ROOT, '.cache', 'boringssl-harness');
 
 const MULTIARCH: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
-const INCLUDE_DIR = process.env['BORINGSSL_INCLUDE_DIR'] ?? '/usr/include/android';
-const LIB_DIR =
+/** BoringSSL headers (openssl/ssl.h, openssl/hpke.h): $BORINGSSL_INCLUDE_DIR or Debian's path. */
+export const INCLUDE_DIR = process.env['BORINGSSL_INCLUDE_DIR'] ?? '/usr/include/android';
+/** BoringSSL libssl.so and libcrypto.so: $BORINGSSL_LIB_DIR or Debian's path. */
+export const LIB_DIR =
   process.env['BORINGSSL_LIB_DIR'] ?? `/usr/lib/${MULTIARCH[process.arch] ?? `${process.arch}-linux-gnu`}/android`;
 
 const INSTALL_HINT = 'install the peer with: apt-get install -y android-libboringssl android-libboringssl-dev gcc';

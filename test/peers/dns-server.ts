@@ -6,7 +6,9 @@
  *
  * A missing server is an error, never a skip: CI installs them (apt packages
  * `knot`, `knot-dnsutils` and `bind9`), and a test that silently did not talk
- * to a real server would prove nothing.
+ * to a real server would prove nothing. (Outside CI, a test file tagged
+ * peer-knot / peer-bind is skipped before it gets here when detection finds
+ * no server: test/peers/detect.ts, test/helpers/peers.ts.)
  *
  * The server is started as a child process tracked by PID, readiness is
  * polled with an SOA query, and stop() kills it by that PID (SIGTERM, then
