@@ -1,3 +1,4 @@
+// @module-tag peer-openssl
 // Server certificate path validation (src/tls13/path-validation.ts, RFC 5280
 // §6.1) against OpenSSL. Each case builds a PKI with the openssl CLI, runs
 // `openssl verify -purpose sslserver -verify_hostname NAME` on it, and

@@ -1,3 +1,5 @@
+// @module-tag peer-openssl
+// @module-tag peer-curl
 // TLS 1.2 clients on the cover name (issue 15): a client offering no TLS 1.3
 // (so no ECH) is terminated by node:tls with the certificate the TLS 1.3
 // path would present — the public name's for the public name and unknown

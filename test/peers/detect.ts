@@ -24,7 +24,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 export const PACKAGES_FILE = join(HERE, 'debian-packages.txt');
 
 /** Every peer a test can declare. */
-export const PEER_IDS = ['boringssl', 'openssl', 'knot', 'bind', 'chromium', 'netns', 'certutil'] as const;
+export const PEER_IDS = ['boringssl', 'openssl', 'knot', 'bind', 'chromium', 'netns', 'certutil', 'curl', 'etcd'] as const;
 /** One of {@link PEER_IDS}. */
 export type PeerId = (typeof PEER_IDS)[number];
 
@@ -54,6 +54,8 @@ const DESCRIPTIONS: Record<PeerId, string> = {
   chromium: 'Chromium',
   netns: 'network namespaces: root and ip (iproute2)',
   certutil: 'certutil (NSS tools)',
+  curl: 'curl (a TLS 1.2 client)',
+  etcd: 'etcd and etcdctl (fleet mode)',
 };
 
 /** The reason a peer that needs root gives when the process is not root. */
@@ -127,6 +129,10 @@ function check(id: PeerId, env: NodeJS.ProcessEnv): string[] {
     }
     case 'certutil':
       return needExecutables(['certutil'], env);
+    case 'curl':
+      return needExecutables(['curl'], env);
+    case 'etcd':
+      return needExecutables(['etcd', 'etcdctl'], env);
   }
 }
 
