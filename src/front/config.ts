@@ -79,6 +79,8 @@ export interface ServeConfig {
   drainTimeoutMs: number;
   /** Put inner names in logs (default false). */
   logInnerNames: boolean;
+  /** Put the client's address and port in connection logs (default true). */
+  logClientAddress: boolean;
   /**
    * Keyless mode (src/keyless): key servers hold the private keys; `keys`
    * may hold ECHCONFIG-only files and certificates may come without keys.
@@ -136,7 +138,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'logClientAddress', 'keyless', 'rotation'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
@@ -246,6 +248,8 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   const drain = positive(raw, 'drainTimeoutMs', 'drainTimeoutMs') ?? 10_000;
   const lin = raw['logInnerNames'];
   if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
+  const lca = raw['logClientAddress'];
+  if (lca !== undefined && typeof lca !== 'boolean') throw new ServeConfigError('logClientAddress', 'must be true or false');
   return {
     listen,
     keys,
@@ -258,6 +262,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(admin ? { admin } : {}),
     drainTimeoutMs: drain,
     logInnerNames: lin === true,
+    logClientAddress: lca !== false,
     ...(keyless ? { keyless } : {}),
     ...(rotation ? { rotation } : {}),
   };
