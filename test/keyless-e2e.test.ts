@@ -213,6 +213,21 @@ describe('keyless configuration errors', () => {
     }
     await rm(join(feDir, 'bad.json'));
   });
+
+  it('serve --check in keyless mode: exits 0 with no key server running (nothing to wait for), 1 for a certificate that does not cover its route', async () => {
+    const file = join(feDir, 'check.json');
+    await writeFile(file, JSON.stringify({ ...feBase, ...keyless([1]) }));
+    const started = Date.now();
+    const ok = await run([join(DIST, 'cli', 'main.js'), 'serve', '--config', file, '--check']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, keys: 1, routes: ['alpha.example'] });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await writeFile(file, JSON.stringify({ ...feBase, ...keyless([1]), routes: [{ serverName: 'alpha.example', cert: 'cover.pem', respond: 'ech-status' }] }));
+    const bad = await run([join(DIST, 'cli', 'main.js'), 'serve', '--config', file, '--check']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/routes\[0\]\.cert: \S+cover\.pem does not cover alpha\.example/);
+    await rm(file);
+  });
 });
 
 describe('keyless mode across processes (BoringSSL client)', () => {

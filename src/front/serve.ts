@@ -170,8 +170,9 @@ function covers(cert: X509Certificate, name: string): boolean {
  * listening — read every file, load the ECH keys and certificates, check
  * each private key against its certificate — and also that each
  * certificate covers its route's server name and the public-name
- * certificate covers the keys' public_name. Binds nothing, contacts no key
- * server. Throws a {@link ServeConfigError} naming the field at fault.
+ * certificate covers the keys' public_name. Binds nothing; in keyless mode
+ * the key-server client is made (its credentials checked) and closed at
+ * once, without waiting for a key server. Throws a {@link ServeConfigError} naming the field at fault.
  * @group Front end
  * @example
  * ```ts
