@@ -112,6 +112,16 @@ describe('exit codes of OS errors', () => {
     expect(keysMissing.stderr).toContain(join(dir, 'no-keys'));
   });
 
+  it('serve (and serve --check) with a missing config file: exit 66, one line naming the file', async () => {
+    const missing = join(dir, 'no-such-serve.json');
+    for (const extra of [[], ['--check']]) {
+      const r = await run(['serve', '--config', missing, ...extra]);
+      expect(r.code, r.stderr).toBe(66);
+      oneLine(r);
+      expect(r.stderr).toBe(`ech-server serve: (file): cannot read ${missing}: ENOENT\n`);
+    }
+  });
+
   it('keygen under a file (ENOTDIR): exit 73, one line naming the path', async () => {
     const file = join(dir, 'a-file');
     await writeFile(file, 'not a directory');

@@ -23,8 +23,8 @@ import { type RotationConfig, RotationConfigError, validateRotationConfig } from
 export class ServeConfigError extends EchError {
   /** The field at fault. */
   readonly field: string;
-  constructor(field: string, message: string) {
-    super('ERR_CONFIG', 'internal_error', `${field}: ${message}`);
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_CONFIG', 'internal_error', `${field}: ${message}`, options);
     this.name = 'ServeConfigError';
     this.field = field;
   }
@@ -281,7 +281,7 @@ export async function loadServeConfig(file: string): Promise<ServeConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new ServeConfigError('(file)', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ServeConfigError('(file)', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   let raw: unknown;
   try {
