@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -195,6 +196,21 @@ describe('keyless configuration errors', () => {
       const r = await run([MAIN, 'keyserver', '--config', file]);
       expect(r.code, JSON.stringify(extra)).toBe(1);
       expect(r.stderr).toMatch(re);
+    }
+  });
+
+  it('keyserver on a busy port: exit 69, one line naming the port', async () => {
+    const holder = createServer();
+    await new Promise<void>((res) => holder.listen(0, '127.0.0.1', res));
+    const busy = (holder.address() as { port: number }).port;
+    try {
+      const file = join(dir, 'busy-ks.json');
+      await writeFile(file, JSON.stringify({ ...ksCfg, listen: `127.0.0.1:${busy}` }));
+      const r = await run([MAIN, 'keyserver', '--config', file]);
+      expect(r.code, r.stderr).toBe(69);
+      expect(r.stderr).toBe(`ech-server keyserver: cannot listen on 127.0.0.1:${busy}: address already in use (EADDRINUSE)\n`);
+    } finally {
+      await new Promise<void>((res) => holder.close(() => res()));
     }
   });
 
