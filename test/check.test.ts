@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,13 +54,25 @@ beforeAll(async () => {
   caFile = join(pki.dir, 'ca.pem');
   const cover = pki.leaf('ec', ['cover.example']);
   const alpha = pki.leaf('ec', ['alpha.example']);
+  const dead = pki.leaf('ec', ['dead.example']);
+  // a port nothing listens on: the forward route's backend is down
+  const deadPort = await new Promise<number>((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
   const keygen = await promisify(execFile)(process.execPath, [BIN, 'keygen', '--public-name', 'cover.example', '--out', join(dir, 'keys'), '--max-name-length', '16']);
   listB64 = JSON.parse(keygen.stdout).echConfigList;
   config = {
     listen: '127.0.0.1:0',
     keys: 'keys',
     publicName: { cert: cover.certPath, key: cover.keyPath },
-    routes: [{ serverName: 'alpha.example', cert: alpha.certPath, key: alpha.keyPath, respond: 'ech-status' }],
+    routes: [
+      { serverName: 'alpha.example', cert: alpha.certPath, key: alpha.keyPath, respond: 'ech-status' },
+      { serverName: 'dead.example', cert: dead.certPath, key: dead.keyPath, forward: `127.0.0.1:${deadPort}` },
+    ],
   };
 }, 120_000);
 afterAll(async () => {
@@ -122,6 +135,14 @@ describe('ech-server check against ech-server serve', () => {
     } finally {
       other.cleanup();
     }
+  });
+
+  it('--get when the connection closes with no HTTP answer (a dead forward backend): exit 1, ERR_NO_HTTP_ANSWER', async () => {
+    const r = await check(['--connect', `127.0.0.1:${serve.port}`, '--name', 'dead.example', '--ech-config-list', listB64, '--ca', caFile, '--get']);
+    expect(r.code, r.stdout).toBe(1);
+    // the handshake itself succeeded (ECH accepted for the hidden name); only the answer is missing
+    expect(r.json).toMatchObject({ handshake: true, echStatus: 'accepted', status: null, error: { code: 'ERR_NO_HTTP_ANSWER', alert: null } });
+    expect(r.json['peerCertificateSubject']).toMatch(/dead\.example/);
   });
 
   it('usage errors exit 2; --help exits 0', async () => {

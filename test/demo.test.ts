@@ -18,6 +18,7 @@ import { buildHarness, runClient } from './peers/boringssl.js';
 import { boringsslRequest } from './helpers/boringssl-request.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 let work: string;
 
 beforeAll(async () => {
@@ -148,7 +149,7 @@ describe('demo', () => {
     }
   });
 
-  it('`node dist/cli/main.js demo --dir DIR` prints the table and the instructions, and exits 0 on SIGTERM', async () => {
+  it('`node dist/cli/main.js demo --dir DIR` prints the table and the instructions (its Try line runs as printed from the project directory), and exits 0 on SIGTERM', async () => {
     const dir = join(work, 'demo3');
     const child = spawn(process.execPath, [BIN, 'demo', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -163,6 +164,25 @@ describe('demo', () => {
       expect(out, err).toMatch(/ech-server check --connect 127\.0\.0\.1:\d+ --name alpha\.example/);
       // the CLI drives the front end with the library's ECH client
       expectDemoTable(out, Number(/config_id (\d+);/.exec(out)![1]));
+      // the Try line, run by a shell exactly as printed, from the project
+      // directory (npx finds the package's own bin there; offline: never the registry)
+      const lines = out.split('\n');
+      const tryLine = lines[lines.findIndex((l) => l.startsWith('Try')) + 1]!.trim();
+      expect(tryLine).toMatch(/^npx ech-server check --connect 127\.0\.0\.1:\d+ --name alpha\.example /);
+      const printed = await new Promise<{ code: number | null; out: string; err: string }>((res) => {
+        const sh = spawn('sh', ['-c', tryLine], { cwd: ROOT, env: { ...process.env, npm_config_offline: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let o = '';
+        let e = '';
+        sh.stdout.on('data', (d) => (o += d));
+        sh.stderr.on('data', (d) => (e += d));
+        const k = setTimeout(() => sh.kill('SIGKILL'), 30_000);
+        sh.once('exit', (code) => {
+          clearTimeout(k);
+          res({ code, out: o, err: e });
+        });
+      });
+      expect(printed.code, printed.err).toBe(0);
+      expect(JSON.parse(printed.out)).toMatchObject({ handshake: true, echStatus: 'accepted', status: 200, body: { site: 'alpha.example', innerServerName: 'alpha.example' } });
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
+import net, { createServer } from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,6 +202,21 @@ describe('keyless configuration errors', () => {
     }
   });
 
+  it('keyserver on a busy port: exit 69, one line naming the port', async () => {
+    const holder = createServer();
+    await new Promise<void>((res) => holder.listen(0, '127.0.0.1', res));
+    const busy = (holder.address() as { port: number }).port;
+    try {
+      const file = join(dir, 'busy-ks.json');
+      await writeFile(file, JSON.stringify({ ...ksCfg, listen: `127.0.0.1:${busy}` }));
+      const r = await run([MAIN, 'keyserver', '--config', file]);
+      expect(r.code, r.stderr).toBe(69);
+      expect(r.stderr).toBe(`ech-server keyserver: cannot listen on 127.0.0.1:${busy}: address already in use (EADDRINUSE)\n`);
+    } finally {
+      await new Promise<void>((res) => holder.close(() => res()));
+    }
+  });
+
   it('serve: keyless errors name their field', async () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ keyless: { servers: ['127.0.0.1:1'], cert: 'nope.pem', key: edge.keyPath, ca: caFile } }, /keyless\.cert: cannot read/],
@@ -216,6 +231,21 @@ describe('keyless configuration errors', () => {
       expect(r.stderr).toMatch(re);
     }
     await rm(join(feDir, 'bad.json'));
+  });
+
+  it('serve --check in keyless mode: exits 0 with no key server running (nothing to wait for), 1 for a certificate that does not cover its route', async () => {
+    const file = join(feDir, 'check.json');
+    await writeFile(file, JSON.stringify({ ...feBase, ...keyless([1]) }));
+    const started = Date.now();
+    const ok = await run([join(DIST, 'cli', 'main.js'), 'serve', '--config', file, '--check']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, keys: 1, routes: ['alpha.example'] });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await writeFile(file, JSON.stringify({ ...feBase, ...keyless([1]), routes: [{ serverName: 'alpha.example', cert: 'cover.pem', respond: 'ech-status' }] }));
+    const bad = await run([join(DIST, 'cli', 'main.js'), 'serve', '--config', file, '--check']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/routes\[0\]\.cert: \S+cover\.pem does not cover alpha\.example/);
+    await rm(file);
   });
 });
 

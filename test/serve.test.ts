@@ -6,7 +6,9 @@
 // name their field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -143,4 +145,166 @@ describe('ech-server serve with BoringSSL', () => {
       expect(r.stderr).toMatch(re);
     }
   });
+
+  it('--check loads and checks everything without listening: exit 0 with a JSON line, or exit 1 naming the fault', async () => {
+    const port = await new Promise<number>((res) => {
+      const probe = createServer();
+      probe.listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as { port: number }).port;
+        probe.close(() => res(p));
+      });
+    });
+    const checkRun = async (cfg: Record<string, unknown>) => {
+      const file = join(dir, 'check.json');
+      await writeFile(file, JSON.stringify(cfg));
+      return promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file, '--check'], { timeout: 20_000 }).then(
+        (x) => ({ code: 0, stdout: x.stdout, stderr: x.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    };
+    const ok = await checkRun({ ...baseConfig, listen: `127.0.0.1:${port}`, admin: '127.0.0.1:0' });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, keys: 1, routes: ['alpha.example', 'beta.example'], listen: `127.0.0.1:${port}`, admin: '127.0.0.1:0' });
+    expect(ok.stderr).toBe('');
+    // nothing was bound: the port is still free
+    await new Promise<void>((res, rej) => {
+      const s = createServer();
+      s.once('error', rej);
+      s.listen(port, '127.0.0.1', () => s.close(() => res()));
+    });
+    const routes = baseConfig['routes'] as Array<Record<string, unknown>>;
+    const alpha = routes[0]!;
+    const beta = routes[1]!;
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ routes: [{ ...alpha, serverName: 'gamma.example' }] }, /^ech-server serve: routes\[0\]\.cert: \S+ does not cover gamma\.example\n$/],
+      [{ routes: [{ ...alpha, key: beta['key'] }] }, /private key does not match the certificate/],
+      [{ routes: [alpha, { ...beta, key: join(dir, 'missing.key') }] }, /^ech-server serve: routes\[1\]\.key: cannot read \S+missing\.key: ENOENT\n$/],
+      [{ publicName: { cert: alpha['cert'], key: alpha['key'] } }, /^ech-server serve: publicName\.cert: \S+ does not cover cover\.example, the public_name of ECH config \d+\n$/],
+      [{ listen: '127.0.0.1:99999' }, /listen: port 99999 is out of range/],
+      [{ keys: 'no-such-keys' }, /keys: cannot read key directory/],
+    ];
+    for (const [extra, re] of cases) {
+      const r = await checkRun({ ...baseConfig, ...extra });
+      expect(r.code, JSON.stringify(extra)).toBe(1);
+      expect(r.stderr, JSON.stringify(extra)).toMatch(re);
+      expect(r.stdout).toBe('');
+    }
+    // a wildcard route is covered by a wildcard certificate
+    const wild = pki.leaf('ec', ['*.legacy.example']);
+    const w = await checkRun({ ...baseConfig, routes: [{ serverName: '*.legacy.example', cert: wild.certPath, key: wild.keyPath, respond: 'ech-status' }] });
+    expect(w.code, w.stderr).toBe(0);
+  });
+
+  it('SIGHUP with a broken config file (invalid JSON, unknown field, missing file): reload_failed is logged and counted, the old configuration keeps serving', async () => {
+    await withServe({ admin: '127.0.0.1:0' }, async (s) => {
+      const adminPort = Number(/"admin":(\d+)/.exec(s.output())![1]);
+      const metric = async (result: string) => {
+        const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+        const m = new RegExp(`^ech_reloads_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text);
+        return m ? Number(m[1]) : 0;
+      };
+      const events = (name: string) =>
+        s
+          .output()
+          .split('\n')
+          .filter((l) => l.startsWith('{"time"'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .filter((e) => e['event'] === name);
+      const hup = async (name: string, n: number) => {
+        s.child.kill('SIGHUP');
+        const deadline = Date.now() + 10_000;
+        while (events(name).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        expect(events(name).length, s.output()).toBe(n);
+        return events(name)[n - 1]!;
+      };
+      const stillServes = async () => {
+        const r = await runClient({ port: s.port, sni: 'alpha.example', echConfigList: listB64, ca: caFile, send: GET('alpha.example'), read: true });
+        expect(r.echAccepted).toBe(true);
+        expect(body(r.response)).toMatchObject({ site: 'alpha.example', innerServerName: 'alpha.example' });
+      };
+      const good = JSON.stringify({ ...baseConfig, admin: '127.0.0.1:0', keys: join(dir, 'keys') });
+
+      await writeFile(s.file, '{ "listen": ');
+      expect((await hup('reload_failed', 1))['error']).toMatch(/is not valid JSON/);
+      expect(await metric('error')).toBe(1);
+      await stillServes();
+
+      await writeFile(s.file, JSON.stringify({ ...JSON.parse(good), bogus: true }));
+      expect((await hup('reload_failed', 2))['error']).toMatch(/bogus: is not a known field/);
+      expect(await metric('error')).toBe(2);
+      await stillServes();
+
+      await unlink(s.file);
+      expect((await hup('reload_failed', 3))['error']).toMatch(/cannot read .*ENOENT/);
+      expect(await metric('error')).toBe(3);
+      await stillServes();
+
+      await writeFile(s.file, good);
+      await hup('reloaded', 1);
+      expect(await metric('ok')).toBe(1);
+      expect(await metric('error')).toBe(3);
+      await stillServes();
+    });
+  });
+
+  it('connection logs carry the client address and port (unless logClientAddress is false); alpn is a string or null', async () => {
+    const connect = (port: number, alpn?: string[]) =>
+      new Promise<number>((res, rej) => {
+        const c = tls.connect({ port, host: '127.0.0.1', servername: 'alpha.example', ca: pki.caPem, ...(alpn ? { ALPNProtocols: alpn } : {}) }, () => {
+          // end(), not destroy(): the Finished still has to reach the server
+          const local = c.localPort!;
+          c.end();
+          setTimeout(() => c.destroy(), 2000).unref();
+          res(local);
+        });
+        c.on('error', rej);
+      });
+    const garbage = (port: number) =>
+      new Promise<number>((res) => {
+        const c = createConnection(port, '127.0.0.1');
+        let local = 0;
+        c.on('connect', () => {
+          local = c.localPort!;
+          c.write('GET / HTTP/1.1\r\n\r\n');
+        });
+        c.on('error', () => undefined);
+        c.resume(); // read the alert, so that 'end' and 'close' come
+        c.on('close', () => res(local));
+      });
+    const logs = (out: string, name: string) =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{"time"'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => e['event'] === name);
+    const waitFor = async (s: ServeProcess, name: string, n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (logs(s.output(), name).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      return logs(s.output(), name);
+    };
+    await withServe({ drainTimeoutMs: 100 }, async (s) => {
+      const plain = await connect(s.port);
+      const withAlpn = await connect(s.port, ['http/1.1']);
+      const hs = await waitFor(s, 'handshake', 2);
+      expect(hs, s.output()).toHaveLength(2);
+      expect(hs[0]).toMatchObject({ status: 'not-offered', remote: '127.0.0.1', remotePort: plain, alpn: null });
+      expect(hs[1]).toMatchObject({ remote: '127.0.0.1', remotePort: withAlpn, alpn: 'http/1.1' });
+      const bad = await garbage(s.port);
+      const errs = await waitFor(s, 'connection_error', 1);
+      expect(errs[0]).toMatchObject({ remote: '127.0.0.1', remotePort: bad });
+    });
+    await withServe({ logClientAddress: false, drainTimeoutMs: 100 }, async (s) => {
+      await connect(s.port);
+      await garbage(s.port);
+      const hs = await waitFor(s, 'handshake', 1);
+      const errs = await waitFor(s, 'connection_error', 1);
+      expect(hs).toHaveLength(1);
+      expect(errs).toHaveLength(1);
+      for (const e of [...hs, ...errs]) {
+        expect(e).not.toHaveProperty('remote');
+        expect(e).not.toHaveProperty('remotePort');
+      }
+      expect(hs[0]!['alpn']).toBeNull();
+    });
+  }, 60_000);
 });

@@ -3,7 +3,8 @@
  * (`connectEch`) and print one JSON object saying what happened — accepted,
  * rejected (with the server's retry_configs), GREASE, or no ECH — and, with
  * `--get`, the body of `GET /`. Exit code 0 when a connection authenticated
- * for `--name` was made, 1 when not, 2 on usage errors.
+ * for `--name` was made (with `--get`: and an HTTP answer came back), 1
+ * when not, 2 on usage errors.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { EchError } from '../wire/alert.js';
 import { fromBase64, toBase64 } from '../wire/bytes.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
+import { describeCliError } from './errors.js';
 import { connectEch, EchRejectedError, type EchConnectOptions, type EchConnectResult } from '../tls13/ech-client.js';
 
 /**
@@ -45,7 +47,9 @@ Prints one JSON object: handshake, echStatus (accepted | rejected | grease |
 not-offered), retried, retryConfigs (base64 or null), alpn,
 peerCertificateSubject, resumed, helloRetryRequest, error ({code, alert,
 message} or null), and with --get: status and body (parsed when JSON).
-Exits 0 when a connection authenticated for NAME was made, 1 otherwise.`;
+Exits 0 when a connection authenticated for NAME was made (and, with --get,
+an HTTP status line came back), 1 otherwise (a connection closed with no
+HTTP answer is error ERR_NO_HTTP_ANSWER), 2 on usage errors.`;
 
 /** A usage error (exit code 2). */
 class CheckUsageError extends Error {}
@@ -206,8 +210,9 @@ export async function runCheck(args: string[]): Promise<number> {
       process.stderr.write(`ech-server check: ${e.message}\n\n${CHECK_USAGE}\n`);
       return 2;
     }
-    process.stderr.write(`ech-server check: ${(e as Error).message}\n`);
-    return 1;
+    const os = describeCliError(e); // e.g. --ca or --keys missing: exit 66
+    process.stderr.write(`ech-server check: ${os ? os.message : (e as Error).message}\n`);
+    return os ? os.exitCode : 1;
   }
 
   const report: CheckReport = {
@@ -239,7 +244,14 @@ export async function runCheck(args: string[]): Promise<number> {
         r.socket.destroy();
         throw new EchError('ERR_PROTOCOL', 'internal_error', `--get speaks HTTP/1.1, the server chose ${r.alpnProtocol}`);
       }
-      Object.assign(report, await httpGet(r, opts.servername, opts.timeoutMs ?? 10_000));
+      const answer = await httpGet(r, opts.servername, opts.timeoutMs ?? 10_000);
+      Object.assign(report, answer);
+      // A probe must not pass when the server (or the backend behind it)
+      // closed the connection without an HTTP answer.
+      if (answer.status === null) {
+        code = 1;
+        report.error = { code: 'ERR_NO_HTTP_ANSWER', alert: null, message: 'the connection closed with no HTTP answer (no status line)' };
+      }
     } else {
       r.socket.end();
     }

@@ -28,6 +28,7 @@ import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../key
 import { EchFrontEnd } from '../front/front-end.js';
 import { createTestPki, type TestPki } from '../testing/pki.js';
 import { echRequest, type EchRequest, type EchRequestOptions } from '../testing/request.js';
+import { describeCliError } from './errors.js';
 
 const PUBLIC_NAME = 'cover.example';
 const SITES = ['alpha.example', 'beta.example'];
@@ -297,8 +298,8 @@ The front end stays up on 127.0.0.1:${addr.port} (Ctrl-C to stop).
   sites:         ${SITES.join(', ')} behind ${PUBLIC_NAME}
   ECHConfigList: ${b64}
   test CA:       ${join(dir, 'pki', 'ca.pem')}
-Try:
-  ech-server check --connect 127.0.0.1:${addr.port} --name alpha.example --keys ${join(dir, 'keys')} --ca ${join(dir, 'pki', 'ca.pem')} --get
+Try (from the project directory; npx runs its ech-server):
+  npx ech-server check --connect 127.0.0.1:${addr.port} --name alpha.example --keys ${shellQuote(join(dir, 'keys'))} --ca ${shellQuote(join(dir, 'pki', 'ca.pem'))} --get
 `);
     await (options.until ?? untilSignalOrStdinEnd());
     return 0;
@@ -306,6 +307,11 @@ Try:
     await tap.close();
     await fe.close();
   }
+}
+
+/** A path as a POSIX shell word: as is when safe, else in single quotes. */
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
@@ -353,5 +359,13 @@ export async function runDemoCli(args: string[]): Promise<number> {
     process.stderr.write(`ech-server demo: --port must be 0-65535\n\n${DEMO_USAGE}\n`);
     return 2;
   }
-  return runDemo(values.dir, { once: values.once === true, port });
+  try {
+    return await runDemo(values.dir, { once: values.once === true, port });
+  } catch (e) {
+    // A busy --port (EADDRINUSE: exit 69), an unwritable --dir (exit 73): one line.
+    const os = describeCliError(e);
+    if (!os) throw e;
+    process.stderr.write(`ech-server demo: ${os.message}\n`);
+    return os.exitCode;
+  }
 }

@@ -11,6 +11,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { EchError } from '../wire/alert.js';
 import { jsonLines } from '../front/log.js';
+import { describeCliError } from './errors.js';
 import { KeyServer } from '../keyless/server.js';
 import { auditSink, keyServerOptionsFromConfig, loadKeyServerConfig } from '../keyless/keyserver-config.js';
 
@@ -119,6 +120,11 @@ export async function runKeyserver(args: string[]): Promise<number> {
       });
     }
   } catch (e) {
+    const os = describeCliError(e); // a busy port: exit 69
+    if (os) {
+      process.stderr.write(`ech-server keyserver: ${os.message}\n`);
+      return os.exitCode;
+    }
     if (!(e instanceof EchError) && !(e as NodeJS.ErrnoException).code) throw e;
     process.stderr.write(`ech-server keyserver: ${(e as Error).message}\n`);
     return 1;

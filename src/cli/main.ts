@@ -7,8 +7,9 @@
  * @module
  */
 import { parseArgs } from 'node:util';
-import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import { toBase64 } from '../wire/bytes.js';
 import { encodeEchConfigList } from '../ech/config.js';
@@ -16,15 +17,16 @@ import { decryptClientHello } from '../ech/decrypt.js';
 import { readFirstHandshakeMessage } from '../tls/record.js';
 import { EchKeySet } from '../keys/key-set.js';
 import { KemName, generateEchKey } from '../keys/generate.js';
-import { ensureKeyDirectory, loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
+import { loadEchKeyDirectory, writeEchKeyFile } from '../keys/files.js';
 import { httpsRecordZoneLine } from '../dns/https-record.js';
 import { DEMO_USAGE, runDemoCli } from './demo.js';
 import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { CHECK_USAGE, runCheck } from './check.js';
 import { loadServeConfig } from '../front/config.js';
-import { startServe } from '../front/serve.js';
+import { checkServeConfig, startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
+import { CliOutputError, EXIT_CODES_HELP, ExitCode, describeCliError } from './errors.js';
 
 /** A usage error: printed with the subcommand's help, exit code 2. */
 class UsageError extends Error {}
@@ -39,12 +41,42 @@ function out(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>>(args: string[], options: T) {
+/** Parse `args`; more than `positionals` positional arguments is a usage error. */
+function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>>(args: string[], options: T, positionals = 0) {
+  let r;
   try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  if (r.positionals.length > positionals) throw new UsageError(`unexpected argument '${r.positionals[positionals]}'`);
+  return r;
+}
+
+/**
+ * `mkdir -p DIR` (mode 0700 for what it creates), one level at a time:
+ * Node's recursive mkdir spins forever where mkdir answers ENOENT for a
+ * parent that exists (e.g. under /proc). Errors are output errors (exit 73).
+ */
+async function makeOutputDirectory(dir: string): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+    throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', syscall: 'mkdir', path: dir });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CliOutputError(dir, e);
+  }
+  const parent = dirname(dir);
+  if (parent !== dir) await makeOutputDirectory(parent);
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new CliOutputError(dir, e);
+  }
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
 const commands: Record<string, Command> = {
@@ -69,7 +101,7 @@ there, and prints one JSON object: configId, publicName, kem, echConfigList
       if (!(kem in KemName)) throw new UsageError(`--kem must be one of ${Object.keys(KemName).join(', ')}`);
       const mnl = values['max-name-length'] === undefined ? 0 : Number(values['max-name-length']);
       const dir = resolve(values.out ?? '.');
-      await ensureKeyDirectory(dir);
+      await makeOutputDirectory(dir);
       let existing = new EchKeySet();
       try {
         existing = await loadEchKeyDirectory(dir);
@@ -78,7 +110,11 @@ there, and prints one JSON object: configId, publicName, kem, echConfigList
       }
       const key = generateEchKey({ publicName, kem, maximumNameLength: mnl, configId: existing.unusedConfigId() });
       const file = join(dir, `ech-${publicName}-${key.config.configId.toString(16).padStart(2, '0')}.pem`);
-      await writeEchKeyFile(file, key.config, key.privateKeyRaw);
+      try {
+        await writeEchKeyFile(file, key.config, key.privateKeyRaw);
+      } catch (e) {
+        throw new CliOutputError(file, e);
+      }
       out({
         configId: key.config.configId,
         publicName,
@@ -128,7 +164,7 @@ socket). Prints one JSON object: status (accepted | rejected | not-offered |
 error), outerServerName, innerServerName (when accepted), configId, alpn, and
 alert on error. Exits non-zero on error.`,
     async run(args) {
-      const { values, positionals } = parse(args, { keys: { type: 'string' } });
+      const { values, positionals } = parse(args, { keys: { type: 'string' } }, 1);
       if (!values.keys) throw new UsageError('--keys is required');
       if (positionals.length !== 1) throw new UsageError('give exactly one FILE');
       const keys = await loadEchKeyDirectory(values.keys);
@@ -164,7 +200,7 @@ alert on error. Exits non-zero on error.`,
 
   serve: {
     summary: 'run the ECH front end described by a JSON config file',
-    usage: `ech-server serve --config FILE
+    usage: `ech-server serve --config FILE [--check]
 
 FILE is JSON (relative paths are resolved against FILE's directory):
   {
@@ -186,6 +222,7 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "drainTimeoutMs": 10000,
     "logInnerNames": false,
     "tls12": true,                           optional: false refuses TLS 1.2-only clients
+    "logClientAddress": true,                client address:port in connection logs
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
     "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
   }
@@ -197,21 +234,35 @@ and GREASE connections get the public name's certificate, its page and
 retry_configs. Errors name the field at fault and are reported before
 listening. Prints one JSON line {"listening": "host:port"} when ready; logs
 are JSON lines on stderr. SIGHUP reloads FILE (keys, certificates, routes)
-without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
+without dropping connections (a broken FILE is logged as reload_failed and
+the running configuration stays); SIGTERM/SIGINT stop accepting and drain.
+
+  --check   load and check everything (files readable, keys and certificates
+            load, each key matches its certificate, each certificate covers
+            its route's name and the keys' public names), print one JSON line
+            {"ok": true, ...} and exit 0, or name the fault and exit 1;
+            nothing listens.
+
+A busy port (listen or admin) is exit 69 with nothing left listening.`,
     async run(args) {
-      const { values } = parse(args, { config: { type: 'string' } });
+      const { values } = parse(args, { config: { type: 'string' }, check: { type: 'boolean' } });
       if (!values.config) throw new UsageError('--config is required');
       const file = values.config;
       const config = await loadServeConfig(file);
+      if (values.check) {
+        const report = await checkServeConfig(config);
+        process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
+        return 0;
+      }
       const log = jsonLines(process.stderr);
       const running = await startServe(config, log);
       process.stdout.write(
         `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );
       const hup = () => {
-        loadServeConfig(file)
-          .then((next) => running.reload(next))
-          .catch(() => undefined); // logged by reload; the old configuration stays
+        // A file that does not load or check is a failed reload too:
+        // logged (reload_failed), counted, and the old configuration stays.
+        running.reload(() => loadServeConfig(file)).catch(() => undefined);
       };
       process.on('SIGHUP', hup);
       await new Promise<void>((res) => {
@@ -259,9 +310,12 @@ function mainHelp(): string {
   return `ech-server — server side of TLS Encrypted Client Hello (RFC 9849)
 
 Usage: ech-server <command> [options]   (ech-server <command> --help)
+       ech-server --version
 
 ${names.map((n) => `  ${n.padEnd(w)}  ${commands[n]!.summary}`).join('\n')}
-`;
+
+Errors are one line on stderr naming the file, field or address at fault.
+${EXIT_CODES_HELP}`;
 }
 
 /**
@@ -279,6 +333,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(mainHelp());
     return name ? 0 : 2;
   }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   const cmd = commands[name];
   if (!cmd) {
     process.stderr.write(`ech-server: unknown command '${name}'\n\n${mainHelp()}`);
@@ -293,11 +351,16 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`ech-server ${name}: ${e.message}\n\n${cmd.usage}\n`);
-      return 2;
+      return ExitCode.usage;
+    }
+    const os = describeCliError(e);
+    if (os) {
+      process.stderr.write(`ech-server ${name}: ${os.message}\n`);
+      return os.exitCode;
     }
     if (e instanceof EchError) {
       process.stderr.write(`ech-server ${name}: ${e.message}\n`);
-      return 1;
+      return ExitCode.failure;
     }
     throw e;
   }
@@ -311,7 +374,7 @@ if (invokedDirectly) {
     },
     (e: unknown) => {
       process.stderr.write(`ech-server: internal error: ${(e as Error).stack ?? String(e)}\n`);
-      process.exitCode = 70;
+      process.exitCode = ExitCode.software;
     },
   );
 }

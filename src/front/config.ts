@@ -23,8 +23,8 @@ import { type RotationConfig, RotationConfigError, validateRotationConfig } from
 export class ServeConfigError extends EchError {
   /** The field at fault. */
   readonly field: string;
-  constructor(field: string, message: string) {
-    super('ERR_CONFIG', 'internal_error', `${field}: ${message}`);
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_CONFIG', 'internal_error', `${field}: ${message}`, options);
     this.name = 'ServeConfigError';
     this.field = field;
   }
@@ -81,6 +81,8 @@ export interface ServeConfig {
   logInnerNames: boolean;
   /** `false`: refuse clients that offer only TLS 1.2 (`protocol_version`) instead of serving them through node:tls. */
   tls12?: false;
+  /** Put the client's address and port in connection logs (default true). */
+  logClientAddress: boolean;
   /**
    * Keyless mode (src/keyless): key servers hold the private keys; `keys`
    * may hold ECHCONFIG-only files and certificates may come without keys.
@@ -138,7 +140,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
@@ -250,6 +252,8 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
   const t12 = raw['tls12'];
   if (t12 !== undefined && typeof t12 !== 'boolean') throw new ServeConfigError('tls12', 'must be true or false');
+  const lca = raw['logClientAddress'];
+  if (lca !== undefined && typeof lca !== 'boolean') throw new ServeConfigError('logClientAddress', 'must be true or false');
   return {
     listen,
     keys,
@@ -262,6 +266,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(admin ? { admin } : {}),
     drainTimeoutMs: drain,
     logInnerNames: lin === true,
+    logClientAddress: lca !== false,
     ...(keyless ? { keyless } : {}),
     ...(rotation ? { rotation } : {}),
     ...(t12 === false ? { tls12: false as const } : {}),
@@ -281,7 +286,7 @@ export async function loadServeConfig(file: string): Promise<ServeConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new ServeConfigError('(file)', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ServeConfigError('(file)', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   let raw: unknown;
   try {

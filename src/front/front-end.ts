@@ -139,6 +139,8 @@ export interface FrontEndOptions {
    * them to the backend either way.
    */
   tls12?: boolean;
+  /** Put the client's address and port (`remote`, `remotePort`) into connection logs (default true). */
+  logClientAddress?: boolean;
 }
 
 interface Compiled {
@@ -302,6 +304,7 @@ export class EchFrontEnd {
   #fail(socket: Socket, err: unknown, phase: string): void {
     const e = err instanceof Error ? err : new Error(String(err));
     const code = e instanceof EchError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
+    const client = this.#client(socket); // before destroy() forgets the peer
     this.metrics.handshakeError(code);
     this.metrics.connection('error');
     if (e instanceof EchError && code !== 'ERR_TIMEOUT' && code !== 'ERR_ALERT_RECEIVED' && !socket.destroyed) {
@@ -311,7 +314,12 @@ export class EchFrontEnd {
     } else {
       socket.destroy();
     }
-    this.#log({ event: 'connection_error', phase, code, alert: e instanceof EchError ? e.alert : undefined, remote: socket.remoteAddress });
+    this.#log({ event: 'connection_error', phase, code, alert: e instanceof EchError ? e.alert : undefined, ...client });
+  }
+
+  /** The client's address and port for a log line, unless `logClientAddress: false`. */
+  #client(socket: Socket): { remote?: string; remotePort?: number } {
+    return this.#c.options.logClientAddress === false ? {} : { remote: socket.remoteAddress, remotePort: socket.remotePort };
   }
 
   async #connection(socket: Socket): Promise<void> {
@@ -373,7 +381,7 @@ export class EchFrontEnd {
       remoteAddress: socket.remoteAddress,
       remotePort: socket.remotePort,
     };
-    const logInfo = { status, outer: info.outerServerName, route: routeLabel(c, chosen), inner: c.options.logInnerNames ? info.innerServerName : undefined };
+    const logInfo = { status, outer: info.outerServerName, route: routeLabel(c, chosen), inner: c.options.logInnerNames ? info.innerServerName : undefined, ...this.#client(socket) };
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
@@ -433,7 +441,7 @@ export class EchFrontEnd {
       handshakeDone();
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol, cipher: tlsSocket.getCipher()?.name });
+      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name });
       this.#deliver(tlsSocket, chosen, info, routeLabel(c, chosen));
     });
     // After the handshake: the client's ech_required alert is counted, not
@@ -483,7 +491,7 @@ export class EchFrontEnd {
       client.destroy();
     };
     up.on('error', (e) => {
-      this.#log({ event: 'backend_error', route, code: (e as NodeJS.ErrnoException).code });
+      this.#log({ event: 'backend_error', route, code: (e as NodeJS.ErrnoException).code, ...this.#client(client instanceof TlsSocket ? (client.socket as Socket) : client) });
       done();
     });
     up.on('close', () => client.end());

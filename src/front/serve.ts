@@ -6,6 +6,7 @@
  * @module
  */
 import http from 'node:http';
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { EchError } from '../wire/alert.js';
@@ -14,7 +15,7 @@ import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction } from './front-end.js';
 import { type LogSink, silent } from './log.js';
 import type { KeylessClient } from '../keyless/client.js';
-import type { EchKeySet } from '../keys/key-set.js';
+import { EchKeySet } from '../keys/key-set.js';
 import { EchKeyManager } from '../keys/manager.js';
 import { keyManagerOptions } from '../dns/rotation-config.js';
 import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
@@ -103,7 +104,115 @@ export async function frontEndOptionsFromConfig(
     log,
     logInnerNames: config.logInnerNames,
     ...(config.tls12 === false ? { tls12: false } : {}),
+    logClientAddress: config.logClientAddress,
   };
+}
+
+/**
+ * A listener of `serve` that could not bind: `field` says which (`listen`
+ * or `admin`); `code` is the operating system's (`EADDRINUSE`, ...).
+ * @group Front end
+ * @example
+ * ```ts
+ * try { await startServe(config); } catch (e) { if (e instanceof ServeListenError) console.error(e.field, e.code); }
+ * ```
+ */
+export class ServeListenError extends Error {
+  /** `listen` (the TLS port) or `admin`. */
+  readonly field: 'listen' | 'admin';
+  /** The errno code, e.g. `EADDRINUSE`. */
+  readonly code: string;
+  /** Always `listen`. */
+  readonly syscall = 'listen';
+  readonly address: string;
+  readonly port: number;
+  constructor(field: 'listen' | 'admin', address: { host: string; port: number }, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException)?.code ?? 'ERR_LISTEN';
+    super(`${field}: cannot listen on ${address.host}:${address.port}: ${code}`, { cause });
+    this.name = 'ServeListenError';
+    this.field = field;
+    this.code = code;
+    this.address = address.host;
+    this.port = address.port;
+  }
+}
+
+/**
+ * What {@link checkServeConfig} found: counts of what would be served.
+ * @group Front end
+ */
+export interface ServeCheckReport {
+  /** ECH keys loaded (0 when rotation will make the first one). */
+  keys: number;
+  /** Route server names, in order. */
+  routes: string[];
+  /** The ports that would be bound. */
+  listen: string;
+  admin: string | null;
+}
+
+/** The first certificate of a PEM chain, for its names. */
+function leafOf(pem: string, field: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (e) {
+    throw new ServeConfigError(field, `not a PEM certificate: ${(e as Error).message}`);
+  }
+}
+
+/** True when `cert` covers `name` (exact or one-label wildcard; a `*.x` route is covered by a `*.x` certificate). */
+function covers(cert: X509Certificate, name: string): boolean {
+  const probe = name.startsWith('*.') ? `ech-check-probe.${name.slice(2)}` : name;
+  return cert.checkHost(probe.replace(/\.$/, ''), { wildcards: true, singleLabelSubdomains: false }) !== undefined;
+}
+
+/**
+ * `ech-server serve --check`: do everything {@link startServe} does before
+ * listening — read every file, load the ECH keys and certificates, check
+ * each private key against its certificate — and also that each
+ * certificate covers its route's server name and the public-name
+ * certificate covers the keys' public_name. Binds nothing; in keyless mode
+ * the key-server client is made (its credentials checked) and closed at
+ * once, without waiting for a key server. Throws a {@link ServeConfigError} naming the field at fault.
+ * @group Front end
+ * @example
+ * ```ts
+ * await checkServeConfig(await loadServeConfig('serve.json')); // throws on the first fault
+ * ```
+ */
+export async function checkServeConfig(config: ServeConfig): Promise<ServeCheckReport> {
+  const keyless = config.keyless ? await keylessClientFromConfig(config.keyless, silent, (f, m) => new ServeConfigError(f, m)) : undefined;
+  try {
+    let managed: EchKeySet | undefined;
+    if (config.rotation) {
+      // The key manager makes the first key when the directory is empty.
+      try {
+        managed = await loadEchKeyDirectory(config.keys);
+      } catch (e) {
+        if (!(e instanceof EchError && /no ECH key files/.test(e.message))) throw new ServeConfigError('keys', e instanceof Error ? e.message : String(e));
+        managed = new EchKeySet();
+      }
+    }
+    const options = await frontEndOptionsFromConfig(config, silent, keyless, managed);
+    try {
+      new EchFrontEnd(options); // compiles: parses certificates, checks each key against its certificate
+    } catch (e) {
+      throw e instanceof ServeConfigError ? e : new ServeConfigError('routes', (e as Error).message);
+    }
+    for (const [i, r] of config.routes.entries()) {
+      const pem = options.routes[i]!.cert;
+      if (!pem) continue;
+      if (!covers(leafOf(pem, `routes[${i}].cert`), r.serverName)) throw new ServeConfigError(`routes[${i}].cert`, `${r.cert} does not cover ${r.serverName}`);
+    }
+    const pn = leafOf(options.publicName.cert as string, 'publicName.cert');
+    for (const c of options.keys.retryConfigs()) {
+      if (!covers(pn, c.publicName)) throw new ServeConfigError('publicName.cert', `${config.publicName.cert} does not cover ${c.publicName}, the public_name of ECH config ${c.configId}`);
+    }
+    const hp = (a: { host: string; port: number }) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+    return { keys: options.keys.size, routes: config.routes.map((r) => r.serverName), listen: hp(config.listen), admin: config.admin ? hp(config.admin) : null };
+  } finally {
+    keyless?.close();
+  }
 }
 
 /**
@@ -116,15 +225,23 @@ export interface RunningServe {
   port: number;
   /** The admin listener's port, when configured. */
   adminPort: number | undefined;
-  /** Apply a new configuration (keys, certificates, routes); the listen address cannot change. */
-  reload(config: ServeConfig): Promise<void>;
+  /**
+   * Apply a new configuration (keys, certificates, routes); the listen
+   * address cannot change. Given a function (e.g. one reading the config
+   * file), its failure is a failed reload too. A failed reload is logged
+   * (`reload_failed`), counted (`ech_reloads_total{result="error"}`),
+   * rethrown, and the running configuration stays.
+   */
+  reload(config: ServeConfig | (() => Promise<ServeConfig>)): Promise<void>;
   /** Drain and stop. */
   close(): Promise<void>;
 }
 
 /**
  * Start a front end from a {@link ServeConfig}. Nothing listens until every
- * file loaded and every option checked.
+ * file loaded and every option checked. If a port cannot be bound (the TLS
+ * port or the admin port) nothing is left listening or running and a
+ * {@link ServeListenError} is thrown.
  * @group Front end
  * @example
  * ```ts
@@ -173,7 +290,17 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     fe.update({ keys });
     log({ event: 'keys_rotated', keys: keys.size, retry: keys.retryConfigs().map((c) => c.configId) });
   });
-  const addr = await fe.listen(config.listen.port, config.listen.host);
+  const stopAll = async () => {
+    await manager?.stop();
+    keyless?.close();
+  };
+  let addr: { host: string; port: number };
+  try {
+    addr = await fe.listen(config.listen.port, config.listen.host);
+  } catch (e) {
+    await stopAll();
+    throw new ServeListenError('listen', config.listen, e);
+  }
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
   if (config.admin) {
@@ -190,10 +317,18 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
         res.end();
       }
     });
-    await new Promise<void>((res, rej) => {
-      admin!.once('error', rej);
-      admin!.listen(config.admin!.port, config.admin!.host, () => res());
-    });
+    try {
+      await new Promise<void>((res, rej) => {
+        admin!.once('error', rej);
+        admin!.listen(config.admin!.port, config.admin!.host, () => res());
+      });
+    } catch (e) {
+      // The TLS port is already open: close it, so that a failed start
+      // leaves nothing listening.
+      await fe.close();
+      await stopAll();
+      throw new ServeListenError('admin', config.admin, e);
+    }
     adminPort = (admin.address() as AddressInfo).port;
     log({ event: 'admin_listening', port: adminPort });
   }
@@ -202,8 +337,9 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     host: addr.host,
     port: addr.port,
     adminPort,
-    async reload(next: ServeConfig) {
+    async reload(source: ServeConfig | (() => Promise<ServeConfig>)) {
       try {
+        const next = typeof source === 'function' ? await source() : source;
         const section = JSON.stringify(next.keyless ?? null);
         let client = keyless;
         if (section !== keylessSection) client = next.keyless ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
