@@ -178,3 +178,128 @@ describe('round-robin over two BoringSSL split-mode backends', () => {
     }
   }, 90_000);
 });
+
+/** A TCP backend that says its name on every connection and keeps it open. */
+async function idServer(name: string, port = 0): Promise<{ name: string; port: number; sockets: Set<Socket>; accepted: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const me = {
+    name,
+    port: 0,
+    sockets,
+    accepted: 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await closeServer(server);
+    },
+  };
+  const server = net.createServer((s) => {
+    me.accepted++;
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    s.write(name);
+    s.on('end', () => s.end());
+  });
+  me.port = await listen(server, port);
+  return me;
+}
+
+/** A TLS client of the terminating route web.example: resolves with the backend's name and the open socket. */
+function viaWeb(port: number, localAddress = '127.0.0.1'): Promise<{ name: string; socket: tls.TLSSocket }> {
+  return new Promise((res, rej) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'web.example', ca: pki.caPem, localAddress });
+    s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+    s.once('data', (d: Buffer) => res({ name: d.toString(), socket: s }));
+    s.once('error', rej);
+    s.once('close', () => rej(new Error('closed without an answer')));
+  });
+}
+async function nameOnce(port: number, localAddress?: string): Promise<string> {
+  const { name, socket } = await viaWeb(port, localAddress);
+  socket.destroy();
+  return name;
+}
+
+const webRoute = (backends: Array<{ port: number }>, extra: Partial<FrontEndRoute> = {}): FrontEndRoute => ({
+  serverName: 'web.example',
+  cert: web.cert,
+  key: web.key,
+  action: { forward: { host: '127.0.0.1', port: backends[0]!.port } },
+  backends: backends.map((b) => ({ host: '127.0.0.1', port: b.port })),
+  ...extra,
+});
+
+describe('balance policies', () => {
+  it('round-robin respects weights (2:1)', async () => {
+    const a = await idServer('A');
+    const b = await idServer('B');
+    const { fe, port } = await frontEnd([webRoute([a, b], { backends: [{ host: '127.0.0.1', port: a.port, weight: 2 }, { host: '127.0.0.1', port: b.port }] })]);
+    try {
+      const names: string[] = [];
+      for (let i = 0; i < 12; i++) names.push(await nameOnce(port));
+      expect(names.filter((n) => n === 'A')).toHaveLength(8);
+      expect(names.filter((n) => n === 'B')).toHaveLength(4);
+    } finally {
+      await fe.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('least-connections: with long-lived connections held open on A, new connections go to B', async () => {
+    const a = await idServer('A');
+    const b = await idServer('B');
+    const { fe, port } = await frontEnd([webRoute([a, b], { balance: 'least-connections' })]);
+    const held: tls.TLSSocket[] = [];
+    try {
+      // Four connections spread A, B, A, B; the two on B end.
+      const first = await Promise.all([viaWeb(port), viaWeb(port), viaWeb(port), viaWeb(port)].map(async (p) => await p));
+      for (const c of first) {
+        if (c.name === 'B') c.socket.destroy();
+        else held.push(c.socket);
+      }
+      expect(held).toHaveLength(2);
+      await waitFor(() => b.sockets.size === 0 && fe.connections === 2);
+      // Now A holds two, B none: the next two go to B.
+      const next = [await viaWeb(port), await viaWeb(port)];
+      held.push(...next.map((c) => c.socket));
+      expect(next.map((c) => c.name)).toEqual(['B', 'B']);
+      expect(fe.metrics.render()).toMatch(new RegExp(`ech_backend_active_connections\\{backend="127.0.0.1:${a.port}",route="routes\\[0\\]"\\} 2`));
+    } finally {
+      for (const s of held) s.destroy();
+      await fe.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('client-hash: each client address sticks to one backend; when it dies its clients move, and stay on their new one', async () => {
+    const servers = [await idServer('A'), await idServer('B'), await idServer('C')];
+    const { fe, port, events } = await frontEnd([webRoute(servers, { balance: 'client-hash' })]);
+    try {
+      const clients = Array.from({ length: 12 }, (_, i) => `127.0.0.${10 + i}`);
+      const home = new Map<string, string>();
+      for (const c of clients) {
+        const names = [await nameOnce(port, c), await nameOnce(port, c), await nameOnce(port, c)];
+        expect(new Set(names).size).toBe(1);
+        home.set(c, names[0]!);
+      }
+      // Spread over more than one backend.
+      expect(new Set(home.values()).size).toBeGreaterThan(1);
+      // Kill the backend with the most clients.
+      const counts = ['A', 'B', 'C'].map((n) => [...home.values()].filter((h) => h === n).length);
+      const victim = servers[counts.indexOf(Math.max(...counts))]!;
+      await victim.close();
+      for (const c of clients) {
+        const names = [await nameOnce(port, c), await nameOnce(port, c), await nameOnce(port, c)];
+        expect(new Set(names).size).toBe(1);
+        if (home.get(c) === victim.name) expect(names[0]).not.toBe(victim.name);
+        else expect(names[0]).toBe(home.get(c)); // the others did not move
+      }
+      expect(events.filter((e) => e['event'] === 'backend_down')).toHaveLength(1);
+    } finally {
+      await fe.close();
+      for (const s of servers) await s.close().catch(() => undefined);
+    }
+  });
+});
