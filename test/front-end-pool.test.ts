@@ -303,3 +303,125 @@ describe('balance policies', () => {
     }
   });
 });
+
+/**
+ * A port that never answers: a listening socket (python, listen(0)) that
+ * never accepts, its one-slot accept queue filled, so further SYNs are dropped.
+ */
+async function blackhole(port: number): Promise<{ close(): void }> {
+  const { spawn } = await import('node:child_process');
+  const p = spawn('python3', ['-c', `import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1',${port}))\ns.listen(0)\nprint('ok', flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((res, rej) => {
+    p.stdout.once('data', () => res());
+    p.once('exit', (c) => rej(new Error(`blackhole exited ${c}`)));
+  });
+  const filler = net.connect(port, '127.0.0.1');
+  filler.on('error', () => undefined);
+  await new Promise((r) => filler.once('connect', r));
+  return {
+    close: () => {
+      filler.destroy();
+      p.kill();
+    },
+  };
+}
+
+function httpGet(port: number): Promise<{ body: string; ms: number }> {
+  const t = Date.now();
+  return new Promise((res, rej) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', createConnection: () => tls.connect({ port, host: '127.0.0.1', servername: 'web.example', ca: pki.caPem }) }, (r) => {
+      let body = '';
+      r.on('data', (d: Buffer) => (body += d.toString()));
+      r.on('end', () => res({ body, ms: Date.now() - t }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('request hung')));
+    req.on('error', rej);
+  });
+}
+
+describe('health checks', () => {
+  it('forward pool of two Node HTTP backends; one replaced by a port that never answers: active checks (timeoutMs) mark it down, no request hangs past the timeout', async () => {
+    const mk = (name: string) => http.createServer((_q, r) => r.end(name));
+    const a = mk('A');
+    const b = mk('B');
+    const aPort = await listen(a);
+    const bPort = await listen(b);
+    const { fe, port, events } = await frontEnd([webRoute([{ port: aPort }, { port: bPort }], { healthCheck: { intervalMs: 150, timeoutMs: 300, fall: 2, rise: 2 } })]);
+    let hole: { close(): void } | undefined;
+    try {
+      const before = [];
+      for (let i = 0; i < 4; i++) before.push((await httpGet(port)).body);
+      expect(before.sort()).toEqual(['A', 'A', 'B', 'B']);
+      b.closeAllConnections();
+      await closeServer(b);
+      hole = await blackhole(bPort);
+      // Requests at once, before and while the checks decide: each one that
+      // meets the dead port fails over after 300 ms.
+      for (let i = 0; i < 6; i++) {
+        const r = await httpGet(port);
+        expect(r.body).toBe('A');
+        expect(r.ms).toBeLessThan(1500);
+      }
+      await waitFor(() => events.some((e) => e['event'] === 'backend_down'), 3000);
+      expect(events.find((e) => e['event'] === 'backend_down')).toMatchObject({ backend: `127.0.0.1:${bPort}` });
+      const t = Date.now();
+      for (let i = 0; i < 4; i++) expect((await httpGet(port)).body).toBe('A');
+      expect(Date.now() - t).toBeLessThan(2000);
+    } finally {
+      hole?.close();
+      await fe.close();
+      a.closeAllConnections();
+      await closeServer(a);
+    }
+  });
+
+  it('all backends down: the client is closed, counted, and the state logged once (pool_down), not once per connection; close() stops the checks', async () => {
+    const a = await idServer('A');
+    const { fe, port, events } = await frontEnd([webRoute([a, { port: await freePort() }], { healthCheck: { intervalMs: 100, timeoutMs: 300, fall: 1, rise: 1 } })]);
+    try {
+      expect(await nameOnce(port)).toBe('A');
+      await a.close();
+      await waitFor(() => events.some((e) => e['event'] === 'pool_down'));
+      for (let i = 0; i < 5; i++) await expect(nameOnce(port)).rejects.toThrow();
+      expect(events.filter((e) => e['event'] === 'pool_down')).toHaveLength(1);
+      expect(fe.metrics.value('poolExhausted', { route: 'routes[0]' })).toBe(5);
+      // Back: a fresh backend on A's port rejoins after `rise`.
+      const again = await idServer('A2', a.port);
+      await waitFor(() => events.some((e) => e['event'] === 'pool_up'));
+      expect(await nameOnce(port)).toBe('A2');
+      await fe.close();
+      // No more probes once closed.
+      const seen = again.accepted;
+      await new Promise((r) => setTimeout(r, 400));
+      expect(again.accepted).toBe(seen);
+      await again.close();
+    } finally {
+      await fe.close();
+    }
+  });
+
+  it('without active checks: a backend failing `fall` times is skipped, then retried after a back-off', async () => {
+    const a = await idServer('A');
+    const deadPort = await freePort();
+    const pool = new BackendPool({ backends: [{ host: '127.0.0.1', port: a.port }, { host: '127.0.0.1', port: deadPort }] });
+    const ctx = { serverName: 'x', alpn: [], echStatus: 'accepted', remoteAddress: '127.0.0.1' };
+    try {
+      for (let i = 0; i < 8; i++) {
+        const { socket, backend } = await connectBackend(pool, ctx);
+        expect(backend.port).toBe(a.port);
+        socket.destroy();
+      }
+      const dead = pool.backends[1]!;
+      expect(dead.state).toBe('down');
+      expect(dead.connectFailures).toBe(3);
+      // Due for a retry after the back-off (1 s): tried once more, still refused.
+      dead.retryAt = Date.now();
+      for (let i = 0; i < 2; i++) (await connectBackend(pool, ctx)).socket.destroy();
+      expect(dead.connectFailures).toBe(4);
+      expect(dead.retryAt).toBeGreaterThan(Date.now() + 1000); // doubled
+    } finally {
+      pool.close();
+      await a.close();
+    }
+  });
+});
