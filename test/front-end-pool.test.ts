@@ -207,7 +207,8 @@ async function idServer(name: string, port = 0): Promise<{ name: string; port: n
 /** A TLS client of the terminating route web.example: resolves with the backend's name and the open socket. */
 function viaWeb(port: number, localAddress = '127.0.0.1'): Promise<{ name: string; socket: tls.TLSSocket }> {
   return new Promise((res, rej) => {
-    const s = tls.connect({ port, host: '127.0.0.1', servername: 'web.example', ca: pki.caPem, localAddress });
+    // `localAddress` goes through to net.connect (the typings omit it).
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'web.example', ca: pki.caPem, localAddress } as tls.ConnectionOptions);
     s.setTimeout(5000, () => s.destroy(new Error('timeout')));
     s.once('data', (d: Buffer) => res({ name: d.toString(), socket: s }));
     s.once('error', rej);
@@ -422,6 +423,83 @@ describe('health checks', () => {
     } finally {
       pool.close();
       await a.close();
+    }
+  });
+});
+
+describe('the select hook (library API)', () => {
+  it('a program embedding EchFrontEnd picks the backend from the inner name, ALPN, ECH status and client address', async () => {
+    const a = await idServer('A');
+    const b = await idServer('B');
+    const seen: SelectContext[] = [];
+    const route: FrontEndRoute = {
+      serverName: 'secret.example',
+      cert: secret.cert,
+      key: secret.key,
+      action: { forward: { host: '127.0.0.1', port: a.port } },
+      backends: [
+        { host: '127.0.0.1', port: a.port },
+        { host: '127.0.0.1', port: b.port },
+      ],
+      // h2 clients to B, the rest by the built-in round-robin over the candidates.
+      select: (ctx) => {
+        seen.push(ctx);
+        return ctx.alpn.includes('h2') ? ctx.pool.backends[1] : balancePolicies['round-robin'](ctx);
+      },
+    };
+    const { fe, port } = await frontEnd([route], { ALPNProtocols: ['h2', 'http/1.1'] });
+    const ask = async (alpn: string[]) => {
+      const r = await connectEch({ host: '127.0.0.1', port, servername: 'secret.example', echConfigList: listBytes, ca: pki.caPem, ALPNProtocols: alpn });
+      expect(r.echStatus).toBe('accepted');
+      const name = await new Promise<string>((res) => {
+        r.socket.once('data', (d: Buffer) => res(d.toString()));
+        r.socket.once('close', () => res('(closed)'));
+        r.socket.on('error', () => undefined);
+      });
+      r.socket.destroy();
+      return name;
+    };
+    try {
+      expect([await ask(['h2']), await ask(['h2']), await ask(['h2'])]).toEqual(['B', 'B', 'B']);
+      expect(new Set([await ask(['http/1.1']), await ask(['http/1.1'])])).toEqual(new Set(['A', 'B']));
+      expect(seen[0]).toMatchObject({ serverName: 'secret.example', alpn: ['h2'], echStatus: 'accepted', remoteAddress: '127.0.0.1', tried: [] });
+      expect(seen[0]!.candidates.map((c) => c.port)).toEqual([a.port, b.port]);
+      expect(seen[0]!.pool.backends.map((c) => c.state)).toEqual(['up', 'up']);
+
+      // A hook returning nothing: the connection is closed and counted.
+      fe.update({ routes: [{ ...route, select: () => undefined }] });
+      expect(await ask(['h2'])).toBe('(closed)');
+      expect(fe.metrics.value('poolExhausted', { route: 'routes[0]' })).toBe(1);
+    } finally {
+      await fe.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('reload', () => {
+  it('a reload that removes a backend: new connections stop going there, established ones run to completion; health state of kept backends carries over', async () => {
+    const a = await idServer('A');
+    const b = await idServer('B');
+    const { fe, port } = await frontEnd([webRoute([a, b])]);
+    try {
+      const one = await viaWeb(port);
+      const two = await viaWeb(port);
+      const onB = one.name === 'B' ? one : two;
+      expect(new Set([one.name, two.name])).toEqual(new Set(['A', 'B']));
+      fe.update({ routes: [webRoute([a])] });
+      for (let i = 0; i < 4; i++) expect(await nameOnce(port)).toBe('A');
+      // The connection to B still relays both ways.
+      const echo = new Promise<string>((res) => onB.socket.once('data', (d: Buffer) => res(d.toString())));
+      for (const s of b.sockets) s.write('still here');
+      expect(await echo).toBe('still here');
+      one.socket.destroy();
+      two.socket.destroy();
+    } finally {
+      await fe.close();
+      await a.close();
+      await b.close();
     }
   });
 });

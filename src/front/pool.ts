@@ -487,7 +487,7 @@ export async function connectBackend(pool: BackendPool, ctx: ConnectContext): Pr
   let last: Error | undefined;
   for (let i = 0; i < pool.size; i++) {
     const candidates = pool.candidates(tried);
-    const b = pool.select({ ...ctx, pool, candidates, tried });
+    const b = pool.select({ ...ctx, pool, candidates, tried: [...tried] });
     if (!b || tried.includes(b) || !pool.backends.includes(b)) break;
     tried.push(b);
     try {
