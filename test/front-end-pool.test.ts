@@ -14,6 +14,10 @@ import { toBase64 } from '../src/wire/bytes.js';
 import { connectEch } from '../src/tls13/ech-client.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute } from '../src/front/front-end.js';
 import { BackendPool, balancePolicies, connectBackend, type SelectContext } from '../src/front/pool.js';
+import { mkdir } from 'node:fs/promises';
+import { ServeConfigError, validateServeConfig } from '../src/front/config.js';
+import { startServe } from '../src/front/serve.js';
+import { writeEchKeyFile } from '../src/keys/files.js';
 import { buildHarness, runClient, startServer as startBoring, type BoringServer } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 
@@ -498,6 +502,90 @@ describe('reload', () => {
       two.socket.destroy();
     } finally {
       await fe.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('serve configuration', () => {
+  const base = (route: Record<string, unknown>) => ({ listen: '127.0.0.1:0', keys: 'keys', publicName: { cert: 'c.pem', key: 'k.pem' }, routes: [{ serverName: 'a.example', ...route }] });
+
+  it('passthrough, forward and forwardTls.to take a list with weights; balance and healthCheck on the route', () => {
+    const c = validateServeConfig(
+      base({ passthrough: ['10.0.0.1:443', { to: '10.0.0.2:443', weight: 2 }], balance: 'client-hash', healthCheck: { intervalMs: 2000, timeoutMs: 1000, fall: 3, rise: 2 } }),
+      '/etc',
+    );
+    expect(c.routes[0]).toMatchObject({
+      action: { passthrough: { host: '10.0.0.1', port: 443 } },
+      backends: [{ host: '10.0.0.1', port: 443 }, { host: '10.0.0.2', port: 443, weight: 2 }],
+      balance: 'client-hash',
+      healthCheck: { intervalMs: 2000, timeoutMs: 1000, fall: 3, rise: 2 },
+    });
+    const f = validateServeConfig(base({ cert: 'c', key: 'k', forward: ['[::1]:80', '127.0.0.1:81'] }), '/etc');
+    expect(f.routes[0]!.backends).toEqual([{ host: '::1', port: 80 }, { host: '127.0.0.1', port: 81 }]);
+    const t = validateServeConfig(base({ cert: 'c', key: 'k', forwardTls: { to: ['b1:443', 'b2:443'], servername: 'x.internal' } }), '/etc');
+    expect(t.routes[0]!.backends).toHaveLength(2);
+    // A single "host:port" stays as it was: no pool fields.
+    expect(validateServeConfig(base({ passthrough: '10.0.0.1:443' }), '/etc').routes[0]!.backends).toBeUndefined();
+  });
+
+  for (const [route, field] of [
+    [{ passthrough: [] }, 'routes[0].passthrough'],
+    [{ passthrough: ['10.0.0.1:443', { to: '10.0.0.1:443' }] }, 'routes[0].passthrough[1]'],
+    [{ passthrough: [{ to: '10.0.0.1:443', weight: 0 }] }, 'routes[0].passthrough[0].weight'],
+    [{ passthrough: [{ to: '10.0.0.1:443', wieght: 2 }] }, 'routes[0].passthrough[0].wieght'],
+    [{ passthrough: ['nope'] }, 'routes[0].passthrough[0]'],
+    [{ passthrough: '10.0.0.1:443', balance: 'random' }, 'routes[0].balance'],
+    [{ respond: 'ech-status', cert: 'c', key: 'k', healthCheck: {} }, 'routes[0].healthCheck'],
+    [{ passthrough: '10.0.0.1:443', healthCheck: { intervalMs: -1 } }, 'routes[0].healthCheck.intervalMs'],
+    [{ passthrough: '10.0.0.1:443', healthCheck: { every: 5 } }, 'routes[0].healthCheck.every'],
+  ] as const) {
+    it(`rejects ${JSON.stringify(route)} naming ${field}`, () => {
+      let err: unknown;
+      try {
+        validateServeConfig(base(route), '/etc');
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ServeConfigError);
+      expect((err as ServeConfigError).field).toBe(field);
+    });
+  }
+
+  it('startServe: a forward pool from the file, /metrics per backend labelled by route position; SIGHUP-style reload removes a backend', async () => {
+    const dir = join(pki.dir, 'serve-pool');
+    await mkdir(join(dir, 'keys'), { recursive: true });
+    await writeEchKeyFile(join(dir, 'keys', 'k.pem'), key.config, key.privateKeyRaw);
+    const a = await idServer('A');
+    const b = await idServer('B');
+    const config = (to: string[]) =>
+      validateServeConfig(
+        {
+          listen: '127.0.0.1:0',
+          admin: '127.0.0.1:0',
+          keys: 'keys',
+          publicName: { cert: cover.certPath, key: cover.keyPath },
+          routes: [{ serverName: 'web.example', cert: web.certPath, key: web.keyPath, forward: to, healthCheck: { intervalMs: 100, timeoutMs: 500 } }],
+        },
+        dir,
+      );
+    const s = await startServe(config([`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`]));
+    try {
+      expect(new Set([await nameOnce(s.port), await nameOnce(s.port)])).toEqual(new Set(['A', 'B']));
+      const metrics = await new Promise<string>((res) => http.get({ port: s.adminPort, path: '/metrics' }, (r) => { let t = ''; r.on('data', (d: Buffer) => (t += d.toString())); r.on('end', () => res(t)); }));
+      expect(metrics).toContain(`ech_backend_connections_total{backend="127.0.0.1:${a.port}",route="routes[0]"} 1`);
+      expect(metrics).toContain(`ech_backend_up{backend="127.0.0.1:${b.port}",route="routes[0]"} 1`);
+      expect(metrics).not.toContain('web.example');
+      await s.reload(config([`127.0.0.1:${b.port}`]));
+      for (let i = 0; i < 3; i++) expect(await nameOnce(s.port)).toBe('B');
+      // The removed backend is no longer probed.
+      await new Promise((r) => setTimeout(r, 150));
+      const probes = a.accepted;
+      await new Promise((r) => setTimeout(r, 350));
+      expect(a.accepted).toBe(probes);
+    } finally {
+      await s.close();
       await a.close();
       await b.close();
     }
