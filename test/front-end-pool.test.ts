@@ -405,6 +405,38 @@ describe('health checks', () => {
     }
   });
 
+  it('forwardTls: the active check is a TLS handshake verified as the route verifies it (a backend with a certificate from another CA is marked down)', async () => {
+    const other = makePki();
+    const good = tls.createServer({ ...pki.leaf('ec', ['legacy.internal']) }, (s) => s.end('good'));
+    const bad = tls.createServer({ ...other.leaf('ec', ['legacy.internal']) }, (s) => s.end('bad'));
+    good.on('tlsClientError', () => undefined);
+    bad.on('tlsClientError', () => undefined);
+    const goodPort = await listen(good);
+    const badPort = await listen(bad);
+    const route: FrontEndRoute = {
+      serverName: 'web.example',
+      cert: web.cert,
+      key: web.key,
+      action: { forwardTls: { host: '127.0.0.1', port: goodPort, ca: pki.caPem, servername: 'legacy.internal' } },
+      backends: [
+        { host: '127.0.0.1', port: badPort },
+        { host: '127.0.0.1', port: goodPort },
+      ],
+      healthCheck: { intervalMs: 100, timeoutMs: 1000, fall: 1, rise: 1 },
+    };
+    const { fe, port, events } = await frontEnd([route]);
+    try {
+      await waitFor(() => events.some((e) => e['event'] === 'backend_down'));
+      expect(events.filter((e) => e['event'] === 'backend_down')).toEqual([expect.objectContaining({ backend: `127.0.0.1:${badPort}`, check: 'active' })]);
+      for (let i = 0; i < 4; i++) expect(await nameOnce(port)).toBe('good');
+    } finally {
+      await fe.close();
+      await closeServer(good);
+      await closeServer(bad);
+      other.cleanup();
+    }
+  });
+
   it('without active checks: a backend failing `fall` times is skipped, then retried after a back-off', async () => {
     const a = await idServer('A');
     const deadPort = await freePort();
