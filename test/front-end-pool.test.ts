@@ -540,6 +540,32 @@ describe('reload', () => {
   });
 });
 
+describe('bad pools in the library API', () => {
+  it('a weight of 0 or an unknown balance is a typed error, and update() changes nothing', async () => {
+    const a = await idServer('A');
+    const { fe, port } = await frontEnd([webRoute([a])]);
+    try {
+      for (const bad of [{ backends: [{ host: '127.0.0.1', port: a.port, weight: 0 }] }, { balance: 'random' as never }, { backends: [] }]) {
+        let err: unknown;
+        try {
+          fe.update({ routes: [webRoute([a], { healthCheck: { intervalMs: 50 } }), webRoute([a], { serverName: 'other.example', ...bad })] });
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+      }
+      expect(await nameOnce(port)).toBe('A');
+      // The first route's pool (with checks) made before the failure was closed: no probes.
+      const seen = a.accepted;
+      await new Promise((r) => setTimeout(r, 250));
+      expect(a.accepted).toBe(seen);
+    } finally {
+      await fe.close();
+      await a.close();
+    }
+  });
+});
+
 describe('serve configuration', () => {
   const base = (route: Record<string, unknown>) => ({ listen: '127.0.0.1:0', keys: 'keys', publicName: { cert: 'c.pem', key: 'k.pem' }, routes: [{ serverName: 'a.example', ...route }] });
 

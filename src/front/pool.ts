@@ -432,6 +432,7 @@ export function tlsProbe(options: { servername: string; ca?: string | string[]; 
       };
       const onAbort = () => done(new Error('aborted'));
       const timer = setTimeout(() => done(new EchError('ERR_TIMEOUT', 'internal_error', `${b.address}: no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
       signal.addEventListener('abort', onAbort);
       s.once('secureConnect', () => done());
       s.once('error', (e) => done(e));
@@ -524,7 +525,16 @@ export function routePools(
   const key = (r: FrontEndRoute) => `${r.serverName.toLowerCase()}|${(r.alpn ?? []).join(',')}|${Object.keys(r.action)[0]}`;
   const old = new Map([...(options.previous ?? [])].map(([r, p]) => [key(r), p]));
   const pools = new Map<FrontEndRoute, BackendPool>();
-  for (const r of routes) {
+  try {
+    for (const r of routes) addPool(r);
+  } catch (e) {
+    // One route's pool is unusable: stop the checks of those already made.
+    for (const p of pools.values()) p.close();
+    throw e;
+  }
+  return pools;
+
+  function addPool(r: FrontEndRoute): void {
     const a = r.action;
     let target: { host: string; port: number; connectTimeoutMs?: number } | undefined;
     let probe: BackendProbe | undefined;
@@ -536,7 +546,7 @@ export function routePools(
       // A backend expecting a PROXY header first gets a TCP probe only.
       if (!f.proxyProtocol) probe = tlsProbe({ servername: f.servername ?? r.serverName, ...(f.ca ? { ca: f.ca } : {}), ...(f.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}) });
     }
-    if (!target) continue;
+    if (!target) return;
     const label = options.label(r);
     pools.set(
       r,
@@ -554,5 +564,4 @@ export function routePools(
       }),
     );
   }
-  return pools;
 }
