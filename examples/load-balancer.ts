@@ -40,7 +40,7 @@ export async function main(client: EchRequest = echRequest): Promise<BackendView
   // Two ECH-aware backends: our engine in backend mode, no ECH key.
   const backends = await Promise.all(
     ['alpha.example', 'beta.example'].map(async (name, i) => {
-      const server = createEchServer({ ...pki.issue([name]), ALPNProtocols: ['http/1.1'], onClientHello: createEchHook({ role: 'backend' }) }, (s: TlsSocket) => {
+      const server = createEchServer({ ...pki.issue(['alpha.example', 'beta.example']), ALPNProtocols: ['http/1.1'], onClientHello: createEchHook({ role: 'backend' }) }, (s: TlsSocket) => {
         s.on('error', () => undefined);
         s.once('data', () =>
           s.end(`HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n${JSON.stringify({ backend: `backend-${i + 1}`, servername: s.servername, backendEch: String(s.attributes['echStatus']) })}`),
@@ -61,8 +61,14 @@ export async function main(client: EchRequest = echRequest): Promise<BackendView
     keys: new EchKeySet([key]),
     publicName: pki.issue(['lb.example']),
     routes: [
-      // split mode: no cert, no key here
-      ...backends.map((b) => ({ serverName: b.name, action: { passthrough: { host: '127.0.0.1', port: b.port } } })),
+      // split mode: no cert, no key here; a pool of both backends behind
+      // each name (round-robin, failing over when one is down), its own first
+      ...backends.map((b, i) => ({
+        serverName: b.name,
+        action: { passthrough: { host: '127.0.0.1', port: b.port } },
+        backends: [b, backends[1 - i]!].map((x) => ({ host: '127.0.0.1', port: x.port })),
+        healthCheck: { intervalMs: 2000, timeoutMs: 1000, fall: 3, rise: 2 },
+      })),
       // terminate here, re-encrypt to the legacy backend
       {
         serverName: 'legacy.example',

@@ -11,6 +11,7 @@ export * from './front/config.js';
 export * from './front/serve.js';
 export * from './front/routes.js';
 export * from './front/passthrough.js';
+export * from './front/pool.js';
 export * from './front/first-flight.js';
 export * from './front/proxy-protocol.js';
 export * from './front/metrics.js';

@@ -29,6 +29,7 @@ import { runCases, type BenchCase, type Measurement } from './harness.js';
 import { keylessBench } from './keyless.js';
 import { browserShapedHellos } from './hellos.js';
 import { decryptClientHello } from '../ech/decrypt.js';
+import { BackendPool } from '../front/pool.js';
 
 const SUITE: HpkeSuite = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm };
 /** Distinct payloads cycled through, so every open is a fresh enc and context. */
@@ -140,6 +141,15 @@ const cases: BenchCase[] = [
     },
   },
   {
+    field: 'pool_select_us',
+    label: 'backend pool selection (src/front/pool.ts): usable candidates + client-hash over 8 backends, per connection',
+    setup: () => {
+      const pool = new BackendPool({ backends: Array.from({ length: 8 }, (_, i) => ({ host: `10.0.0.${i + 1}`, port: 443 })), balance: 'client-hash' });
+      const next = cycle(Array.from({ length: 64 }, (_, i) => `192.0.2.${i}`));
+      return () => pool.select({ serverName: 'a.example', alpn: [], echStatus: 'accepted', remoteAddress: next(), pool, candidates: pool.candidates(), tried: [] });
+    },
+  },
+  {
     field: 'reject_us',
     label: 'decryptClientHello, the same ClientHellos with a config_id no key has: rejected',
     setup: async () => {
@@ -160,6 +170,7 @@ const ratios: { field: string; num: string; den: string; meaning: string; target
   { field: 'hpke_js_over_open', num: 'hpke_js_open_us', den: 'open_us', meaning: 'speed-up of the native path over hpke-js', target: '>= 30', required: true },
   { field: 'decrypt_over_x25519', num: 'decrypt_us', den: 'x25519_us', meaning: 'a whole ECH decryption in units of one X25519 ECDH', target: '<= 1.5', required: true },
   { field: 'reject_over_x25519', num: 'reject_us', den: 'x25519_us', meaning: 'the no-key reject path (GREASE, junk) in units of one X25519 ECDH', target: '<= 0.05', required: true },
+  { field: 'pool_select_over_handshake', num: 'pool_select_us', den: 'handshake_local_us', meaning: 'choosing a backend of a pool, in units of one whole ECH handshake', target: '<= 0.01' },
   { field: 'keyless_over_local', num: 'handshake_keyless_us', den: 'handshake_local_us', meaning: 'a whole ECH handshake with its keys on a key server (loopback mTLS) over one with local keys' },
 ];
 

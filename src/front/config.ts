@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import type { RouteMatch } from './routes.js';
+import type { BackendSpec, BalancePolicy, HealthCheckOptions } from './pool.js';
 import { type KeylessServeConfig, validateKeylessSection } from '../keyless/serve-config.js';
 import { type RotationConfig, RotationConfigError, validateRotationConfig } from '../dns/rotation-config.js';
 
@@ -52,6 +53,12 @@ export interface ServeRoute extends RouteMatch {
   action: ServeAction;
   /** Send a PROXY v2 header to the backend. */
   proxyProtocol: boolean;
+  /** The backend pool when the action names a list (the action's host and port are its first). */
+  backends?: BackendSpec[];
+  /** Balance policy of the pool. */
+  balance?: BalancePolicy;
+  /** Active health checks of the pool. */
+  healthCheck?: HealthCheckOptions;
 }
 
 /**
@@ -123,6 +130,31 @@ function hostPort(v: unknown, field: string): { host: string; port: number } {
   return { host: m[1] ?? m[2]!, port };
 }
 
+/**
+ * A backend address, or a pool: "host:port", or a non-empty list of
+ * "host:port" and { "to": "host:port", "weight": n }.
+ */
+function backendList(v: unknown, field: string): { first: { host: string; port: number }; backends?: BackendSpec[] } {
+  if (!Array.isArray(v)) return { first: hostPort(v, field) };
+  if (v.length === 0) throw new ServeConfigError(field, 'must name at least one backend');
+  const backends = v.map((b, i): BackendSpec => {
+    const at = `${field}[${i}]`;
+    if (!isObj(b)) return hostPort(b, at);
+    unknownKeys(b, ['to', 'weight'], at);
+    const weight = positive(b, 'weight', `${at}.weight`);
+    return { ...hostPort(b['to'], `${at}.to`), ...(weight ? { weight } : {}) };
+  });
+  const seen = new Set<string>();
+  backends.forEach((b, i) => {
+    const k = `${b.host}:${b.port}`;
+    if (seen.has(k)) throw new ServeConfigError(`${field}[${i}]`, `duplicates backend ${k}`);
+    seen.add(k);
+  });
+  return { first: { host: backends[0]!.host, port: backends[0]!.port }, backends };
+}
+
+const BALANCE = ['round-robin', 'least-connections', 'client-hash'];
+
 function positive(o: Obj, k: string, field: string): number | undefined {
   const v = o[k];
   if (v === undefined) return undefined;
@@ -186,7 +218,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   const routes = r.map((x, i): ServeRoute => {
     const at = `routes[${i}]`;
     if (!isObj(x)) throw new ServeConfigError(at, 'must be an object');
-    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond', 'passthrough', 'forward', 'forwardTls', 'proxyProtocol', 'forwardGrease'], at);
+    unknownKeys(x, ['serverName', 'alpn', 'cert', 'key', 'respond', 'passthrough', 'forward', 'forwardTls', 'proxyProtocol', 'forwardGrease', 'balance', 'healthCheck'], at);
     const serverName = str(x, 'serverName', `${at}.serverName`)!;
     if (!/^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$/.test(serverName)) throw new ServeConfigError(`${at}.serverName`, `'${serverName}' is not a host name or *.wildcard`);
     let ra: string[] | undefined;
@@ -203,22 +235,45 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     }
     if (x['forwardGrease'] !== undefined && x['passthrough'] === undefined) throw new ServeConfigError(`${at}.forwardGrease`, 'only applies to passthrough routes');
     let action: ServeAction;
+    let pool: BackendSpec[] | undefined;
     if (x['respond'] !== undefined) {
       if (x['respond'] !== 'ech-status') throw new ServeConfigError(`${at}.respond`, 'must be "ech-status"');
       action = { respond: 'ech-status' };
     } else if (x['passthrough'] !== undefined) {
       const fg = x['forwardGrease'];
       if (fg !== undefined && typeof fg !== 'boolean') throw new ServeConfigError(`${at}.forwardGrease`, 'must be true or false');
-      action = { passthrough: { ...hostPort(x['passthrough'], `${at}.passthrough`), ...(fg === true ? { forwardGrease: true } : {}) } };
+      const to = backendList(x['passthrough'], `${at}.passthrough`);
+      pool = to.backends;
+      action = { passthrough: { ...to.first, ...(fg === true ? { forwardGrease: true } : {}) } };
     } else if (x['forward'] !== undefined) {
-      action = { forward: hostPort(x['forward'], `${at}.forward`) };
+      const to = backendList(x['forward'], `${at}.forward`);
+      pool = to.backends;
+      action = { forward: to.first };
     } else {
       const f = x['forwardTls'];
       if (!isObj(f)) throw new ServeConfigError(`${at}.forwardTls`, 'must be an object { "to": "host:port", "ca": file, "servername": name }');
       unknownKeys(f, ['to', 'ca', 'servername'], `${at}.forwardTls`);
       const ca = str(f, 'ca', `${at}.forwardTls.ca`, false);
       const sn = str(f, 'servername', `${at}.forwardTls.servername`, false);
-      action = { forwardTls: { ...hostPort(f['to'], `${at}.forwardTls.to`), ...(ca ? { ca: path(ca) } : {}), ...(sn ? { servername: sn } : {}) } };
+      const to = backendList(f['to'], `${at}.forwardTls.to`);
+      pool = to.backends;
+      action = { forwardTls: { ...to.first, ...(ca ? { ca: path(ca) } : {}), ...(sn ? { servername: sn } : {}) } };
+    }
+    const balance = x['balance'];
+    if (balance !== undefined && (x['respond'] !== undefined || typeof balance !== 'string' || !BALANCE.includes(balance))) {
+      throw new ServeConfigError(`${at}.balance`, x['respond'] !== undefined ? 'only applies to routes with backends' : `must be one of ${BALANCE.join(', ')}`);
+    }
+    let healthCheck: HealthCheckOptions | undefined;
+    const hc = x['healthCheck'];
+    if (hc !== undefined) {
+      if (x['respond'] !== undefined) throw new ServeConfigError(`${at}.healthCheck`, 'only applies to routes with backends');
+      if (!isObj(hc)) throw new ServeConfigError(`${at}.healthCheck`, 'must be an object { "intervalMs", "timeoutMs", "fall", "rise" }');
+      unknownKeys(hc, ['intervalMs', 'timeoutMs', 'fall', 'rise'], `${at}.healthCheck`);
+      healthCheck = {};
+      for (const k of ['intervalMs', 'timeoutMs', 'fall', 'rise'] as const) {
+        const n = positive(hc, k, `${at}.healthCheck.${k}`);
+        if (n !== undefined) healthCheck[k] = n;
+      }
     }
     const terminates = !('passthrough' in action);
     const cert = str(x, 'cert', `${at}.cert`, terminates);
@@ -232,6 +287,9 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
       ...(key ? { key: path(key) } : {}),
       action,
       proxyProtocol: pp === true,
+      ...(pool ? { backends: pool } : {}),
+      ...(balance !== undefined ? { balance: balance as BalancePolicy } : {}),
+      ...(healthCheck ? { healthCheck } : {}),
     };
   });
   const td = raw['trialDecryption'];

@@ -28,6 +28,7 @@ import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrou
 import { encodeProxyV2 } from './proxy-protocol.js';
 import { type RouteMatch, RoutingTable } from './routes.js';
 import { Tls12Terminator, isTls12Only } from './tls12.js';
+import { type BackendPool, type BackendSpec, type BalancePolicy, type HealthCheckOptions, type SelectFunction, connectBackend, routePools } from './pool.js';
 
 /**
  * What a route does with a connection.
@@ -79,6 +80,17 @@ export interface FrontEndRoute extends RouteMatch {
    * `key` (a key server holds the key; see `KeylessClient.signer`).
    */
   sign?: CertificateKeyPair['sign'];
+  /**
+   * A pool of backends for a `passthrough`, `forward` or `forwardTls`
+   * action, in place of the action's single host and port (src/front/pool.ts).
+   */
+  backends?: BackendSpec[];
+  /** How the pool picks a backend (default `round-robin`). */
+  balance?: BalancePolicy;
+  /** Active health checks of the pool's backends (default: passive detection only). */
+  healthCheck?: HealthCheckOptions;
+  /** A policy of the embedding program; replaces `balance`. */
+  select?: SelectFunction;
 }
 
 /**
@@ -94,6 +106,8 @@ export interface ConnectionInfo {
   route: string;
   remoteAddress: string | undefined;
   remotePort: number | undefined;
+  /** ALPN protocols the client offered (in ClientHelloInner when ECH was accepted). */
+  alpnOffered: readonly string[];
 }
 
 /**
@@ -151,6 +165,8 @@ interface Compiled {
   /** TLS 1.2 clients' terminator; undefined when `tls12: false`. */
   tls12: Tls12Terminator | undefined;
   options: FrontEndOptions;
+  /** Backend pools of the routes that connect to backends. */
+  pools: Map<FrontEndRoute, BackendPool>;
 }
 
 function compile(options: FrontEndOptions): Compiled {
@@ -189,6 +205,7 @@ function compile(options: FrontEndOptions): Compiled {
             handshakeTimeoutMs: options.limits?.handshakeTimeoutMs ?? 30_000,
           }),
     options,
+    pools: new Map(),
   };
 }
 
@@ -226,6 +243,9 @@ export class EchFrontEnd {
     this.#c = compile(options);
     this.#log = options.log ?? silent;
     this.metrics = metrics;
+    this.#c.pools = this.#pools(this.#c);
+    metrics.backendGauges = () =>
+      [...this.#c.pools.values()].flatMap((p) => p.backends.map((b) => ({ route: p.label, backend: b.address, up: b.state === 'up', active: b.active })));
     this.server = net.createServer((s) => void this.#connection(s));
   }
 
@@ -251,8 +271,12 @@ export class EchFrontEnd {
    */
   update(options: Partial<FrontEndOptions>): void {
     const next = compile({ ...this.#c.options, ...options });
-    this.#c = next;
     if (options.log) this.#log = options.log;
+    // Backends still configured keep their health state; removed ones get
+    // no new connections (open ones run to completion).
+    next.pools = this.#pools(next, this.#c.pools);
+    for (const p of this.#c.pools.values()) p.close();
+    this.#c = next;
     this.#apps.clear();
   }
 
@@ -275,6 +299,7 @@ export class EchFrontEnd {
    */
   async close(drainMs = 0): Promise<void> {
     this.#draining = true;
+    for (const p of this.#c.pools.values()) p.close();
     const closed = new Promise<void>((res) => this.server.close(() => res()));
     if (this.#live.size > 0 && drainMs > 0) {
       this.#log({ event: 'draining', connections: this.#live.size, deadlineMs: drainMs });
@@ -289,6 +314,35 @@ export class EchFrontEnd {
     // `connections` is 0 once this resolves.
     for (let i = 0; this.#live.size > 0 && i < 100; i++) await new Promise((r) => setTimeout(r, 10));
     this.#log({ event: 'stopped' });
+  }
+
+  #pools(c: Compiled, previous?: Map<FrontEndRoute, BackendPool>): Map<FrontEndRoute, BackendPool> {
+    return routePools(c.options.routes, { label: (r) => routeLabel(c, r), log: this.#log, metrics: this.metrics, ...(previous ? { previous } : {}) });
+  }
+
+  /**
+   * A connected socket to a backend of the route's pool (failing over
+   * before any byte is sent), or undefined after closing the client when
+   * no backend could be reached (counted; logged by the pool per state change).
+   */
+  async #backend(route: FrontEndRoute, info: ConnectionInfo, client: { destroyed: boolean; destroy(): void }, inHandshake = false): Promise<Socket | undefined> {
+    const pool = this.#c.pools.get(route);
+    if (!pool) return undefined;
+    try {
+      const { socket } = await connectBackend(pool, {
+        serverName: info.innerServerName ?? info.outerServerName,
+        alpn: info.alpnOffered,
+        echStatus: info.echStatus,
+        remoteAddress: info.remoteAddress,
+      });
+      if (!client.destroyed) return socket;
+      socket.destroy();
+    } catch (e) {
+      // Passthrough: the client's handshake ends here, as a handshake error.
+      if (inHandshake) this.metrics.handshakeError(e instanceof EchError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'ERR_SOCKET'));
+      client.destroy();
+    }
+    return undefined;
   }
 
   #app(site: string): http.Server {
@@ -380,6 +434,7 @@ export class EchFrontEnd {
       route: chosen.serverName,
       remoteAddress: socket.remoteAddress,
       remotePort: socket.remotePort,
+      alpnOffered: result.status === 'accepted' ? result.alpn : alpnOffered(result),
     };
     const logInfo = { status, outer: info.outerServerName, route: routeLabel(c, chosen), inner: c.options.logInnerNames ? info.innerServerName : undefined, ...this.#client(socket) };
 
@@ -387,10 +442,12 @@ export class EchFrontEnd {
     if ('passthrough' in chosen.action) {
       const target = chosen.action.passthrough;
       this.metrics.connection(status);
+      const up = await this.#backend(chosen, info, socket, true);
+      if (!up) return handshakeDone();
       const r =
         result.status === 'accepted'
-          ? await passthrough(socket, result, target, first.rest, first.recordVersion, handshakeDone)
-          : await passthroughRaw(socket, first.raw, target, handshakeDone);
+          ? await passthrough(socket, result, { ...target, socket: up }, first.rest, first.recordVersion, handshakeDone)
+          : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
       handshakeDone();
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       this.metrics.relayed(routeLabel(c, chosen), 'client_to_backend', r.bytesFromClient);
@@ -463,20 +520,24 @@ export class EchFrontEnd {
     } else if ('handler' in a) {
       a.handler(tlsSocket, info);
     } else if ('forward' in a) {
-      const up = net.connect({ host: a.forward.host, port: a.forward.port });
-      if (a.forward.proxyProtocol) up.write(proxyHeader(tlsSocket));
-      this.#relay(tlsSocket, up, label);
+      void this.#backend(route, info, tlsSocket).then((up) => {
+        if (!up) return;
+        if (a.forward.proxyProtocol) up.write(proxyHeader(tlsSocket));
+        this.#relay(tlsSocket, up, label);
+      });
     } else if ('forwardTls' in a) {
       const f = a.forwardTls;
-      const up = tls.connect({
-        host: f.host,
-        port: f.port,
-        servername: f.servername ?? route.serverName,
-        ...(f.ca ? { ca: f.ca } : {}),
-        rejectUnauthorized: f.rejectUnauthorized ?? true,
-        ...(f.proxyProtocol ? { socket: proxiedSocket(f.host, f.port, proxyHeader(tlsSocket)) } : {}),
+      void this.#backend(route, info, tlsSocket).then((tcp) => {
+        if (!tcp) return;
+        if (f.proxyProtocol) tcp.write(proxyHeader(tlsSocket));
+        const up = tls.connect({
+          socket: tcp,
+          servername: f.servername ?? route.serverName,
+          ...(f.ca ? { ca: f.ca } : {}),
+          rejectUnauthorized: f.rejectUnauthorized ?? true,
+        });
+        this.#relay(tlsSocket, up, label);
       });
-      this.#relay(tlsSocket, up, label);
     }
   }
 
@@ -536,11 +597,4 @@ function proxyHeader(s: TerminatedSocket): Uint8Array {
     destinationAddress: raw.localAddress ?? '0.0.0.0',
     destinationPort: raw.localPort ?? 0,
   });
-}
-
-/** A TCP socket that sends the PROXY header before node:tls starts its handshake. */
-function proxiedSocket(host: string, port: number, header: Uint8Array): net.Socket {
-  const s = net.connect({ host, port });
-  s.write(header);
-  return s;
 }

@@ -58,6 +58,11 @@ export class FrontEndMetrics {
   readonly #bytes = new Family('ech_relayed_bytes_total', 'Bytes relayed, by route and direction.', 'counter');
   readonly #active = new Family('ech_active_connections', 'Connections open now.', 'gauge');
   readonly #reloads = new Family('ech_reloads_total', 'Configuration reloads, by result.', 'counter');
+  readonly #backendConnections = new Family('ech_backend_connections_total', 'Connections handed to a backend of a pool, by route and backend.', 'counter');
+  readonly #backendFailures = new Family('ech_backend_connect_failures_total', 'Failed connection attempts to a backend, by route and backend.', 'counter');
+  readonly #poolExhausted = new Family('ech_backend_pool_exhausted_total', 'Connections closed because no backend of the route was usable.', 'counter');
+  /** Live pools' state, read at render time (set by the front end). */
+  backendGauges: (() => Array<{ route: string; backend: string; up: boolean; active: number }>) | undefined;
   readonly #hist = new Map<number, number>(BUCKETS.map((b) => [b, 0]));
   #histSum = 0;
   #histCount = 0;
@@ -90,6 +95,18 @@ export class FrontEndMetrics {
   reload(ok: boolean): void {
     this.#reloads.add({ result: ok ? 'ok' : 'error' }, 1);
   }
+  /** Count a connection handed to a pool's backend. */
+  backendConnection(route: string, backend: string): void {
+    this.#backendConnections.add({ route, backend }, 1);
+  }
+  /** Count a failed connection attempt to a backend. */
+  backendConnectFailure(route: string, backend: string): void {
+    this.#backendFailures.add({ route, backend }, 1);
+  }
+  /** Count a connection closed because no backend was usable. */
+  poolExhausted(route: string): void {
+    this.#poolExhausted.add({ route }, 1);
+  }
   /** Record one handshake's duration, seconds. */
   handshakeSeconds(s: number): void {
     for (const b of BUCKETS) if (s <= b) this.#hist.set(b, this.#hist.get(b)! + 1);
@@ -98,8 +115,20 @@ export class FrontEndMetrics {
   }
 
   /** Current value of a counter, for tests and health checks. */
-  value(name: 'connections' | 'echRequired' | 'alerts' | 'handshakeErrors' | 'active', labels: Labels = {}): number {
-    const f = { connections: this.#connections, echRequired: this.#echRequired, alerts: this.#alerts, handshakeErrors: this.#handshakeErrors, active: this.#active }[name];
+  value(
+    name: 'connections' | 'echRequired' | 'alerts' | 'handshakeErrors' | 'active' | 'backendConnections' | 'backendConnectFailures' | 'poolExhausted',
+    labels: Labels = {},
+  ): number {
+    const f = {
+      connections: this.#connections,
+      echRequired: this.#echRequired,
+      alerts: this.#alerts,
+      handshakeErrors: this.#handshakeErrors,
+      active: this.#active,
+      backendConnections: this.#backendConnections,
+      backendConnectFailures: this.#backendFailures,
+      poolExhausted: this.#poolExhausted,
+    }[name];
     return f.get(labels);
   }
 
@@ -113,8 +142,14 @@ export class FrontEndMetrics {
       `ech_handshake_duration_seconds_sum ${this.#histSum}`,
       `ech_handshake_duration_seconds_count ${this.#histCount}`,
     ].join('\n');
+    const up = new Family('ech_backend_up', 'Backend state: 1 up, 0 down, by route and backend.', 'gauge');
+    const active = new Family('ech_backend_active_connections', 'Connections open through a backend now, by route and backend.', 'gauge');
+    for (const g of this.backendGauges?.() ?? []) {
+      up.add({ route: g.route, backend: g.backend }, g.up ? 1 : 0);
+      active.add({ route: g.route, backend: g.backend }, g.active);
+    }
     return (
-      [this.#connections, this.#echRequired, this.#alerts, this.#handshakeErrors, this.#bytes, this.#active, this.#reloads]
+      [this.#connections, this.#echRequired, this.#alerts, this.#handshakeErrors, this.#bytes, this.#active, this.#reloads, this.#backendConnections, this.#backendFailures, this.#poolExhausted, up, active]
         .map((f) => f.render())
         .join('\n') +
       '\n' +

@@ -37,6 +37,11 @@ export interface PassthroughTarget {
    * does; this library's backend role with `acceptGrease`). Default false.
    */
   forwardGrease?: boolean;
+  /**
+   * A socket already connected to the backend (a pool's choice, see
+   * `connectBackend`): used instead of connecting to `host` and `port`.
+   */
+  socket?: Socket;
 }
 
 /**
@@ -75,7 +80,7 @@ export function passthrough(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
-    const backend = connect({ host: target.host, port: target.port });
+    const backend = target.socket ?? connect({ host: target.host, port: target.port });
     // Once a side has finished, bytes still in flight towards it are dropped
     // rather than written to a closed socket.
     const toBackend = (b: Uint8Array) => {
@@ -102,10 +107,12 @@ export function passthrough(
     };
     const timer = setTimeout(() => finish(new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer within ${target.connectTimeoutMs ?? 10_000} ms`)), target.connectTimeoutMs ?? 10_000);
     timer.unref();
-    backend.once('connect', () => {
+    const connected = () => {
       clearTimeout(timer);
       onConnected?.();
-    });
+    };
+    if (target.socket) connected();
+    else backend.once('connect', connected);
     backend.on('error', (e) => {
       clearTimeout(timer);
       finish(e);
@@ -270,17 +277,19 @@ export function passthroughRaw(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: firstFlight.length, bytesFromBackend: 0 };
-    const backend = connect({ host: target.host, port: target.port });
+    const backend = target.socket ?? connect({ host: target.host, port: target.port });
     const timer = setTimeout(() => {
       result.error = new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer`);
       backend.destroy();
       client.destroy();
     }, target.connectTimeoutMs ?? 10_000);
     timer.unref();
-    backend.once('connect', () => {
+    const connected = () => {
       clearTimeout(timer);
       onConnected?.();
-    });
+    };
+    if (target.socket) connected();
+    else backend.once('connect', connected);
     if (target.proxyProtocol) writeProxyHeader(backend, client);
     backend.write(firstFlight);
     client.on('data', (d: Buffer) => (result.bytesFromClient += d.length));

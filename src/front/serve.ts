@@ -86,6 +86,9 @@ export async function frontEndOptionsFromConfig(
         ...(r.key ? { key: await readPem(r.key, `${at}.key`) } : {}),
         ...(cert && !r.key && keyless ? { sign: await signer(cert, `${at}.cert`) } : {}),
         action,
+        ...(r.backends ? { backends: r.backends } : {}),
+        ...(r.balance ? { balance: r.balance } : {}),
+        ...(r.healthCheck ? { healthCheck: r.healthCheck } : {}),
       };
     }),
   );

@@ -89,7 +89,9 @@ export type EchErrorCode =
   /** Keyless mode: no key server answered in time (src/keyless). */
   | 'ERR_KEYLESS_UNAVAILABLE'
   /** Keyless mode: a key server refused or failed the operation (src/keyless). */
-  | 'ERR_KEYLESS_REFUSED';
+  | 'ERR_KEYLESS_REFUSED'
+  /** Load balancing: no backend of the route's pool could be reached (src/front/pool.ts). */
+  | 'ERR_NO_BACKEND';
 
 /**
  * Base error of this library: carries a stable `code` and the TLS `alert`
