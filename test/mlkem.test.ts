@@ -80,15 +80,22 @@ describe('mlkem768()', () => {
 
 describe('node:crypto ML-KEM on Node 24 (spawned)', () => {
   it('Node 24 is present under CI', () => requireNode24InCi());
-  it.runIf(HAVE_NODE24)('native agrees with noble byte for byte: seed keygen, both directions of encaps/decaps, X-Wing KATs', async () => {
+  it.runIf(HAVE_NODE24)('native agrees with noble byte for byte: seed keygen, both directions of encaps/decaps, implicit rejection, X-Wing KATs, Node 24 PKCS#8 seed form', async () => {
     const out = await runNode24(`
-      import { mlkem768, mlkem768Native, mlkem768Noble } from ${JSON.stringify(distUrl('crypto/mlkem.js'))};
+      import { mlkem768, mlkem768Native, mlkem768Noble, MLKEM768_PKCS8_PREFIX } from ${JSON.stringify(distUrl('crypto/mlkem.js'))};
+      import { generateKeyPairSync, createPublicKey } from 'node:crypto';
       import { xwingFromSeed, xwingEncapsulate } from ${JSON.stringify(distUrl('crypto/xwing.js'))};
       import { randomBytes, createHash } from 'node:crypto';
       import { readFileSync } from 'node:fs';
       const v = JSON.parse(readFileSync('test/fixtures/xwing-draft08.json', 'utf8')).vectors;
       const hex = (b) => Buffer.from(b).toString('hex');
-      const r = { selected: mlkem768().name, native: !!mlkem768Native, agree: 0, kat: 0 };
+      const r = { selected: mlkem768().name, native: !!mlkem768Native, agree: 0, kat: 0, pkcs8: false };
+      // Node 24's own PKCS#8 export is the seed form our key files use.
+      const gen = generateKeyPairSync('ml-kem-768');
+      const der = gen.privateKey.export({ format: 'der', type: 'pkcs8' });
+      const prefix = Buffer.from(MLKEM768_PKCS8_PREFIX);
+      const pub = Buffer.from(createPublicKey(gen.privateKey).export({ format: 'jwk' }).pub, 'base64url');
+      r.pkcs8 = der.length === 86 && der.subarray(0, 22).equals(prefix) && hex(mlkem768Noble.fromSeed(der.subarray(22)).publicKey) === hex(pub);
       for (let i = 0; i < 20; i++) {
         const seed = randomBytes(64);
         const a = mlkem768Native.fromSeed(seed), b = mlkem768Noble.fromSeed(seed);
@@ -108,6 +115,6 @@ describe('node:crypto ML-KEM on Node 24 (spawned)', () => {
       }
       console.log(JSON.stringify(r));
     `);
-    expect(JSON.parse(out)).toEqual({ selected: 'node:crypto', native: true, agree: 20, kat: 2 });
+    expect(JSON.parse(out)).toEqual({ selected: 'node:crypto', native: true, agree: 20, kat: 2, pkcs8: true });
   }, 120_000);
 });
