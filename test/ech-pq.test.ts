@@ -114,7 +114,7 @@ describe.each(PQ)('%s ECH keys', (name, kemId, hpkeJsKem, npk, nenc) => {
     expect(() => parseEchKeyFile(broken, 'broken.pem')).toThrow(/broken\.pem/);
   });
 
-  it('our ECH client and server: accepted end to end with a hybrid key share too', async () => {
+  it('our ECH client and server: accepted end to end, with X25519, X25519MLKEM768, and a HelloRetryRequest for X25519MLKEM768', async () => {
     const key = generateEchKey({ publicName: 'cover.example', kem: name, configId: 9 });
     const keys = new EchKeySet([key]);
     const cover = pki.leaf('ec', ['cover.example']);
@@ -128,9 +128,11 @@ describe.each(PQ)('%s ECH keys', (name, kemId, hpkeJsKem, npk, nenc) => {
       },
     );
     try {
-      for (const ecdhCurve of ['X25519', 'X25519MLKEM768']) {
+      // the third offers the hybrid group without a share: HelloRetryRequest (ECH accepted across it)
+      for (const ecdhCurve of ['X25519', 'X25519MLKEM768', 'X25519:X25519MLKEM768']) {
         const r = await connectEch({ host: '127.0.0.1', port: srv.port, servername: 'secret.example', ca: pki.caPem, echConfigList: keys.retryConfigList()!, ecdhCurve });
         expect(r.echStatus).toBe('accepted');
+        expect(r.helloRetry).toBe(ecdhCurve.includes(':'));
         expect(r.peerCertificate?.subject).toMatch(/secret\.example/);
         await new Promise<void>((resolve, reject) => {
           r.socket.once('data', () => resolve());
@@ -141,6 +143,7 @@ describe.each(PQ)('%s ECH keys', (name, kemId, hpkeJsKem, npk, nenc) => {
       }
       expect(seen).toEqual([
         { ech: 'accepted', configId: 9, group: 'X25519' },
+        { ech: 'accepted', configId: 9, group: 'X25519MLKEM768' },
         { ech: 'accepted', configId: 9, group: 'X25519MLKEM768' },
       ]);
       expect(srv.errors).toEqual([]);
