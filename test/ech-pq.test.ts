@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { Aes128Gcm, CipherSuite, HkdfSha256 } from '@hpke/core';
+import { AeadId, CipherSuite, KdfId, KemId } from 'hpke-js';
 import { MlKem768 } from '@hpke/ml-kem';
 import { XWing } from '@hpke/hybridkem-x-wing';
 import { generateEchKey, KemName } from '../src/keys/generate.js';
@@ -59,7 +59,7 @@ describe.each(PQ)('%s ECH keys', (name, kemId, hpkeJsKem, npk, nenc) => {
     const key = generateEchKey({ publicName: 'cover.example', kem: name });
     const suite = { kem: kemId, kdf: 1, aead: 1 };
     const info = Buffer.concat([Buffer.from('tls ech\0', 'latin1'), key.config.raw]);
-    const theirs = new CipherSuite({ kem: hpkeJsKem(), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
+    const theirs = new CipherSuite({ kem: hpkeJsKem() as unknown as KemId, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm });
     const sender = await theirs.createSenderContext({ recipientPublicKey: await theirs.kem.deserializePublicKey(key.config.publicKey), info });
     expect(sender.enc.byteLength).toBe(nenc);
     const ct = await sender.seal(enc('inner hello'), enc('outer aad'));
