@@ -152,6 +152,19 @@ describe('key server and client', () => {
     expect(text).not.toContain(Buffer.from(sig).toString('hex'));
   });
 
+  it('decap with post-quantum ECH keys (ML-KEM-768, X-Wing): 1088/1120-byte enc through the key server', async () => {
+    const pq = [generateEchKey({ publicName: 'cover.example', configId: 41, kem: 'ml-kem-768' }), generateEchKey({ publicName: 'cover.example', configId: 42, kem: 'x-wing' })];
+    const { port } = await keyServer({ echKeys: new EchKeySet([echA, ...pq]) });
+    const c = client([port]);
+    await c.ready(3000);
+    const { kemEncap } = await import('../src/crypto/kem.js');
+    for (const k of pq) {
+      const { enc, sharedSecret } = kemEncap(k.config.kemId, k.config.publicKey);
+      expect(enc.length).toBe(k.config.kemId === 0x0041 ? 1088 : 1120);
+      expect(Buffer.from(await c.echPrivateKey(k.config).decap(enc))).toEqual(Buffer.from(sharedSecret));
+    }
+  });
+
   it('pipelines many operations over the pool', async () => {
     const { port } = await keyServer();
     const c = client([port]);

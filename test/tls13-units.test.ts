@@ -179,7 +179,7 @@ describe('options', () => {
   test('ecdhCurve: Node names, order kept, unknown ignored', () => {
     expect(parseEcdhCurve('P-256:X25519')).toEqual([NamedGroup.secp256r1, NamedGroup.x25519]);
     expect(parseEcdhCurve('prime256v1:X448')).toEqual([NamedGroup.secp256r1]);
-    expect(parseEcdhCurve('auto')).toEqual([NamedGroup.x25519, NamedGroup.secp256r1]);
+    expect(parseEcdhCurve('auto')).toEqual([NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1]);
     expect(() => parseEcdhCurve('X448')).toThrow();
   });
 

@@ -82,7 +82,7 @@ function packageVersion(): string {
 const commands: Record<string, Command> = {
   keygen: {
     summary: 'generate an ECH key and write it as an RFC 9934 PEM file',
-    usage: `ech-server keygen --public-name NAME [--kem x25519|p256|p384] [--out DIR] [--max-name-length N]
+    usage: `ech-server keygen --public-name NAME [--kem x25519|p256|p384|ml-kem-768|x-wing] [--out DIR] [--max-name-length N]
 
 Writes one PEM key file (PRIVATE KEY + ECHCONFIG, mode 0600) into DIR
 (default: the current directory) with a config_id unused by the keys already

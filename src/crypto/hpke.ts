@@ -19,7 +19,7 @@
 import { createCipheriv, createDecipheriv, createHmac, type webcrypto } from 'node:crypto';
 import { AeadId, CipherSuite, KdfId, KemId } from 'hpke-js';
 import { DecryptError, EchError, InvalidArgumentError } from '../wire/alert.js';
-import { decapBinary, KemPrivateKey, kemEncap, loadKemPrivateKey, nativeKem } from './kem.js';
+import { decapBinary, KemPrivateKey, kemEncap, loadKemPrivateKey, nativeKemSupported } from './kem.js';
 import { hmacScratch, type HmacScratch } from './hpke-hmac.js';
 
 export { AeadId, KdfId, KemId };
@@ -32,6 +32,7 @@ export {
   KemPrivateKey,
   loadKemPrivateKey,
   nativeKemSupported,
+  PqKemId,
   type KemKeyPair,
 } from './kem.js';
 
@@ -145,7 +146,7 @@ function symmetricParams(suite: HpkeSuite): SuiteParams {
 /**
  * Whether `suite` runs entirely on `node:crypto` (synchronous
  * {@link setupBaseRecipient} / {@link setupBaseSender}). KEMs: 0x0010, 0x0011,
- * 0x0020; KDFs: 1, 2, 3; AEADs: 1, 2, 3.
+ * 0x0020, 0x0041 (ML-KEM-768), 0x647a (X-Wing); KDFs: 1, 2, 3; AEADs: 1, 2, 3.
  * @group Crypto
  * @example
  * ```ts
@@ -153,11 +154,11 @@ function symmetricParams(suite: HpkeSuite): SuiteParams {
  * ```
  */
 export function nativeSupported(suite: HpkeSuite): boolean {
-  return nativeKem(suite.kem) !== undefined && KDFS.has(suite.kdf) && AEADS.has(suite.aead);
+  return nativeKemSupported(suite.kem) && KDFS.has(suite.kdf) && AEADS.has(suite.aead);
 }
 
 function nativeParams(suite: HpkeSuite): SuiteParams {
-  if (nativeKem(suite.kem) === undefined) throw unsupported(`HPKE KEM ${hexId(suite.kem)} has no native implementation`);
+  if (!nativeKemSupported(suite.kem)) throw unsupported(`HPKE KEM ${hexId(suite.kem)} has no native implementation`);
   return symmetricParams(suite);
 }
 

@@ -9,8 +9,11 @@
  * context for the second ClientHello after a HelloRetryRequest.
  *
  * Native KEMs: DHKEM(P-256, HKDF-SHA256) 0x0010, DHKEM(P-384, HKDF-SHA384)
- * 0x0011, DHKEM(X25519, HKDF-SHA256) 0x0020. Other KEMs go through hpke-js in
- * `hpke.ts` (see `createRecipientContext`).
+ * 0x0011, DHKEM(X25519, HKDF-SHA256) 0x0020, and the post-quantum KEMs of
+ * draft-ietf-hpke-pq: ML-KEM-768 0x0041 and X-Wing 0x647a (ML-KEM-768 of
+ * `mlkem.ts`: node:crypto on Node ≥ 24, `@noble/post-quantum` before; their
+ * shared_secret is the KEM's own, no ExtractAndExpand). Other KEMs go through
+ * hpke-js in `hpke.ts` (see `createRecipientContext`).
  *
  * @module
  */
@@ -26,6 +29,81 @@ import {
 import { KemId } from 'hpke-js';
 import { DecryptError, EchError, InvalidArgumentError } from '../wire/alert.js';
 import { hmacScratch, type HmacScratch } from './hpke-hmac.js';
+import { MLKEM768, MLKEM768_PKCS8_PREFIX, mlkem768, mlkemSeed } from './mlkem.js';
+import { XWING, xwingEncapsulate, xwingFromSeed, xwingSeed } from './xwing.js';
+
+/**
+ * HPKE KEM ids of the post-quantum KEMs (draft-ietf-hpke-pq): ML-KEM-768
+ * 0x0041 and X-Wing 0x647a.
+ * @group Crypto
+ * @example
+ * ```ts
+ * generateKemKeyPair(PqKemId.XWing).publicKey.length; // 1216
+ * ```
+ */
+export const PqKemId = { MlKem768: 0x0041, XWing: 0x647a } as const;
+
+/** @internal Static parameters of a post-quantum KEM. */
+interface PqKemParams {
+  readonly id: number;
+  readonly name: string;
+  /** Nsk: the private key is the seed (64 bytes d ‖ z for ML-KEM, 32 for X-Wing). */
+  readonly nsk: number;
+  readonly npk: number;
+  readonly nenc: number;
+  /** Decapsulator from a seed. */
+  fromSeed(seed: Uint8Array): { publicKey: Uint8Array; decapsulate(enc: Uint8Array): Uint8Array };
+  encapsulate(pk: Uint8Array): { ciphertext: Uint8Array; sharedSecret: Uint8Array };
+  seed(): Uint8Array;
+}
+
+const PQ_KEMS: ReadonlyMap<number, PqKemParams> = new Map<number, PqKemParams>([
+  [
+    PqKemId.MlKem768,
+    {
+      id: PqKemId.MlKem768,
+      name: 'ML-KEM-768',
+      nsk: MLKEM768.seed,
+      npk: MLKEM768.encapsulationKey,
+      nenc: MLKEM768.ciphertext,
+      fromSeed: (seed) => mlkem768().fromSeed(seed),
+      encapsulate: (pk) => mlkem768().encapsulate(pk),
+      seed: mlkemSeed,
+    },
+  ],
+  [
+    PqKemId.XWing,
+    {
+      id: PqKemId.XWing,
+      name: 'X-Wing',
+      nsk: XWING.seed,
+      npk: XWING.publicKey,
+      nenc: XWING.ciphertext,
+      fromSeed: (seed) => xwingFromSeed(seed),
+      encapsulate: (pk) => xwingEncapsulate(pk),
+      seed: xwingSeed,
+    },
+  ],
+]);
+
+/**
+ * X-Wing PKCS#8 prefix: id-XWing 1.3.6.1.4.1.62253.25722
+ * (draft-connolly-cfrg-xwing-kem), no parameters, privateKey = the 32-byte
+ * seed as the OCTET STRING's content.
+ */
+const XWING_PKCS8_PREFIX = Buffer.from('3034020100300d060b2b0601040183e62d81c87a0420', 'hex');
+/** DER of the OIDs (tag, length, value). */
+const XWING_OID = Buffer.from('060b2b0601040183e62d81c87a', 'hex');
+const MLKEM768_OID = Buffer.from('0609608648016503040402', 'hex');
+
+function pqKeyFromSeed(p: PqKemParams, raw: Uint8Array): ReturnType<PqKemParams['fromSeed']> {
+  if (!(raw instanceof Uint8Array) || raw.length !== p.nsk) throw new InvalidArgumentError(`${p.name} private key must be a ${p.nsk}-byte seed`);
+  return p.fromSeed(raw);
+}
+
+function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
+  return b.length >= prefix.length && Buffer.from(b.buffer, b.byteOffset, prefix.length).equals(prefix);
+}
 
 /**
  * @internal Static parameters of one native DHKEM.
@@ -112,7 +190,8 @@ function requireKem(kem: number): KemParams {
 
 /**
  * Whether `kem` is one of the DHKEMs implemented on `node:crypto`
- * (0x0010 P-256, 0x0011 P-384, 0x0020 X25519).
+ * (0x0010 P-256, 0x0011 P-384, 0x0020 X25519) or one of the post-quantum KEMs
+ * (0x0041 ML-KEM-768, 0x647a X-Wing).
  * @group Crypto
  * @example
  * ```ts
@@ -121,7 +200,7 @@ function requireKem(kem: number): KemParams {
  * ```
  */
 export function nativeKemSupported(kem: number): boolean {
-  return KEMS.has(kem);
+  return KEMS.has(kem) || PQ_KEMS.has(kem);
 }
 
 /**
@@ -197,6 +276,11 @@ function privateKeyObject(p: KemParams, raw: Uint8Array): KeyObject {
  * ```
  */
 export function generateKemKeyPair(kem: number): KemKeyPair {
+  const pq = PQ_KEMS.get(kem);
+  if (pq !== undefined) {
+    const seed = pq.seed();
+    return { kem, privateKey: seed, publicKey: pq.fromSeed(seed).publicKey };
+  }
   const p = requireKem(kem);
   if (p.curve === undefined) {
     const { privateKey } = generateKeyPairSync('x25519');
@@ -221,6 +305,8 @@ export function generateKemKeyPair(kem: number): KemKeyPair {
  * ```
  */
 export function kemPublicKey(kem: number, privateKeyRaw: Uint8Array): Uint8Array {
+  const pq = PQ_KEMS.get(kem);
+  if (pq !== undefined) return pqKeyFromSeed(pq, privateKeyRaw).publicKey;
   const p = requireKem(kem);
   checkRaw(p, privateKeyRaw);
   if (p.curve !== undefined) return new Uint8Array(ecdhFor(p, privateKeyRaw).getPublicKey());
@@ -232,7 +318,10 @@ export function kemPublicKey(kem: number, privateKeyRaw: Uint8Array): Uint8Array
  * Encodes a raw KEM private key as PKCS#8 DER (the body of the
  * `-----BEGIN PRIVATE KEY-----` block of an RFC 9934 ECH key file). X25519
  * uses OID 1.3.101.110; P-256/P-384 use id-ecPublicKey with the named curve
- * and include the public key.
+ * and include the public key. ML-KEM-768 uses the seed form of
+ * draft-ietf-lamps-kyber-certificates (OID 2.16.840.1.101.3.4.4.2,
+ * `seed [0] OCTET STRING (SIZE (64))`, as Node 24 exports it); X-Wing uses
+ * OID 1.3.6.1.4.1.62253.25722 with the 32-byte seed.
  * @group Crypto
  * @example
  * ```ts
@@ -241,13 +330,20 @@ export function kemPublicKey(kem: number, privateKeyRaw: Uint8Array): Uint8Array
  * ```
  */
 export function kemPrivateKeyToPkcs8(kem: number, privateKeyRaw: Uint8Array): Uint8Array {
+  const pq = PQ_KEMS.get(kem);
+  if (pq !== undefined) {
+    pqKeyFromSeed(pq, privateKeyRaw); // checks the length
+    const prefix = kem === PqKemId.MlKem768 ? MLKEM768_PKCS8_PREFIX : XWING_PKCS8_PREFIX;
+    return new Uint8Array(Buffer.concat([prefix, privateKeyRaw]));
+  }
   const p = requireKem(kem);
   return new Uint8Array(privateKeyObject(p, privateKeyRaw).export({ format: 'der', type: 'pkcs8' }));
 }
 
 /**
  * Decodes a PKCS#8 DER private key and detects its KEM from the algorithm OID
- * (X25519 → 0x0020, EC P-256 → 0x0010, EC P-384 → 0x0011).
+ * (X25519 → 0x0020, EC P-256 → 0x0010, EC P-384 → 0x0011, ML-KEM-768 in
+ * seed form → 0x0041, X-Wing → 0x647a).
  * @group Crypto
  * @throws EchError `ERR_KEY_FILE` if the DER does not parse or holds another kind of key.
  * @example
@@ -257,6 +353,22 @@ export function kemPrivateKeyToPkcs8(kem: number, privateKeyRaw: Uint8Array): Ui
  * ```
  */
 export function kemPrivateKeyFromPkcs8(der: Uint8Array): { kem: number; privateKey: Uint8Array } {
+  // The post-quantum forms are recognised by their exact DER (Node 20/22
+  // cannot parse them); both are fixed-length.
+  const head = Buffer.from(der.buffer, der.byteOffset, Math.min(der.byteLength, 32));
+  for (const [kem, prefix, len, oid] of [
+    [PqKemId.MlKem768, MLKEM768_PKCS8_PREFIX, MLKEM768.seed, MLKEM768_OID],
+    [PqKemId.XWing, XWING_PKCS8_PREFIX, XWING.seed, XWING_OID],
+  ] as const) {
+    if (head.includes(oid)) {
+      // Other private key forms (ML-KEM expandedKey or both) are refused.
+      if (der.length !== prefix.length + len || !startsWith(der, prefix)) {
+        const what = kem === PqKemId.MlKem768 ? 'ML-KEM-768 private key is not in the 64-byte seed form' : 'X-Wing private key is not a 32-byte seed';
+        throw new EchError('ERR_KEY_FILE', 'internal_error', what);
+      }
+      return { kem, privateKey: Uint8Array.from(der.subarray(prefix.length)) };
+    }
+  }
   let ko: KeyObject;
   try {
     ko = createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: 'der', type: 'pkcs8' });
@@ -334,7 +446,9 @@ export class KemPrivateKey {
   readonly kem: number;
   /** RFC 9180 SerializePublicKey(pkR): what the ECHConfig carries. */
   readonly publicKey: Uint8Array;
-  readonly #p: KemParams;
+  readonly #p: KemParams | undefined;
+  /** Post-quantum KEMs: the decapsulator and its parameters. */
+  readonly #pq: { readonly p: PqKemParams; readonly key: ReturnType<PqKemParams['fromSeed']> } | undefined;
   readonly #keyObject: KeyObject | undefined;
   readonly #ecdh: ECDH | undefined;
   /** Scratch: headroom || eaePrkPrefix || dh; dh is copied in per call (synchronous use only). */
@@ -345,10 +459,23 @@ export class KemPrivateKey {
   readonly #peerJwk = { kty: 'OKP', crv: 'X25519', x: '' };
 
   /** @internal Use {@link loadKemPrivateKey}. */
-  constructor(p: KemParams, raw: Uint8Array) {
+  constructor(p: KemParams | PqKemParams, raw: Uint8Array) {
+    if (!('hash' in p)) {
+      const key = pqKeyFromSeed(p, raw);
+      this.kem = p.id;
+      this.#p = undefined;
+      this.#pq = { p, key };
+      this.#keyObject = undefined;
+      this.#ecdh = undefined;
+      this.publicKey = key.publicKey;
+      this.#eaeMsg = Buffer.alloc(0);
+      this.#ssMsg = Buffer.alloc(0);
+      return;
+    }
     checkRaw(p, raw);
     this.kem = p.id;
     this.#p = p;
+    this.#pq = undefined;
     if (p.curve === undefined) {
       this.#keyObject = privateKeyObject(p, raw);
       this.#ecdh = undefined;
@@ -381,7 +508,15 @@ export class KemPrivateKey {
   }
 
   #decap(enc: Uint8Array): string {
-    const p = this.#p;
+    const pq = this.#pq;
+    if (pq !== undefined) {
+      // draft-ietf-hpke-pq: Decap(enc, skR) is the KEM's own decapsulation;
+      // enc is exactly Nenc bytes (1088 for ML-KEM-768, 1120 for X-Wing).
+      if (enc.length !== pq.p.nenc) throw new DecryptError(`${pq.p.name} enc must be ${pq.p.nenc} bytes, got ${enc.length}`);
+      const ss = pq.key.decapsulate(enc);
+      return Buffer.from(ss.buffer, ss.byteOffset, ss.byteLength).toString('binary');
+    }
+    const p = this.#p as KemParams;
     if (enc.length !== p.npk) throw new DecryptError(`${p.name} enc must be ${p.npk} bytes, got ${enc.length}`);
     let dh: Uint8Array;
     if (this.#ecdh !== undefined) {
@@ -425,7 +560,7 @@ export class KemPrivateKey {
  * ```
  */
 export function loadKemPrivateKey(kem: number, privateKeyRaw: Uint8Array): KemPrivateKey {
-  return new KemPrivateKey(requireKem(kem), privateKeyRaw);
+  return new KemPrivateKey(PQ_KEMS.get(kem) ?? requireKem(kem), privateKeyRaw);
 }
 
 /**
@@ -439,6 +574,16 @@ export function loadKemPrivateKey(kem: number, privateKeyRaw: Uint8Array): KemPr
  * ```
  */
 export function kemEncap(kem: number, publicKey: Uint8Array): { enc: Uint8Array; sharedSecret: Uint8Array } {
+  const pq = PQ_KEMS.get(kem);
+  if (pq !== undefined) {
+    if (publicKey.length !== pq.npk) throw new InvalidArgumentError(`${pq.name} public key must be ${pq.npk} bytes`);
+    try {
+      const { ciphertext, sharedSecret } = pq.encapsulate(publicKey);
+      return { enc: ciphertext, sharedSecret };
+    } catch (cause) {
+      throw new InvalidArgumentError(`${pq.name} public key is not usable`, { cause });
+    }
+  }
   const p = requireKem(kem);
   if (publicKey.length !== p.npk || (p.curve !== undefined && publicKey[0] !== 0x04)) {
     throw new InvalidArgumentError(`${p.name} public key must be ${p.npk} bytes${p.curve !== undefined ? ' in uncompressed form' : ''}`);

@@ -42,7 +42,7 @@ export const KEYLESS_VERSION = 1;
 
 /**
  * Largest frame body accepted (bytes after the length field). A request
- * carries at most a P-384 `enc` (97 bytes) or a CertificateVerify input
+ * carries at most an X-Wing `enc` (1120 bytes) or a CertificateVerify input
  * (162 bytes); a response at most an RSA-4096 signature (512 bytes).
  * @group Keyless
  * @example

@@ -7,17 +7,22 @@ import { AeadId, KdfId, KemId } from 'hpke-js';
 import { InvalidArgumentError } from '../wire/alert.js';
 import { type EchConfig, type HpkeSymmetricCipherSuite, makeEchConfig, publicNameProblem } from '../ech/config.js';
 import type { Extension } from '../tls/client-hello.js';
-import { generateKemKeyPair, loadKemPrivateKey } from '../crypto/kem.js';
+import { generateKemKeyPair, loadKemPrivateKey, PqKemId } from '../crypto/kem.js';
 import type { EchKey } from './key-set.js';
 
 /**
- * KEM names accepted by the CLI and options.
+ * KEM names accepted by the CLI and options: the DHKEMs and the
+ * post-quantum KEMs of draft-ietf-hpke-pq (`ml-kem-768` 0x0041, `x-wing`
+ * 0x647a). No browser accepts a post-quantum ECHConfig yet: publish one
+ * next to a classical config (clients skip KEMs they do not support).
  * @group Keys
  */
 export const KemName = {
   x25519: KemId.DhkemX25519HkdfSha256,
   p256: KemId.DhkemP256HkdfSha256,
   p384: KemId.DhkemP384HkdfSha384,
+  'ml-kem-768': PqKemId.MlKem768,
+  'x-wing': PqKemId.XWing,
 } as const;
 /** @group Keys */
 export type KemName = keyof typeof KemName;
@@ -78,7 +83,7 @@ export interface GeneratedEchKey extends EchKey {
  */
 export function generateEchKey(opts: GenerateEchKeyOptions): GeneratedEchKey {
   const kem = typeof opts.kem === 'number' ? opts.kem : KemName[opts.kem ?? 'x25519'];
-  if (kem === undefined) throw new InvalidArgumentError(`unknown KEM '${String(opts.kem)}' (use x25519, p256 or p384)`);
+  if (kem === undefined) throw new InvalidArgumentError(`unknown KEM '${String(opts.kem)}' (use ${Object.keys(KemName).join(', ')})`);
   const problem = publicNameProblem(opts.publicName);
   if (problem) throw new InvalidArgumentError(`invalid public name '${opts.publicName}': ${problem}`);
   const mnl = opts.maximumNameLength ?? 0;

@@ -69,7 +69,7 @@ import {
 } from '../tls/messages.js';
 import { certificateVerifyInput, verifyWithScheme } from './certificates.js';
 import { CertificateError, verifyServerChain } from './path-validation.js';
-import { generateEphemeralKey, parseEcdhCurve, type EphemeralKey } from './groups.js';
+import { DEFAULT_CLIENT_GROUPS, generateEphemeralKey, parseEcdhCurve, type EphemeralKey } from './groups.js';
 import { KeySchedule, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
 import { parseCipherList, suiteById, type CipherSuiteParams } from './suites.js';
@@ -242,7 +242,7 @@ export interface ClientOptions {
   ALPNProtocols?: string[];
   /** TLS 1.3 suites in preference order. */
   ciphers?: string;
-  /** Groups offered in supported_groups, in order (default X25519:P-256). */
+  /** Groups offered in supported_groups, in order (default X25519:P-256; add `X25519MLKEM768` for the post-quantum hybrid). */
   ecdhCurve?: string;
   /** Groups to send key shares for (default: the first of `ecdhCurve`). */
   keyShareGroups?: number[];
@@ -387,7 +387,7 @@ export class ClientConnection {
     this.options = options;
     this.sink = sink;
     this.suites = parseCipherList(options.ciphers);
-    this.groups = parseEcdhCurve(options.ecdhCurve);
+    this.groups = parseEcdhCurve(options.ecdhCurve, DEFAULT_CLIENT_GROUPS);
   }
 
   /** What was negotiated, once connected. */

@@ -1,6 +1,8 @@
 /**
- * (EC)DHE groups for key_share (RFC 8446bis §4.2.8.2, §7.4.2): X25519 and
- * secp256r1 on node:crypto. Other groups (X25519MLKEM768, ...) are simply not
+ * Key exchange groups for key_share (RFC 9846 §4.2.8.2, §7.4.2): X25519 and
+ * secp256r1 on node:crypto, and the post-quantum hybrid X25519MLKEM768
+ * (draft-ietf-tls-ecdhe-mlkem: ML-KEM-768 of `crypto/mlkem.ts`, native on
+ * Node ≥ 24, `@noble/post-quantum` on Node 20/22). Other groups are not
  * supported: the server skips those shares.
  *
  * @module
@@ -8,15 +10,47 @@
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
 import { EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { NamedGroup } from '../tls/constants.js';
+import { MLKEM768, mlkem768, mlkemSeed } from '../crypto/mlkem.js';
 
 /**
- * Groups this engine can compute. @group Server
+ * Groups this engine can compute, in the server's default preference order
+ * (`ecdhCurve: 'auto'`): X25519MLKEM768, X25519, P-256. @group Server
  * @example
  * ```ts
- * SUPPORTED_GROUPS.includes(NamedGroup.x25519); // true
+ * SUPPORTED_GROUPS.includes(NamedGroup.X25519MLKEM768); // true
  * ```
  */
-export const SUPPORTED_GROUPS: readonly number[] = [NamedGroup.x25519, NamedGroup.secp256r1];
+export const SUPPORTED_GROUPS: readonly number[] = [NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1];
+
+/**
+ * The client's default supported_groups (X25519, P-256): the hybrid group is
+ * offered only when asked for with `ecdhCurve` (its share is 1216 bytes, and
+ * without native ML-KEM each handshake costs a JS key generation).
+ * @group Client
+ * @example
+ * ```ts
+ * parseEcdhCurve(undefined, DEFAULT_CLIENT_GROUPS); // [0x001d, 0x0017]
+ * ```
+ */
+export const DEFAULT_CLIENT_GROUPS: readonly number[] = [NamedGroup.x25519, NamedGroup.secp256r1];
+
+/**
+ * Whether `group` is a post-quantum (hybrid) group: the server asks for it
+ * with a HelloRetryRequest when the client supports it but sent a classical
+ * share only, if it comes first in the server's preference.
+ * @group Server
+ * @example
+ * ```ts
+ * isPostQuantumGroup(NamedGroup.X25519MLKEM768); // true
+ * ```
+ */
+export function isPostQuantumGroup(group: number): boolean {
+  return group === NamedGroup.X25519MLKEM768;
+}
+
+/** X25519MLKEM768 (draft-ietf-tls-ecdhe-mlkem §4.1): client share ek ‖ X25519, server share ct ‖ X25519. */
+const HYBRID_CLIENT_SHARE = MLKEM768.encapsulationKey + 32;
+const HYBRID_SERVER_SHARE = MLKEM768.ciphertext + 32;
 
 const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 
@@ -31,26 +65,29 @@ const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 export function groupName(group: number): string {
   if (group === NamedGroup.x25519) return 'X25519';
   if (group === NamedGroup.secp256r1) return 'prime256v1';
+  if (group === NamedGroup.X25519MLKEM768) return 'X25519MLKEM768';
   return `0x${group.toString(16).padStart(4, '0')}`;
 }
 
 /**
- * Parse a Node-style `ecdhCurve` string (`'X25519:P-256'`, `'auto'`) into a
- * server preference list of supported groups. Unknown names are ignored;
- * a list that leaves nothing is an error.
+ * Parse a Node-style `ecdhCurve` string (`'X25519MLKEM768:X25519:P-256'`,
+ * `'auto'`) into a preference list of supported groups. Unknown names are
+ * ignored; a list that leaves nothing is an error. `'auto'` or nothing gives
+ * `defaults` (the server's {@link SUPPORTED_GROUPS} unless told otherwise).
  * @group Server
  * @example
  * ```ts
  * parseEcdhCurve('P-256:X25519'); // [0x0017, 0x001d]
  * ```
  */
-export function parseEcdhCurve(spec: string | undefined): number[] {
-  if (spec === undefined || spec === '' || spec.toLowerCase() === 'auto') return [...SUPPORTED_GROUPS];
+export function parseEcdhCurve(spec: string | undefined, defaults: readonly number[] = SUPPORTED_GROUPS): number[] {
+  if (spec === undefined || spec === '' || spec.toLowerCase() === 'auto') return [...defaults];
   const out: number[] = [];
   for (const raw of spec.split(':')) {
     const n = raw.trim().toLowerCase();
     let g: number | undefined;
     if (n === 'x25519') g = NamedGroup.x25519;
+    else if (n === 'x25519mlkem768') g = NamedGroup.X25519MLKEM768;
     else if (n === 'p-256' || n === 'prime256v1' || n === 'secp256r1') g = NamedGroup.secp256r1;
     if (g !== undefined && !out.includes(g)) out.push(g);
   }
@@ -84,6 +121,31 @@ export interface EphemeralKey {
  * ```
  */
 export function generateEphemeralKey(group: number): EphemeralKey {
+  if (group === NamedGroup.X25519MLKEM768) {
+    // draft-ietf-tls-ecdhe-mlkem §4.1: the client's key_exchange is the
+    // ML-KEM-768 encapsulation key (1184 bytes) followed by the X25519
+    // share (32 bytes).
+    const dk = mlkem768().fromSeed(mlkemSeed());
+    const x = generateEphemeralKey(NamedGroup.x25519);
+    const publicKey = new Uint8Array(HYBRID_CLIENT_SHARE);
+    publicKey.set(dk.publicKey, 0);
+    publicKey.set(x.publicKey, MLKEM768.encapsulationKey);
+    return {
+      group,
+      publicKey,
+      computeSecret(peer: Uint8Array): Uint8Array {
+        // §4.1: the server's share is the ML-KEM-768 ciphertext (1088 bytes)
+        // followed by its X25519 share; draft-ietf-tls-mlkem §4.2: the client
+        // "MUST check if the ciphertext length matches ... and abort with an
+        // illegal_parameter alert if it fails".
+        if (peer.length !== HYBRID_SERVER_SHARE) throw new IllegalParameterError(`X25519MLKEM768 server key_exchange of ${peer.length} bytes`);
+        const ssM = dk.decapsulate(peer.subarray(0, MLKEM768.ciphertext));
+        const ssX = x.computeSecret(peer.subarray(MLKEM768.ciphertext));
+        // §4.1: shared secret = ML-KEM shared secret ‖ X25519 shared secret.
+        return concat(ssM, ssX);
+      },
+    };
+  }
   if (group === NamedGroup.x25519) {
     const { publicKey, privateKey } = generateKeyPairSync('x25519');
     const spki = publicKey.export({ format: 'der', type: 'spki' });
@@ -125,4 +187,43 @@ export function generateEphemeralKey(group: number): EphemeralKey {
     };
   }
   throw new EchError('ERR_UNSUPPORTED', 'internal_error', `group 0x${group.toString(16)} not supported`);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * The server's side of a key share: for an (EC)DHE group a fresh key pair
+ * and the shared secret with the client's share; for X25519MLKEM768 an
+ * ML-KEM-768 encapsulation to the client's key plus X25519.
+ * @group Server
+ * @throws IllegalParameterError for a malformed client share (wrong length,
+ * an ML-KEM key failing the FIPS 203 §7.2 check, an invalid or low-order
+ * X25519/P-256 value).
+ * @example
+ * ```ts
+ * const { keyExchange, sharedSecret } = serverKeyShare(share.group, share.keyExchange);
+ * ```
+ */
+export function serverKeyShare(group: number, clientShare: Uint8Array): { keyExchange: Uint8Array; sharedSecret: Uint8Array } {
+  if (group === NamedGroup.X25519MLKEM768) {
+    // draft-ietf-tls-ecdhe-mlkem §4.1: 1184-byte encapsulation key ‖ 32-byte
+    // X25519 share; a share of another length is malformed (illegal_parameter).
+    if (clientShare.length !== HYBRID_CLIENT_SHARE) {
+      throw new IllegalParameterError(`X25519MLKEM768 client key_exchange of ${clientShare.length} bytes`);
+    }
+    // mlkem768().encapsulate runs the FIPS 203 §7.2 encapsulation key check
+    // ("abort with an illegal_parameter alert if it fails").
+    const m = mlkem768().encapsulate(clientShare.subarray(0, MLKEM768.encapsulationKey));
+    const x = generateEphemeralKey(NamedGroup.x25519);
+    const ssX = x.computeSecret(clientShare.subarray(MLKEM768.encapsulationKey));
+    return { keyExchange: concat(m.ciphertext, x.publicKey), sharedSecret: concat(m.sharedSecret, ssX) };
+  }
+  const eph = generateEphemeralKey(group);
+  const sharedSecret = eph.computeSecret(clientShare);
+  return { keyExchange: eph.publicKey, sharedSecret };
 }

@@ -53,5 +53,14 @@ export {
 export { KeySchedule, trafficKeys, nextTrafficSecret, finishedVerifyData, resumptionPsk, exportKeyingMaterial, type TrafficKeys } from './key-schedule.js';
 export { RecordLayer, RecordProtection, MAX_EMPTY_RECORDS, type PlainRecord } from './record-layer.js';
 export { SUITES, suiteById, parseCipherList, type CipherSuiteParams } from './suites.js';
-export { SUPPORTED_GROUPS, generateEphemeralKey, parseEcdhCurve, groupName, type EphemeralKey } from './groups.js';
+export {
+  SUPPORTED_GROUPS,
+  DEFAULT_CLIENT_GROUPS,
+  generateEphemeralKey,
+  isPostQuantumGroup,
+  parseEcdhCurve,
+  groupName,
+  serverKeyShare,
+  type EphemeralKey,
+} from './groups.js';
 export { TicketKeys, type TicketState } from './tickets.js';

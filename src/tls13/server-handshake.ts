@@ -71,7 +71,7 @@ import {
 } from '../tls/messages.js';
 import { CertificateStore, ServerCertificate, certificateVerifyInput } from './certificates.js';
 import type { AcceptConfirmation, ClientHelloHookResult, ServerConfig } from './config.js';
-import { generateEphemeralKey, groupName } from './groups.js';
+import { groupName, isPostQuantumGroup, serverKeyShare } from './groups.js';
 import { KeySchedule, exportKeyingMaterial, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
 import { suiteById, type CipherSuiteParams } from './suites.js';
@@ -563,7 +563,7 @@ export class ServerConnection {
 
     // --- key exchange group (§4.2.8): a group we prefer for which the client
     // sent a share; else ask for one with a HelloRetryRequest.
-    const share = this.pickKeyShare(facts);
+    const share = this.pickKeyShare(facts, retry);
     if (!share) {
       if (retry) {
         // §4.1.2: ClientHello2 must carry the single share the HRR asked for.
@@ -748,12 +748,17 @@ export class ServerConnection {
     return undefined;
   }
 
-  private pickKeyShare(facts: HelloFacts): KeyShareEntry | undefined {
-    // Shares of groups we do not implement (X25519MLKEM768, GREASE, ...) are
-    // skipped: we only look up the groups we prefer.
+  private pickKeyShare(facts: HelloFacts, retry: boolean): KeyShareEntry | undefined {
+    // Shares of groups we do not implement (GREASE, ...) are skipped: we only
+    // look up the groups we prefer.
     for (const g of this.config.groups) {
       const s = facts.shares?.find((x) => x.group === g);
       if (s) return s;
+      // §4.1.1: a server "MAY" send a HelloRetryRequest for a group it
+      // prefers. A post-quantum group we rank above the classical shares the
+      // client sent, and that the client lists in supported_groups, is worth
+      // the round trip: ask for it rather than settle for a classical secret.
+      if (!retry && isPostQuantumGroup(g) && facts.groups?.includes(g)) return undefined;
     }
     return undefined;
   }
@@ -901,11 +906,10 @@ export class ServerConnection {
     share: KeyShareEntry,
     psk: { index: number; state: TicketState } | undefined,
   ): void {
-    const eph = generateEphemeralKey(share.group);
-    const shared = eph.computeSecret(share.keyExchange);
+    const { keyExchange, sharedSecret: shared } = serverKeyShare(share.group, share.keyExchange);
     const exts: Extension[] = [
       { type: ExtensionType.supported_versions, data: encodeSupportedVersionSelected(ProtocolVersion.TLS13) },
-      { type: ExtensionType.key_share, data: encodeKeyShareServer({ group: share.group, keyExchange: eph.publicKey }) },
+      { type: ExtensionType.key_share, data: encodeKeyShareServer({ group: share.group, keyExchange }) },
     ];
     if (psk) exts.push({ type: ExtensionType.pre_shared_key, data: encodePreSharedKeySelected(psk.index) });
     const random = new Uint8Array(randomBytes(32));

@@ -198,6 +198,8 @@ describe('Chromium loads inner sites through the ECH front end', { timeout: 60_0
       expect(rep['innerServerName']).toBe(SITE_A);
       expect(rep['outerServerName']).toBe(PUBLIC_NAME);
       expect(rep['servername']).toBe(SITE_A);
+      // Chromium offers X25519MLKEM768 first; the front end's default groups take it.
+      expect(rep['group']).toBe('X25519MLKEM768');
       expect(rep['configId']).toBe(String(keys.retryConfigs()[0]!.configId));
       expect(fe.metrics.value('connections', { status: 'accepted' })).toBeGreaterThan(accepted0);
 

@@ -3,13 +3,17 @@
 // code nobody here wrote. Keys are generated at test time.
 import { AeadId, CipherSuite, KdfId, KemId } from 'hpke-js';
 import { randomBytes, type webcrypto } from 'node:crypto';
+import { MlKem768 } from '@hpke/ml-kem';
+import { XWing } from '@hpke/hybridkem-x-wing';
 import { type EchConfig, makeEchConfig } from '../../src/ech/config.js';
 import type { EchKeyCandidate, EchKeyLookup, EchOpener } from '../../src/ech/decrypt.js';
 import type { EchSealerFactory } from '../../src/ech/builder.js';
 import type { HpkeSymmetricCipherSuite } from '../../src/ech/config.js';
 
 export function hpkeJsSuite(kem: number, s: HpkeSymmetricCipherSuite): CipherSuite {
-  return new CipherSuite({ kem: kem as KemId, kdf: s.kdfId as KdfId, aead: s.aeadId as AeadId });
+  // The post-quantum KEMs are hpke-js submodules (@hpke/ml-kem, @hpke/hybridkem-x-wing).
+  const k = kem === 0x0041 ? new MlKem768() : kem === 0x647a ? new XWing() : (kem as KemId);
+  return new CipherSuite({ kem: k as KemId, kdf: s.kdfId as KdfId, aead: s.aeadId as AeadId });
 }
 
 export interface ReferenceKey {

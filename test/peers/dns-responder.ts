@@ -64,6 +64,8 @@ export interface QueryLogEntry {
   rcode: 'NOERROR' | 'NXDOMAIN' | 'FORMERR';
   answers: number;
   transport: 'udp' | 'tcp';
+  /** The UDP answer did not fit the requestor's payload size: sent with TC and no answers. */
+  truncated?: boolean;
 }
 
 function bare(name: string): string {
@@ -149,8 +151,21 @@ export function answerQuery(query: Uint8Array, zone: DnsZone, transport: 'udp' |
       answers.push({ name: question.name, type: HTTPS_TYPE, class: 'IN', ttl: zone.ttl, data: Buffer.from(rdata) } as unknown as dnsPacket.Answer);
     }
   }
+  const response = dnsPacket.encode({ ...base, flags: flagsFor(0), answers, authorities: answers.length ? [] : [soa], additionals });
+  // RFC 1035 §4.2.1 / RFC 6891 §6.2.5: over UDP, a response larger than the
+  // requestor's payload size (512 without EDNS) is truncated: TC set, no
+  // answers, and the client retries over TCP (post-quantum ECHConfigLists
+  // make HTTPS records of several kilobytes).
+  const opt = (q.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
+  const limit = opt ? Math.max(512, opt.udpPayloadSize ?? 512) : 512;
+  if (transport === 'udp' && response.length > limit) {
+    return {
+      response: dnsPacket.encode({ ...base, flags: flagsFor(0) | dnsPacket.TRUNCATED_RESPONSE, answers: [], additionals }),
+      log: { name, type: typeName(question.type), rcode: 'NOERROR', answers: 0, transport, truncated: true },
+    };
+  }
   return {
-    response: dnsPacket.encode({ ...base, flags: flagsFor(0), answers, authorities: answers.length ? [] : [soa], additionals }),
+    response,
     log: { name, type: typeName(question.type), rcode: 'NOERROR', answers: answers.length, transport },
   };
 }
