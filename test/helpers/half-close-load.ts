@@ -13,8 +13,15 @@ export type HalfCloseMode =
   | 'after-secure'
   /** Node's tls.connect; `end(request)` right after `tls.connect`, before the handshake. */
   | 'at-connect'
+  /**
+   * Node's tls.connect; `write(request)` in the `secureConnect` listener and
+   * `end()` 0-5 ms later (a script closing its input after the request).
+   */
+  | 'write-then-end'
   /** The project's connectEch client (ECH offered); `end(request)` once it resolves. */
-  | 'ech';
+  | 'ech'
+  /** connectEch; `write(request)` once it resolves and `end()` 0-5 ms later. */
+  | 'ech-write-then-end';
 
 export interface HalfCloseLoadOptions {
   port: number;
@@ -93,7 +100,7 @@ function one(o: HalfCloseLoadOptions): Promise<{ outcome: Outcome; detail: strin
       s.on('close', onClose);
     };
     const host = o.host ?? '127.0.0.1';
-    if (o.mode === 'ech') {
+    if (o.mode === 'ech' || o.mode === 'ech-write-then-end') {
       connectEch({ host, port: o.port, servername: o.servername, echConfigList: o.echConfigList, ca: o.ca, ALPNProtocols: ['http/1.1'], timeoutMs: limit }).then(
         (r) => {
           const s = r.socket;
@@ -107,7 +114,11 @@ function one(o: HalfCloseLoadOptions): Promise<{ outcome: Outcome; detail: strin
           watch(s);
           // Transport errors (a reset) are reported on the transport.
           s.socket.on('error', (e: NodeJS.ErrnoException) => (error ??= e));
-          s.end(request(o.servername));
+          if (o.mode === 'ech') s.end(request(o.servername));
+          else {
+            s.write(request(o.servername));
+            setTimeout(() => s.end(), Math.random() * 5);
+          }
         },
         (e: NodeJS.ErrnoException) => {
           error = e;
@@ -122,7 +133,12 @@ function one(o: HalfCloseLoadOptions): Promise<{ outcome: Outcome; detail: strin
     s.once('secureConnect', () => events.push('secure'));
     watch(s);
     if (o.mode === 'at-connect') s.end(request(o.servername));
-    else s.once('secureConnect', () => s.end(request(o.servername)));
+    else if (o.mode === 'write-then-end') {
+      s.once('secureConnect', () => {
+        s.write(request(o.servername));
+        setTimeout(() => s.end(), Math.random() * 5);
+      });
+    } else s.once('secureConnect', () => s.end(request(o.servername)));
   });
 }
 
