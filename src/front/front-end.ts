@@ -246,7 +246,12 @@ export class EchFrontEnd {
     this.#c.pools = this.#pools(this.#c);
     metrics.backendGauges = () =>
       [...this.#c.pools.values()].flatMap((p) => p.backends.map((b) => ({ route: p.label, backend: b.address, up: b.state === 'up', active: b.active })));
-    this.server = net.createServer((s) => void this.#connection(s));
+    // allowHalfOpen: a client that half-closes right after its request
+    // (`socket.end(request)`) must still get the answer. Without it Node ends
+    // the socket's write side as soon as the client's FIN is read, and the
+    // answer (relayed from a passthrough backend, or encrypted by a
+    // TlsSocket) is dropped. Each path ends the write side itself.
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => void this.#connection(s));
   }
 
   /** The key set in use. */
@@ -364,6 +369,9 @@ export class EchFrontEnd {
     if (e instanceof EchError && code !== 'ERR_TIMEOUT' && code !== 'ERR_ALERT_RECEIVED' && !socket.destroyed) {
       this.metrics.alertSent(e.alert);
       socket.end(alertRecord(e.alert));
+      // Read (and drop) what the client still sends, so that the socket
+      // closes on its FIN rather than with a reset that could cut the alert.
+      socket.resume();
       setTimeout(() => socket.destroy(), 1000).unref();
     } else {
       socket.destroy();
@@ -485,7 +493,12 @@ export class EchFrontEnd {
 
     // Shared mode: terminate with our engine, continuing from the ClientHello already read.
     const engine: ServerConfig = { ...c.engine, onClientHello: createEchHook({ keys: c.keys, first: result }) };
-    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest });
+    // A relay keeps the client's write side open after the client's
+    // close_notify, for the backend's answer; the ech-status page and handlers
+    // close like a net.Socket does (http.Server ends the socket itself).
+    const a = chosen.action;
+    const relays = 'forward' in a || 'forwardTls' in a;
+    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest, allowHalfOpen: relays });
     tlsSocket.once('tlsClientError', (e: Error) => {
       handshakeDone();
       const code = e instanceof EchError ? e.code : 'ERR_SOCKET';

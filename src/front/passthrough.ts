@@ -80,12 +80,26 @@ export function passthrough(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
-    const backend = target.socket ?? connect({ host: target.host, port: target.port });
+    const backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
     // Once a side has finished, bytes still in flight towards it are dropped
     // rather than written to a closed socket.
     const toBackend = (b: Uint8Array) => {
       if (!backend.destroyed && !backend.writableEnded) backend.write(b);
     };
+    // Half-close is relayed, not turned into a close: a client that sends its
+    // request and its FIN at once still gets the backend's answer (the front
+    // end's sockets are allowHalfOpen). The client's FIN goes on to the
+    // backend once every byte before it has (`pending` may wait for the
+    // backend's first message or a second ClientHello being re-encrypted).
+    let clientEnded = client.readableEnded;
+    const endBackendWhenFlushed = () => {
+      if (clientEnded && pending.length === 0 && !rebuilding && !backend.writableEnded) backend.end();
+    };
+    client.on('end', () => {
+      clientEnded = true;
+      endBackendWhenFlushed();
+    });
+    backend.on('end', () => endGracefully(client));
     let done = false;
     let closedSides = 0;
     const finish = (err?: Error) => {
@@ -93,8 +107,10 @@ export function passthrough(
       if (done) return;
       if (err) {
         done = true;
-        if (err instanceof EchError && !client.destroyed) client.end(alertRecord(err.alert));
-        else client.destroy();
+        if (err instanceof EchError && !client.destroyed && !client.writableEnded) {
+          client.write(alertRecord(err.alert));
+          endGracefully(client);
+        } else client.destroy();
         backend.destroy();
         resolve(result);
       }
@@ -124,7 +140,7 @@ export function passthrough(
     });
     backend.on('close', () => {
       clearTimeout(timer);
-      if (!client.destroyed && !done) client.end();
+      if (!done) endGracefully(client);
       sideClosed();
     });
 
@@ -179,6 +195,7 @@ export function passthrough(
           toBackend(pending);
           pending = new Uint8Array(0);
         }
+        endBackendWhenFlushed();
         return;
       }
       // After a HelloRetryRequest: change_cipher_spec passes through, the
@@ -251,6 +268,25 @@ function writeProxyHeader(backend: Socket, client: Socket): void {
   );
 }
 
+/** How long a client whose backend has finished may keep its side open. */
+const LINGER_MS = 5000;
+
+/**
+ * End the client's write side (FIN after what is queued) and let the socket
+ * close once the client's FIN is read too — at most {@link LINGER_MS} later.
+ * Destroying it instead while the client's last bytes are unread (or still
+ * on the way) makes the kernel answer with a RST, which discards the
+ * backend's answer not yet delivered.
+ */
+function endGracefully(client: Socket): void {
+  if (client.destroyed || client.writableEnded) return;
+  client.end();
+  const t = setTimeout(() => client.destroy(), LINGER_MS);
+  t.unref();
+  client.once('close', () => clearTimeout(t));
+  client.resume();
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return new Uint8Array(b);
   const o = new Uint8Array(a.length + b.length);
@@ -277,7 +313,10 @@ export function passthroughRaw(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: firstFlight.length, bytesFromBackend: 0 };
-    const backend = target.socket ?? connect({ host: target.host, port: target.port });
+    // allowHalfOpen on both sockets: `pipe` relays each side's FIN as an
+    // end() of the other, so the backend's answer to a client that
+    // half-closed after its request still reaches it.
+    const backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
     const timer = setTimeout(() => {
       result.error = new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer`);
       backend.destroy();
@@ -294,7 +333,11 @@ export function passthroughRaw(
     backend.write(firstFlight);
     client.on('data', (d: Buffer) => (result.bytesFromClient += d.length));
     backend.on('data', (d: Buffer) => (result.bytesFromBackend += d.length));
-    client.pipe(backend).pipe(client);
+    client.pipe(backend);
+    // Not `.pipe(client)`: the client's write side is ended by endGracefully.
+    backend.pipe(client, { end: false });
+    backend.on('end', () => endGracefully(client));
+    if (client.readableEnded) backend.end();
     let closed = 0;
     const side = () => {
       if (++closed === 2) resolve(result);
@@ -309,7 +352,7 @@ export function passthroughRaw(
     });
     backend.on('close', () => {
       clearTimeout(timer);
-      if (!client.destroyed) client.end();
+      endGracefully(client);
       side();
     });
     client.on('close', () => {

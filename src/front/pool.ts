@@ -443,7 +443,9 @@ export function tlsProbe(options: { servername: string; ca?: string | string[]; 
 /** A TCP connection to `b`, or an error after `timeoutMs`. */
 function dial(b: Backend, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: b.host, port: b.port });
+    // allowHalfOpen: the relays pass each side's FIN on as a half-close, so a
+    // client that half-closes after its request still gets the answer.
+    const s = net.connect({ host: b.host, port: b.port, allowHalfOpen: true });
     const settle = (e?: Error) => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);

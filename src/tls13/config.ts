@@ -180,6 +180,13 @@ export interface EchServerOptions {
   onClientHello?: ClientHelloHook;
   /** Largest handshake message accepted (default 65536). */
   maxHandshakeSize?: number;
+  /**
+   * Like `tls.createServer`'s `allowHalfOpen`: a connection's writable side
+   * stays open after the client's close_notify, so an answer can follow a
+   * client's half-close (default false: the socket ends once the client's
+   * end of data is read). Used by {@link createEchServer}.
+   */
+  allowHalfOpen?: boolean;
 }
 
 /**

@@ -27,10 +27,12 @@ import { TlsSocket, type TlsSocketStart } from './socket.js';
 export class EchServer extends Server {
   /** The resolved configuration (shared by all connections). */
   readonly config: ServerConfig;
+  readonly #allowHalfOpen: boolean;
 
   constructor(options: EchServerOptions, secureConnectionListener?: (socket: TlsSocket) => void) {
     super();
     this.config = resolveServerConfig(options);
+    this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.on('connection', (raw: Socket) => this.handleSocket(raw));
     if (secureConnectionListener) this.on('secureConnection', secureConnectionListener);
   }
@@ -41,7 +43,7 @@ export class EchServer extends Server {
    * (`start.clientHello`) and want the engine to continue from there.
    */
   handleSocket(raw: Duplex, start?: TlsSocketStart): TlsSocket {
-    const tls = new TlsSocket(raw, this.config, start);
+    const tls = new TlsSocket(raw, this.config, { allowHalfOpen: this.#allowHalfOpen, ...start });
     tls.once('secure', () => this.emit('secureConnection', tls));
     tls.once('tlsClientError', (err: Error) => {
       if (this.listenerCount('tlsClientError') > 0) this.emit('tlsClientError', err, tls);

@@ -32,6 +32,13 @@ export interface TlsSocketStart {
   clientHello?: Uint8Array;
   /** Bytes already read from the transport that come after (or, without `clientHello`, are) the first flight. */
   initialData?: Uint8Array;
+  /**
+   * Keep the writable side open after the peer's close_notify (or FIN), like
+   * `net.Socket`'s `allowHalfOpen`: a relay can still send the answer to a
+   * client that half-closed after its request. Default false: the socket
+   * ends (close_notify) once the peer's end of data has been read.
+   */
+  allowHalfOpen?: boolean;
 }
 
 /**
@@ -48,6 +55,12 @@ export interface CipherInfo {
 }
 
 type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily' | 'localAddress' | 'localPort'>>;
+
+/**
+ * How long a closed connection keeps its transport open, reading and
+ * discarding, for the peer's FIN (see {@link TlsSocket}'s `linger`).
+ */
+const LINGER_MS = 5000;
 
 /**
  * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
@@ -75,15 +88,25 @@ export class TlsSocket extends Duplex {
   private timer: NodeJS.Timeout | undefined;
   private secured = false;
   private waiters: Array<() => void> = [];
+  /** Settles once every byte read so far has been processed by the engine. */
+  private received: Promise<void> = Promise.resolve();
+  private lingering = false;
 
   constructor(socket: RawTransport, config: ServerConfig, start: TlsSocketStart = {}) {
-    super({ allowHalfOpen: false });
+    super({ allowHalfOpen: start.allowHalfOpen ?? false });
     this.socket = socket;
+    // The TLS layer decides when the transport's write side ends (after our
+    // close_notify), not the transport on the peer's FIN: a net.Socket
+    // without allowHalfOpen ends its write side as soon as it reads a FIN,
+    // and every record written after that (the answer to a request the
+    // client sent just before half-closing) would be dropped.
+    socket.allowHalfOpen = true;
     this.connection = new ServerConnection(config, {
       send: (b) => {
         if (!socket.destroyed && socket.writable) socket.write(b);
       },
       data: (b) => {
+        if (this.destroyed) return;
         if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) socket.pause();
       },
       handshakeComplete: () => this.onSecure(),
@@ -96,16 +119,13 @@ export class TlsSocket extends Duplex {
       }, config.handshakeTimeout);
       this.timer.unref?.();
     }
-    socket.on('data', (chunk: Buffer) => this.feed(this.connection.receive(chunk)));
-    socket.on('end', () => {
-      if (!this.secured) {
-        this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'peer closed the transport during the TLS handshake'), false);
-      } else {
-        // Transport closed without close_notify: end of data (truncation is
-        // visible to the application only through the missing close_notify).
-        this.push(null);
-      }
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.lingering) this.feed(this.connection.receive(chunk));
     });
+    // The FIN is acted on after the engine has processed every byte read
+    // before it: the last chunk may hold the client Finished, the request and
+    // close_notify.
+    socket.on('end', () => void this.received.then(() => this.onTransportEnd()));
     socket.on('error', (err) => {
       if (!this.secured) this.handshakeFailed(err, false);
       else this.failAfterHandshake(err);
@@ -133,7 +153,19 @@ export class TlsSocket extends Duplex {
     }
   }
 
+  private onTransportEnd(): void {
+    if (this.lingering) return;
+    if (!this.secured) {
+      this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'peer closed the transport during the TLS handshake'), false);
+    } else {
+      // Transport closed without close_notify: end of data (truncation is
+      // visible to the application only through the missing close_notify).
+      this.push(null);
+    }
+  }
+
   private feed(p: Promise<void>): void {
+    this.received = p.catch(() => undefined);
     p.catch((err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
       if (!this.secured) this.handshakeFailed(e, false);
@@ -151,9 +183,8 @@ export class TlsSocket extends Duplex {
   private failAfterHandshake(e: Error): void {
     if (this.destroyed) return;
     this.tlsError = e;
-    const s = this.socket as Duplex & { destroySoon?: () => void };
-    if (typeof s.destroySoon === 'function') s.destroySoon();
-    else s.end();
+    // The alert is written: close after it, without a reset.
+    this.linger();
     this.emit('tlsError', e);
     this.destroy();
   }
@@ -181,9 +212,7 @@ export class TlsSocket extends Duplex {
     if (abort) this.connection.abort(err as EchError);
     this.emit('tlsClientError', err);
     // Flush the alert (already written), then close the transport.
-    const s = this.socket as Duplex & { destroySoon?: () => void };
-    if (typeof s.destroySoon === 'function') s.destroySoon();
-    else s.end();
+    this.linger();
     this.destroy();
   }
 
@@ -364,12 +393,44 @@ export class TlsSocket extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.clearTimer();
     this.waiters = [];
-    if (!this.socket.destroyed) {
-      const s = this.socket as Duplex & { destroySoon?: () => void };
-      if (typeof s.destroySoon === 'function' && this.socket.writableLength > 0) s.destroySoon();
-      else this.socket.destroy();
+    const raw = this.socket;
+    if (!raw.destroyed && !this.lingering) {
+      // Closed in order (close_notify and FIN written by _final): close the
+      // transport gracefully. Otherwise (destroy() without end(), an error)
+      // abort it, once what is already queued has gone out.
+      if (!err && raw.writableEnded) this.linger();
+      else {
+        const s = raw as Duplex & { destroySoon?: () => void };
+        if (typeof s.destroySoon === 'function' && raw.writableLength > 0) s.destroySoon();
+        else raw.destroy();
+      }
     }
     cb(err);
+  }
+
+  /**
+   * Close the transport without a reset: end its write side after what is
+   * queued (close_notify or an alert, then FIN), and keep reading, discarding,
+   * until the peer's FIN — at most {@link LINGER_MS} — before the transport
+   * closes. RFC 9846 §6.1: "It is assumed that closing the write side of a
+   * connection reliably delivers pending data before destroying the
+   * transport." A TCP socket closed while the peer's last bytes (typically
+   * its close_notify, sent right after the request) are unread, or arrive
+   * after the close, makes the kernel answer with a RST, which throws away
+   * our records not yet delivered: the client sees its answer vanish.
+   */
+  private linger(): void {
+    if (this.lingering) return;
+    this.lingering = true;
+    const raw = this.socket;
+    if (raw.destroyed) return;
+    if (!raw.writableEnded) raw.end();
+    // With allowHalfOpen (set above) the transport closes by itself once its
+    // FIN is out and the peer's FIN has been read.
+    const t = setTimeout(() => raw.destroy(), LINGER_MS);
+    t.unref?.();
+    raw.once('close', () => clearTimeout(t));
+    raw.resume();
   }
 }
 
@@ -384,7 +445,7 @@ export class TlsSocket extends Duplex {
  * server.handleSocket(raw, first);
  * ```
  */
-export function readClientHelloFrom(socket: Duplex, maxBytes = 65536 + 1024): Promise<Required<TlsSocketStart>> {
+export function readClientHelloFrom(socket: Duplex, maxBytes = 65536 + 1024): Promise<Required<Pick<TlsSocketStart, 'clientHello' | 'initialData'>>> {
   return new Promise((resolve, reject) => {
     let buf = new Uint8Array(0);
     const cleanup = (): void => {

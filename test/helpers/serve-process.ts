@@ -17,10 +17,20 @@ export interface ServeProcess {
   stop(): Promise<number | null>;
 }
 
-export async function startServe(dir: string, config: unknown, timeoutMs = 15_000): Promise<ServeProcess> {
+export interface StartServeOptions {
+  /** Run the server at this niceness (`nice -n`), e.g. 19 to starve it beside the clients. */
+  nice?: number;
+}
+
+export async function startServe(dir: string, config: unknown, timeoutMs = 15_000, opts: StartServeOptions = {}): Promise<ServeProcess> {
   const file = join(dir, `serve-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(file, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [BIN, 'serve', '--config', file];
+  // nice execs node in place: the child's PID stays the server's.
+  const child =
+    opts.nice === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('nice', ['-n', String(opts.nice), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
