@@ -23,6 +23,7 @@ export * from './ech/sealer.js';
 export * from './keys/key-set.js';
 export * from './keys/generate.js';
 export * from './keys/files.js';
+export * from './keys/permissions.js';
 export * from './keys/pem.js';
 export { openerFromSharedSecret } from './keys/opener.js';
 
