@@ -70,19 +70,25 @@ describe('the fuzz engine catches planted bugs', () => {
     expect(lines.join('\n')).toMatch(new RegExp(`FAILURE in planted: TypeError[^\\n]*\\n  reproducer \\(6 bytes, hex\\): ${f.hex}`));
   }, 60_000);
 
-  it('a typed error is fine; internal_error for bad input and a slow call are failures', async () => {
+  it('a typed error is fine; internal_error for bad input, a slow call and a hang are failures', async () => {
     const typed: FuzzTarget = { name: 'typed', seeds: [new Uint8Array(4)], run: () => { throw new DecodeError('bad'); } };
     const internal: FuzzTarget = { name: 'internal', seeds: [new Uint8Array(4)], run: () => { throw new InvalidArgumentError('oops'); } };
     const slow: FuzzTarget = {
       name: 'slow',
       seeds: [new Uint8Array(4)],
-      run: (b) => (b.length > 5 ? new Promise((r) => setTimeout(r, 120)) : undefined),
+      run: (b) => {
+        // 80 ms of CPU for inputs longer than 5 bytes.
+        const start = process.cpuUsage();
+        while (b.length > 5 && process.cpuUsage(start).user < 80_000);
+      },
     };
-    const report = await runFuzz([typed, internal, slow], { seconds: 3, seed: 2, slowMs: 50, maxFailuresPerTarget: 1 });
+    const hang: FuzzTarget = { name: 'hang', seeds: [new Uint8Array(4)], run: (b) => (b.length > 5 ? new Promise(() => undefined) : undefined) };
+    const report = await runFuzz([typed, internal, slow, hang], { seconds: 4, seed: 2, slowMs: 50, maxFailuresPerTarget: 1 });
     expect(report.perTarget['typed']).toBeGreaterThan(0);
-    expect(report.failures.map((f) => f.target)).toEqual(['internal', 'slow']);
+    expect(report.failures.map((f) => f.target)).toEqual(['internal', 'slow', 'hang']);
     expect(report.failures[0]!.problem).toMatch(/internal_error for bad input/);
-    expect(report.failures[1]!.problem).toMatch(/^(slow|timeout)/);
+    expect(report.failures[1]!.problem).toMatch(/^slow: \d+ ms of CPU/);
+    expect(report.failures[2]!.problem).toMatch(/^timeout/);
     expect(Buffer.from(report.failures[1]!.hex, 'hex').length).toBe(6);
   }, 60_000);
 });
