@@ -43,6 +43,27 @@ describe('npm run fuzz', () => {
   }, 60_000);
 });
 
+describe('the fuzz engine', () => {
+  it('makes the same inputs for the same seed, other inputs for another seed', async () => {
+    const record = async (seed: number) => {
+      const seen: string[] = [];
+      const t: FuzzTarget = {
+        name: 'record',
+        seeds: [Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), Uint8Array.of(0x16, 3, 3, 0, 4, 1, 0, 0, 0)],
+        generate: (r) => r.bytes(r.int(10)),
+        run: (b) => void seen.push(Buffer.from(b).toString('hex')),
+      };
+      await runFuzz([t], { seconds: 60, seed, maxInputsPerTarget: 500 });
+      return seen;
+    };
+    const a = await record(7);
+    expect(a).toHaveLength(500);
+    expect(await record(7)).toEqual(a);
+    expect(await record(8)).not.toEqual(a);
+    expect(new Set(a).size).toBeGreaterThan(300);
+  });
+});
+
 describe('the fuzz engine catches planted bugs', () => {
   // A parser with a bug: input with 0x42 at offset 2 and at least 6 bytes
   // dereferences undefined (a TypeError, not the project's typed error).
