@@ -1,10 +1,13 @@
 /**
- * `npm run soak -- [--connections N] [--concurrency C] [--seconds S] [--seed S]`:
+ * `npm run soak -- [--connections N] [--concurrency C] [--seconds S] [--seed S] [--half-close]`:
  * `ech-server serve` as a child process under N connections (default
  * 10,000), about 10 % of them hostile (random bytes, truncated and oversized
  * hellos, half-open, stopped mid-handshake, mutated ECH payloads), the rest
- * ECH clients (`connectEch`) that fetch the `ech-status` page and check it
- * says ECH was accepted for the inner name. Bounded concurrency and time.
+ * ECH clients (`connectEch`): half fetch the `ech-status` page and check it
+ * says ECH was accepted for the inner name, half go through a `forward`
+ * route to a small HTTP backend and check its answer to their own path. Bounded concurrency and time.
+ * With `--half-close`, one good client in four sends its request with
+ * `end()` (request and FIN together) instead of `write()`.
  *
  * Ends with one JSON line: `connections`, `good`, `hostile`, `lost` (good
  * answers lost: must be 0), `handshakes_per_s`, and `fds`/`rss`
@@ -18,7 +21,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,6 +41,8 @@ import { Rng } from '../fuzz/rng.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const INNER = 'secret.example';
+/** Forwarded (shared mode, TLS terminated) to a small HTTP backend in this process. */
+const APP = 'app.example';
 const COVER = 'cover.example';
 
 /** Options of {@link runSoak}. @group Soak */
@@ -49,6 +55,8 @@ export interface SoakOptions {
   seed?: number;
   /** Progress lines (default none). */
   log?: (line: string) => void;
+  /** One good client in four sends its request with `end()` (a half-close) instead of `write()`. */
+  halfClose?: boolean;
 }
 
 /** Before/peak/after figures of the server process. @group Soak */
@@ -123,11 +131,15 @@ function startServe(configFile: string): Promise<{ child: ChildProcess; port: nu
   });
 }
 
-/** One good client: ECH, the ech-status page, the right verdict. Resolves to a reason when the answer was lost. */
-async function goodClient(port: number, echConfigList: Uint8Array, ca: string): Promise<string | undefined> {
+/**
+ * One good client: ECH to `name`; for the inner name the ech-status page with
+ * the ECH-accepted verdict, for the app name the backend's answer to this
+ * request's own path. Resolves to a reason when the answer was lost.
+ */
+async function goodClient(port: number, echConfigList: Uint8Array, ca: string, halfClose: boolean, name: string, n: number): Promise<string | undefined> {
   let socket;
   try {
-    const r = await connectEch({ host: '127.0.0.1', port, servername: INNER, echConfigList, ca, timeoutMs: 15_000 });
+    const r = await connectEch({ host: '127.0.0.1', port, servername: name, echConfigList, ca, timeoutMs: 15_000 });
     socket = r.socket;
     if (r.echStatus !== 'accepted') {
       socket.destroy();
@@ -147,11 +159,15 @@ async function goodClient(port: number, echConfigList: Uint8Array, ca: string): 
     s.on('error', () => undefined);
     s.on('close', () => {
       clearTimeout(timer);
-      if (!body.startsWith('HTTP/1.1 200')) resolve(`answer: ${JSON.stringify(body.slice(0, 60))}`);
-      else if (!body.includes(`ECH accepted: you reached <b>${INNER}</b>`)) resolve('answer without the ECH-accepted verdict');
+      if (!body.startsWith('HTTP/1.1 200')) resolve(`${name}${halfClose ? ' (half-close)' : ''}: answer ${JSON.stringify(body.slice(0, 60))}`);
+      else if (name === INNER && !body.includes(`ECH accepted: you reached <b>${INNER}</b>`)) resolve('answer without the ECH-accepted verdict');
+      else if (name === APP && !body.endsWith(`app ok /req/${n}\n`)) resolve(`${APP}: wrong or truncated body ${JSON.stringify(body.slice(-40))}`);
       else resolve(undefined);
     });
-    s.write(`GET / HTTP/1.1\r\nHost: ${INNER}\r\nConnection: close\r\n\r\n`);
+    const request = `GET /req/${n} HTTP/1.1\r\nHost: ${name}\r\nConnection: close\r\n\r\n`;
+    // A half-closing client sends its request and its FIN together.
+    if (halfClose) s.end(request);
+    else s.write(request);
   });
 }
 
@@ -240,10 +256,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const rng = new Rng(opts.seed ?? 1, 99);
   const dir = await mkdtemp(join(tmpdir(), 'ech-soak-'));
   let child: ChildProcess | undefined;
+  let backend: Server | undefined;
   try {
     const pki = createTestPki();
     const cover = pki.issue([COVER]);
-    const inner = pki.issue([INNER]);
+    const inner = pki.issue([INNER, APP]);
+    backend = createServer((req, res) => {
+      res.setHeader('content-type', 'text/plain');
+      res.end(`app ok ${req.url}\n`);
+    });
+    await new Promise<void>((r) => backend!.listen(0, '127.0.0.1', r));
+    const backendPort = (backend.address() as AddressInfo).port;
     const files: Record<string, string> = { 'cover.crt': cover.cert, 'cover.key': cover.key, 'inner.crt': inner.cert, 'inner.key': inner.key };
     for (const [n, text] of Object.entries(files)) {
       await writeFile(join(dir, n), text, { mode: 0o600 });
@@ -258,7 +281,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       listen: '127.0.0.1:0',
       keys: 'keys',
       publicName: { cert: 'cover.crt', key: 'cover.key' },
-      routes: [{ serverName: INNER, cert: 'inner.crt', key: 'inner.key', respond: 'ech-status' }],
+      routes: [
+        { serverName: INNER, cert: 'inner.crt', key: 'inner.key', respond: 'ech-status' },
+        { serverName: APP, cert: 'inner.crt', key: 'inner.key', forward: `127.0.0.1:${backendPort}` },
+      ],
       limits: { firstFlightTimeoutMs: 3000, handshakeTimeoutMs: 5000 },
       drainTimeoutMs: 2000,
     };
@@ -305,7 +331,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           if (!(await hostileClient(port, kind, rng, key.config))) hostileNotClosed++;
         } else {
           good++;
-          const reason = await goodClient(port, echConfigList, pki.caCert);
+          // Half to the ech-status page, half forwarded to the HTTP backend.
+          const reason = await goodClient(port, echConfigList, pki.caCert, opts.halfClose === true && good % 8 < 2, good % 2 ? APP : INNER, i);
           if (reason !== undefined) {
             lost++;
             if (reasons.length < 5) reasons.push(reason);
@@ -352,6 +379,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       await exited;
       clearTimeout(t);
     }
+    if (backend) {
+      backend.closeAllConnections();
+      await new Promise((r) => backend!.close(r));
+    }
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -360,6 +391,10 @@ function parseArgs(argv: string[]): SoakOptions {
   const o: SoakOptions = { connections: 10_000 };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
+    if (f === '--half-close') {
+      o.halfClose = true;
+      continue;
+    }
     const v = Number(argv[++i]);
     if (!Number.isInteger(v) || v < 1) throw new Error(`${f} needs a positive whole number`);
     if (f === '--connections') o.connections = v;
@@ -376,7 +411,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (e) {
-    process.stderr.write(`soak: ${(e as Error).message}\nusage: soak [--connections N] [--concurrency C] [--seconds S] [--seed S]\n`);
+    process.stderr.write(`soak: ${(e as Error).message}\nusage: soak [--connections N] [--concurrency C] [--seconds S] [--seed S] [--half-close]\n`);
     process.exit(2);
   }
   runSoak({ ...opts, log: (l) => process.stderr.write(`${l}\n`) }).then(
