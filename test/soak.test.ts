@@ -23,7 +23,7 @@ describe('npm run soak', () => {
       fds_recovered: true,
       ok: true,
       fds: { before: expect.any(Number), peak: expect.any(Number), after: expect.any(Number) },
-      rss_kib: { before: expect.any(Number), peak: expect.any(Number), after: expect.any(Number) },
+      rss: { before: expect.any(Number), peak: expect.any(Number), after: expect.any(Number) },
     });
     const fds = report['fds'] as { before: number; peak: number; after: number };
     expect(fds.before).toBeGreaterThan(0);

@@ -10,7 +10,7 @@
  * `end()` (request and FIN together) instead of `write()`.
  *
  * Ends with one JSON line: `connections`, `good`, `hostile`, `lost` (good
- * answers lost: must be 0), `handshakes_per_s`, and `fds`/`rss`
+ * answers lost: must be 0), `handshakes_per_s`, and `fds`/`rss` (KiB)
  * before/peak/after of the server process (from /proc/PID/fd and
  * /proc/PID/status, Linux). Exits 1 when an answer was lost or the server's
  * fds did not come back to their baseline once the clients were gone.
@@ -83,7 +83,7 @@ export interface SoakReport {
   duration_s: number;
   fds: Gauge;
   /** Resident set size, KiB. */
-  rss_kib: Gauge;
+  rss: Gauge;
   /** File descriptors back at (or below) the baseline once the clients were gone. */
   fds_recovered: boolean;
   server_pid: number;
@@ -366,7 +366,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       handshakes_per_s: Math.round(((good - lost) / loadSeconds) * 10) / 10,
       duration_s: Math.round(loadSeconds * 10) / 10,
       fds,
-      rss_kib: rss,
+      rss,
       fds_recovered: recovered,
       server_pid: pid,
       ok: lost === 0 && recovered && alive,
