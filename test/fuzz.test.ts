@@ -91,6 +91,29 @@ describe('the fuzz engine catches planted bugs', () => {
     expect(lines.join('\n')).toMatch(new RegExp(`FAILURE in planted: TypeError[^\\n]*\\n  reproducer \\(6 bytes, hex\\): ${f.hex}`));
   }, 60_000);
 
+  it('a synchronous endless loop is reported by the watchdog thread (reproducer, summary line) and the process exits non-zero', async () => {
+    const engine = new URL('../dist/fuzz/engine.js', import.meta.url).href;
+    const script = `
+      import { runFuzz } from ${JSON.stringify(engine)};
+      const t = { name: 'planted-loop', seeds: [new Uint8Array(4)], run: (b) => { if (b.length > 5 && b[0] === 0) for (;;); } };
+      await runFuzz([t], { seconds: 30, seed: 1, watchdogMs: 300 });
+      console.log('not reached');`;
+    const r = await new Promise<{ code: number | null; signal: string | null; stdout: string }>((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: err ? ((err as { signal?: string }).signal ?? null) : null, stdout }),
+      );
+    });
+    expect(r.stdout).toMatch(/^fuzz: FAILURE in planted-loop: hang: one call used \d+ ms of CPU without returning$/m);
+    const hex = /reproducer \((\d+) bytes, hex\): ([0-9a-f]+)$/m.exec(r.stdout);
+    expect(hex, r.stdout).not.toBeNull();
+    const input = Buffer.from(hex![2]!, 'hex');
+    expect(input.length).toBeGreaterThan(5);
+    expect(input[0]).toBe(0);
+    expect(r.stdout).toMatch(/^fuzz: \d+ inputs, 1 failures$/m);
+    expect(r.stdout).not.toMatch(/not reached/);
+    expect(r.code !== 0 || r.signal !== null).toBe(true);
+  }, 40_000);
+
   it('a typed error is fine; internal_error for bad input, a slow call and a hang are failures', async () => {
     const typed: FuzzTarget = { name: 'typed', seeds: [new Uint8Array(4)], run: () => { throw new DecodeError('bad'); } };
     const internal: FuzzTarget = { name: 'internal', seeds: [new Uint8Array(4)], run: () => { throw new InvalidArgumentError('oops'); } };

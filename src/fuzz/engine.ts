@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { EchError } from '../wire/alert.js';
 import { mutate } from './mutate.js';
 import { Rng } from './rng.js';
+import { Watchdog } from './watchdog.js';
 
 /**
  * A fuzz target, ready to run.
@@ -74,6 +75,12 @@ export interface FuzzOptions {
   log?: (line: string) => void;
   /** Stop fuzzing a target after this many distinct failures (default 5). */
   maxFailuresPerTarget?: number;
+  /**
+   * A call that uses this much CPU without returning (a synchronous endless
+   * loop, which blocks every timer) is reported by a watchdog thread, which
+   * then kills the process (default 30,000 ms; 0: no watchdog).
+   */
+  watchdogMs?: number;
 }
 
 /**
@@ -126,9 +133,15 @@ function cpuMs(): number {
  * const v = await runOne(target, input); // undefined: fine
  * ```
  */
-export async function runOne(target: FuzzTarget, input: Uint8Array, slowMs = 1000): Promise<{ problem: string; stack?: string } | undefined> {
+export async function runOne(
+  target: FuzzTarget,
+  input: Uint8Array,
+  slowMs = 1000,
+  watchdog?: Watchdog,
+): Promise<{ problem: string; stack?: string } | undefined> {
   const c0 = cpuMs();
   let timer: NodeJS.Timeout | undefined;
+  watchdog?.begin(target.name, input);
   try {
     const r = target.run(input);
     if (isThenable(r)) {
@@ -143,6 +156,7 @@ export async function runOne(target: FuzzTarget, input: Uint8Array, slowMs = 100
     const v = judge(target, err);
     if (v) return v;
   } finally {
+    watchdog?.end();
     if (timer) clearTimeout(timer);
   }
   const ms = cpuMs() - c0;
@@ -163,14 +177,14 @@ const sameKind = (a: string, b: string): boolean =>
  * const small = await minimize(target, input, 'TypeError: x is undefined');
  * ```
  */
-export async function minimize(target: FuzzTarget, input: Uint8Array, problem: string, slowMs = 1000): Promise<Uint8Array> {
+export async function minimize(target: FuzzTarget, input: Uint8Array, problem: string, slowMs = 1000, watchdog?: Watchdog): Promise<Uint8Array> {
   const slow = problem.startsWith('slow') || problem.startsWith('timeout');
   const deadline = performance.now() + (slow ? 20_000 : 10_000);
   let budget = slow ? 30 : 4000;
   let best = input;
   const fails = async (candidate: Uint8Array): Promise<boolean> => {
     if (budget-- <= 0 || performance.now() > deadline) return false;
-    const v = await runOne(target, candidate, slowMs);
+    const v = await runOne(target, candidate, slowMs, watchdog);
     return v !== undefined && sameKind(v.problem, problem);
   };
   for (let chunk = best.length >> 1; chunk >= 1 && budget > 0; chunk >>= 1) {
@@ -207,6 +221,8 @@ export async function runFuzz(targets: readonly FuzzTarget[], opts: FuzzOptions)
   const failures: FuzzFailure[] = [];
   const perTarget: Record<string, number> = {};
   let inputs = 0;
+  const watchdogMs = opts.watchdogMs ?? 30_000;
+  const watchdog = watchdogMs > 0 ? new Watchdog(watchdogMs) : undefined;
   const share = (opts.seconds * 1000) / Math.max(1, targets.length);
   for (const [index, target] of targets.entries()) {
     const rng = new Rng(opts.seed, index + 1);
@@ -224,10 +240,10 @@ export async function runFuzz(targets: readonly FuzzTarget[], opts: FuzzOptions)
         ? target.generate!(rng, target.seeds)
         : mutate(rng, rng.pick(target.seeds), target.seeds, 6, target.maxLength ?? 70_000);
       n++;
-      const v = await runOne(target, input, slowMs);
+      const v = await runOne(target, input, slowMs, watchdog);
       if (v && !seen.has(v.problem)) {
         seen.add(v.problem);
-        const small = await minimize(target, input, v.problem, slowMs);
+        const small = await minimize(target, input, v.problem, slowMs, watchdog);
         const failure: FuzzFailure = { target: target.name, problem: v.problem, hex: Buffer.from(small).toString('hex'), originalLength: input.length };
         if (v.stack) failure.stack = v.stack;
         failures.push(failure);
@@ -243,5 +259,6 @@ export async function runFuzz(targets: readonly FuzzTarget[], opts: FuzzOptions)
     inputs += n;
     opts.log?.(`fuzz: ${target.name}: ${n} inputs, ${seen.size} failures`);
   }
+  await watchdog?.stop();
   return { inputs, failures, perTarget, durationMs: performance.now() - started };
 }

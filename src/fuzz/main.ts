@@ -15,6 +15,7 @@
 import { pathToFileURL } from 'node:url';
 import { runFuzz, runOne, type FuzzTarget } from './engine.js';
 import { projectTargets } from './targets.js';
+import { Watchdog } from './watchdog.js';
 
 interface Args {
   seconds: number;
@@ -82,7 +83,9 @@ export async function fuzzMain(argv: string[], out: (line: string) => void = (l)
     throw e;
   }
   if (args.replay) {
-    const v = await runOne(targets[0]!, new Uint8Array(Buffer.from(args.replay.hex, 'hex')));
+    const watchdog = new Watchdog(30_000);
+    const v = await runOne(targets[0]!, new Uint8Array(Buffer.from(args.replay.hex, 'hex')), 1000, watchdog);
+    await watchdog.stop();
     out(v ? `fuzz: replay ${args.replay.target}: FAILS: ${v.problem}${v.stack ? `\n${v.stack}` : ''}` : `fuzz: replay ${args.replay.target}: ok`);
     return v ? 1 : 0;
   }
