@@ -8,6 +8,7 @@
 export * from './keys/key-set.js';
 export * from './keys/generate.js';
 export { ensureKeyDirectory, formatEchKeyFile, loadEchKeyDirectory, parseEchKeyFile, readEchKeyFile, writeEchKeyFile } from './keys/files.js';
+export { InsecureKeyFileError, insecureMode, readPrivateKeyFile, type KeyFileOptions } from './keys/permissions.js';
 export * from './keys/pem.js';
 export * from './keys/manager.js';
 export { openerFromSharedSecret } from './keys/opener.js';

@@ -86,10 +86,21 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
     b.bytes(outerBody.subarray(34, 35 + outerSid)); // the outer legacy_session_id
     b.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
     b.vector16((x) => {
+      const start = x.length;
+      // RFC 8446bis §4.1.2: `Extension extensions<8..2^16-1>`. Expansion of
+      // ech_outer_extensions can push the rebuilt block past what its length
+      // prefix holds: that is the client's malformed input (decode_error),
+      // not the writer's internal_error.
+      const room = (n: number) => {
+        if (x.length - start + n > 0xffff) {
+          throw new DecodeError('ClientHelloInner extensions exceed 65535 bytes after ech_outer_extensions expansion');
+        }
+      };
       for (let i = 0; i < innerList.count; i++) {
         const at = innerList.at[i]!;
         const n = innerList.len[i]!;
         if (innerList.types[i] !== ExtensionType.ech_outer_extensions) {
+          room(n + 4);
           x.bytes(enc.subarray(at - 4, at + n));
           continue;
         }
@@ -120,6 +131,7 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
             );
           }
           const oat = outer.at[j]!;
+          room(outer.len[j]! + 4);
           x.bytes(outerBody.subarray(oat - 4, oat + outer.len[j]!));
           j++;
         }

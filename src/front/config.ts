@@ -101,6 +101,12 @@ export interface ServeConfig {
    * directory, and the running front end's key set follows.
    */
   rotation?: RotationConfig;
+  /**
+   * Load private key files (ECH key files in `keys`, certificate keys) even
+   * when group or others may read them. Default false: such a file is
+   * refused (`chmod 600` it).
+   */
+  allowInsecureKeyFilePermissions?: boolean;
 }
 
 const GROUPS = new Set(['x25519', 'secp256r1']);
@@ -172,7 +178,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress', 'allowInsecureKeyFilePermissions'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
@@ -306,6 +312,8 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   }
   const admin = raw['admin'] === undefined ? undefined : hostPort(raw['admin'], 'admin');
   const drain = positive(raw, 'drainTimeoutMs', 'drainTimeoutMs') ?? 10_000;
+  const insecure = raw['allowInsecureKeyFilePermissions'];
+  if (insecure !== undefined && typeof insecure !== 'boolean') throw new ServeConfigError('allowInsecureKeyFilePermissions', 'must be true or false');
   const lin = raw['logInnerNames'];
   if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
   const t12 = raw['tls12'];
@@ -328,6 +336,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(keyless ? { keyless } : {}),
     ...(rotation ? { rotation } : {}),
     ...(t12 === false ? { tls12: false as const } : {}),
+    ...(insecure === true ? { allowInsecureKeyFilePermissions: true } : {}),
   };
 }
 

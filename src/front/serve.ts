@@ -7,10 +7,10 @@
  */
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
+import { InsecureKeyFileError, readPrivateKeyFile } from '../keys/permissions.js';
 import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction } from './front-end.js';
 import { type LogSink, silent } from './log.js';
@@ -21,10 +21,12 @@ import { keyManagerOptions } from '../dns/rotation-config.js';
 import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
 import { keylessClientFromConfig } from '../keyless/serve-config.js';
 
-async function readPem(file: string, field: string): Promise<string> {
+async function readPem(file: string, field: string, allowInsecure = false): Promise<string> {
   try {
-    return await readFile(file, 'utf8');
+    // A private key file is refused if group or others may read it.
+    return await readPrivateKeyFile(file, { allowInsecureKeyFilePermissions: allowInsecure });
   } catch (e) {
+    if (e instanceof InsecureKeyFileError) throw e;
     throw new ServeConfigError(field, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
@@ -50,13 +52,17 @@ export async function frontEndOptionsFromConfig(
   managedKeys?: EchKeySet,
 ): Promise<FrontEndOptions> {
   if (config.keyless && !keyless) throw new ServeConfigError('keyless', 'needs a key server client (startServe makes one)');
+  const insecure = { allowInsecureKeyFilePermissions: config.allowInsecureKeyFilePermissions === true };
   let keys;
   try {
     // With rotation, the key manager owns the key set (and the directory).
     keys =
       managedKeys ??
-      (keyless ? await loadKeylessEchKeyDirectory(config.keys, (c) => keyless.echPrivateKey(c)) : await loadEchKeyDirectory(config.keys));
+      (keyless
+        ? await loadKeylessEchKeyDirectory(config.keys, (c) => keyless.echPrivateKey(c), insecure)
+        : await loadEchKeyDirectory(config.keys, insecure));
   } catch (e) {
+    if (e instanceof InsecureKeyFileError) throw e;
     throw new ServeConfigError('keys', (e as Error).message);
   }
   const signer = async (cert: string, field: string) => {
@@ -83,7 +89,7 @@ export async function frontEndOptionsFromConfig(
         serverName: r.serverName,
         ...(r.alpn ? { alpn: r.alpn } : {}),
         ...(cert ? { cert } : {}),
-        ...(r.key ? { key: await readPem(r.key, `${at}.key`) } : {}),
+        ...(r.key ? { key: await readPem(r.key, `${at}.key`, insecure.allowInsecureKeyFilePermissions) } : {}),
         ...(cert && !r.key && keyless ? { sign: await signer(cert, `${at}.cert`) } : {}),
         action,
         ...(r.backends ? { backends: r.backends } : {}),
@@ -94,7 +100,7 @@ export async function frontEndOptionsFromConfig(
   );
   const pnCert = await readPem(config.publicName.cert, 'publicName.cert');
   const publicName = config.publicName.key
-    ? { key: await readPem(config.publicName.key, 'publicName.key'), cert: pnCert }
+    ? { key: await readPem(config.publicName.key, 'publicName.key', insecure.allowInsecureKeyFilePermissions), cert: pnCert }
     : { cert: pnCert, sign: await signer(pnCert, 'publicName.cert') };
   return {
     keys,
@@ -256,7 +262,11 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
   let fe: EchFrontEnd;
   // Keyless mode: one client for the life of the process (reloads keep it
   // unless the keyless section changed).
-  let keyless = config.keyless ? await keylessClientFromConfig(config.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
+  let keyless = config.keyless
+    ? await keylessClientFromConfig(config.keyless, log, (f, m) => new ServeConfigError(f, m), {
+        allowInsecureKeyFilePermissions: config.allowInsecureKeyFilePermissions === true,
+      })
+    : undefined;
   let keylessSection = JSON.stringify(config.keyless ?? null);
   // Rotation: the key manager makes, publishes, promotes and retires keys in
   // the key directory; each new key set goes to the running front end.
@@ -345,7 +355,13 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
         const next = typeof source === 'function' ? await source() : source;
         const section = JSON.stringify(next.keyless ?? null);
         let client = keyless;
-        if (section !== keylessSection) client = next.keyless ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
+        if (section !== keylessSection) {
+          client = next.keyless
+            ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m), {
+                allowInsecureKeyFilePermissions: next.allowInsecureKeyFilePermissions === true,
+              })
+            : undefined;
+        }
         try {
           fe.update(await frontEndOptionsFromConfig(next, log, client, manager?.keySet));
         } catch (e) {

@@ -11,6 +11,7 @@ import { EchError } from '../wire/alert.js';
 import { decodeEchConfigList } from '../ech/config.js';
 import { formatEchPem, parseEchPem } from '../keys/pem.js';
 import { loadKeyDirectoryWith, parseEchKeyFile } from '../keys/files.js';
+import type { KeyFileOptions } from '../keys/permissions.js';
 import { encodeEchConfigList, type EchConfig } from '../ech/config.js';
 import { type EchKey, type EchPrivateKey, EchKeySet } from '../keys/key-set.js';
 
@@ -49,15 +50,21 @@ export function parseKeylessEchKeyFile(text: string, source: string, remote: (co
 /**
  * Load every `*.pem` of a key directory for a keyless front end, in
  * file-name order; `*.retired.pem` files still decrypt but are not sent as
- * retry_configs (as {@link ech-server/keys!loadEchKeyDirectory}).
+ * retry_configs (as {@link ech-server/keys!loadEchKeyDirectory}). A file that holds a private
+ * key is refused if group or others may read it, unless
+ * `options.allowInsecureKeyFilePermissions`.
  * @group Keyless
  * @example
  * ```ts
  * const keys = await loadKeylessEchKeyDirectory('/etc/ech-public', (c) => client.echPrivateKey(c));
  * ```
  */
-export async function loadKeylessEchKeyDirectory(dir: string, remote: (config: EchConfig) => EchPrivateKey): Promise<EchKeySet> {
-  return loadKeyDirectoryWith(dir, (text, path) => parseKeylessEchKeyFile(text, path, remote));
+export async function loadKeylessEchKeyDirectory(
+  dir: string,
+  remote: (config: EchConfig) => EchPrivateKey,
+  options: KeyFileOptions = {},
+): Promise<EchKeySet> {
+  return loadKeyDirectoryWith(dir, (text, path) => parseKeylessEchKeyFile(text, path, remote), options);
 }
 
 /**

@@ -21,6 +21,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
+import { InsecureKeyFileError, readPrivateKeyFile } from '../keys/permissions.js';
 import { ServerCertificate } from '../tls13/certificates.js';
 import type { LogSink } from '../front/log.js';
 import type { KeyServerOptions, KeylessClientPolicy } from './server.js';
@@ -69,6 +70,12 @@ export interface KeyServerConfig {
   idleTimeoutMs?: number;
   /** Plain HTTP listener for `GET /metrics` and `GET /healthz`; optional. */
   admin?: { host: string; port: number };
+  /**
+   * Load private key files (`key`, `tlsKeys[].key`, the `echKeys` files) even
+   * when group or others may read them. Default false: such a file is
+   * refused (`chmod 600` it).
+   */
+  allowInsecureKeyFilePermissions?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -102,7 +109,9 @@ function positive(v: unknown, field: string): number | undefined {
  */
 export function validateKeyServerConfig(raw: unknown, baseDir: string): KeyServerConfig {
   if (!isObj(raw)) throw fail('(root)', 'must be a JSON object');
-  known(raw, ['listen', 'cert', 'key', 'ca', 'echKeys', 'tlsKeys', 'clients', 'auditLog', 'idleTimeoutMs', 'admin'], '');
+  known(raw, ['listen', 'cert', 'key', 'ca', 'echKeys', 'tlsKeys', 'clients', 'auditLog', 'idleTimeoutMs', 'admin', 'allowInsecureKeyFilePermissions'], '');
+  const insecure = raw['allowInsecureKeyFilePermissions'];
+  if (insecure !== undefined && typeof insecure !== 'boolean') throw fail('allowInsecureKeyFilePermissions', 'must be true or false');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const hostPort = (field: string) => {
     const l = raw[field];
@@ -178,6 +187,7 @@ export function validateKeyServerConfig(raw: unknown, baseDir: string): KeyServe
     ...(audit ? { auditLog: path(audit) } : {}),
     ...(idle ? { idleTimeoutMs: idle } : {}),
     ...(admin ? { admin } : {}),
+    ...(insecure === true ? { allowInsecureKeyFilePermissions: true } : {}),
   };
 }
 
@@ -205,10 +215,12 @@ export async function loadKeyServerConfig(file: string): Promise<KeyServerConfig
   return validateKeyServerConfig(raw, dirname(resolve(file)));
 }
 
-async function readText(file: string, field: string): Promise<string> {
+async function readText(file: string, field: string, allowInsecure?: boolean): Promise<string> {
   try {
-    return await readFile(file, 'utf8');
+    // Private key files are refused if group or others may read them.
+    return await readPrivateKeyFile(file, { allowInsecureKeyFilePermissions: allowInsecure === true });
   } catch (e) {
+    if (e instanceof InsecureKeyFileError) throw e;
     throw fail(field, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
@@ -227,15 +239,16 @@ export async function keyServerOptionsFromConfig(config: KeyServerConfig): Promi
   let echKeys;
   if (config.echKeys) {
     try {
-      echKeys = await loadEchKeyDirectory(config.echKeys);
+      echKeys = await loadEchKeyDirectory(config.echKeys, { allowInsecureKeyFilePermissions: config.allowInsecureKeyFilePermissions === true });
     } catch (e) {
+      if (e instanceof InsecureKeyFileError) throw e;
       throw fail('echKeys', (e as Error).message);
     }
   }
   const tlsKeys: ServerCertificate[] = [];
   for (const [i, t] of config.tlsKeys.entries()) {
     const cert = await readText(t.cert, `tlsKeys[${i}].cert`);
-    const key = await readText(t.key, `tlsKeys[${i}].key`);
+    const key = await readText(t.key, `tlsKeys[${i}].key`, config.allowInsecureKeyFilePermissions);
     try {
       tlsKeys.push(ServerCertificate.from({ cert, key }));
     } catch (e) {
@@ -244,7 +257,7 @@ export async function keyServerOptionsFromConfig(config: KeyServerConfig): Promi
   }
   return {
     cert: await readText(config.cert, 'cert'),
-    key: await readText(config.key, 'key'),
+    key: await readText(config.key, 'key', config.allowInsecureKeyFilePermissions),
     ca: await readText(config.ca, 'ca'),
     ...(echKeys ? { echKeys } : {}),
     tlsKeys,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { readFile } from 'node:fs/promises';
+import { InsecureKeyFileError, type KeyFileOptions, readPrivateKeyFile } from '../keys/permissions.js';
 import type { LogSink } from '../front/log.js';
 import { KeylessClient, type KeyServerAddress } from './client.js';
 
@@ -103,18 +103,26 @@ export function validateKeylessSection(raw: unknown, path: (p: string) => string
 
 /**
  * Read the section's files and start a {@link KeylessClient}. `fail` builds
- * an error naming the field whose file cannot be read.
+ * an error naming the field whose file cannot be read. The client key file
+ * is refused if group or others may read it, unless
+ * `options.allowInsecureKeyFilePermissions`.
  * @group Keyless
  * @example
  * ```ts
  * const client = await keylessClientFromConfig(config.keyless, log, (f, m) => new ServeConfigError(f, m));
  * ```
  */
-export async function keylessClientFromConfig(k: KeylessServeConfig, log: LogSink, fail: (field: string, message: string) => Error): Promise<KeylessClient> {
+export async function keylessClientFromConfig(
+  k: KeylessServeConfig,
+  log: LogSink,
+  fail: (field: string, message: string) => Error,
+  options: KeyFileOptions = {},
+): Promise<KeylessClient> {
   const read = async (file: string, field: string): Promise<string> => {
     try {
-      return await readFile(file, 'utf8');
+      return await readPrivateKeyFile(file, options);
     } catch (e) {
+      if (e instanceof InsecureKeyFileError) throw e;
       throw fail(`keyless.${field}`, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   };

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { chmod, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EchError } from '../wire/alert.js';
@@ -13,6 +13,7 @@ import { type EchConfig, decodeEchConfigList, encodeEchConfigList } from '../ech
 import { kemPrivateKeyFromPkcs8, kemPrivateKeyToPkcs8, loadKemPrivateKey } from '../crypto/kem.js';
 import { formatEchPem, parseEchPem } from './pem.js';
 import { type EchKey, EchKeySet } from './key-set.js';
+import { InsecureKeyFileError, type KeyFileOptions, readPrivateKeyFile } from './permissions.js';
 
 function fileError(message: string, cause?: unknown): EchError {
   return new EchError('ERR_KEY_FILE', 'internal_error', message, cause === undefined ? undefined : { cause });
@@ -55,21 +56,24 @@ export function parseEchKeyFile(text: string, source = 'key file'): EchKey {
 }
 
 /**
- * Read one ECH PEM key file.
+ * Read one ECH PEM key file. A file that group or others may read is
+ * refused with {@link InsecureKeyFileError} (`chmod 600` it), unless
+ * `options.allowInsecureKeyFilePermissions`.
  * @group Keys
  * @example
  * ```ts
  * const key = await readEchKeyFile('/etc/ech/cover.pem');
  * ```
  */
-export async function readEchKeyFile(path: string): Promise<EchKey> {
-  return parseEchKeyFile(await readKeyText(path), path);
+export async function readEchKeyFile(path: string, options: KeyFileOptions = {}): Promise<EchKey> {
+  return parseEchKeyFile(await readKeyText(path, options), path);
 }
 
-async function readKeyText(path: string): Promise<string> {
+async function readKeyText(path: string, options: KeyFileOptions): Promise<string> {
   try {
-    return await readFile(path, 'utf8');
+    return await readPrivateKeyFile(path, options);
   } catch (e) {
+    if (e instanceof InsecureKeyFileError) throw e;
     throw fileError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
   }
 }
@@ -109,29 +113,38 @@ export async function writeEchKeyFile(path: string, config: EchConfig, privateKe
 /**
  * Load every `*.pem` ECH key file of a directory into an {@link EchKeySet},
  * in file-name order. Files named `*.retired.pem` still decrypt but are not
- * sent as retry_configs.
+ * sent as retry_configs. A key file that group or others may read is
+ * refused with {@link InsecureKeyFileError}, unless
+ * `options.allowInsecureKeyFilePermissions`.
  * @group Keys
  * @example
  * ```ts
  * const keys = await loadEchKeyDirectory('/etc/ech');
  * ```
  */
-export async function loadEchKeyDirectory(dir: string): Promise<EchKeySet> {
-  return loadKeyDirectoryWith(dir, (text, path) => [parseEchKeyFile(text, path)]);
+export async function loadEchKeyDirectory(dir: string, options: KeyFileOptions = {}): Promise<EchKeySet> {
+  return loadKeyDirectoryWith(dir, (text, path) => [parseEchKeyFile(text, path)], options);
 }
 
 /**
  * Load every `*.pem` file of a directory, in file-name order, with `parse`
  * turning one file's text into keys (local keys, or keys whose private half
  * is elsewhere). Keys from `*.retired.pem` files still decrypt but are not
- * sent as retry_configs. An empty directory is an error.
+ * sent as retry_configs. An empty directory is an error. A file holding a
+ * private key that group or others may read is refused with
+ * {@link InsecureKeyFileError} unless `options.allowInsecureKeyFilePermissions`
+ * (files without a private key, e.g. keyless ECHCONFIG-only ones, are not checked).
  * @group Keys
  * @example
  * ```ts
  * const keys = await loadKeyDirectoryWith('/etc/ech', (text, path) => [parseEchKeyFile(text, path)]);
  * ```
  */
-export async function loadKeyDirectoryWith(dir: string, parse: (text: string, path: string) => EchKey[]): Promise<EchKeySet> {
+export async function loadKeyDirectoryWith(
+  dir: string,
+  parse: (text: string, path: string) => EchKey[],
+  options: KeyFileOptions = {},
+): Promise<EchKeySet> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.endsWith('.pem')).sort();
@@ -141,7 +154,7 @@ export async function loadKeyDirectoryWith(dir: string, parse: (text: string, pa
   const set = new EchKeySet();
   for (const n of names) {
     const path = join(dir, n);
-    for (const key of parse(await readKeyText(path), path)) {
+    for (const key of parse(await readKeyText(path, options), path)) {
       key.retry = !n.endsWith('.retired.pem');
       set.add(key);
     }

@@ -77,6 +77,8 @@ export type EchErrorCode =
   | 'ERR_UNSUPPORTED'
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_KEY_FILE'
+  /** A private key file readable by group or others was refused (src/keys/permissions.ts). */
+  | 'ERR_INSECURE_KEY_FILE'
   | 'ERR_PROTOCOL'
   | 'ERR_UNEXPECTED_MESSAGE'
   | 'ERR_HANDSHAKE_FAILURE'
