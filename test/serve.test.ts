@@ -21,6 +21,8 @@ import { encodeEchConfigList } from '../src/ech/config.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { loadEchKeyDirectory } from '../src/keys/files.js';
 import { toBase64 } from '../src/wire/bytes.js';
+import { connectTls13 } from '../src/tls13/client-socket.js';
+import { groupName } from '../src/tls13/groups.js';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { recordingRelay, startServe, type ServeProcess } from './helpers/serve-process.js';
@@ -246,6 +248,57 @@ describe('ech-server serve with BoringSSL', () => {
       await stillServes();
     });
   });
+
+  it('handshake logs name the key exchange group (X25519MLKEM768 when the client offers it, TLS 1.2 too); "groups" takes x25519mlkem768', async () => {
+    const handshakes = (out: string) =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{"time"'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => e['event'] === 'handshake');
+    const waitFor = async (s: ServeProcess, n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (handshakes(s.output()).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      return handshakes(s.output());
+    };
+    const hybrid = (port: number) =>
+      new Promise<string | undefined>((res, rej) => {
+        const c = connectTls13({ port, host: '127.0.0.1', servername: 'alpha.example', ca: pki.caPem, ecdhCurve: 'X25519MLKEM768:X25519' });
+        c.on('secureConnect', () => {
+          const g = c.handshake ? groupName(c.handshake.group) : undefined;
+          c.end();
+          setTimeout(() => c.destroy(), 2000).unref();
+          res(g);
+        });
+        c.on('error', rej);
+      });
+    const node = (port: number, extra: tls.ConnectionOptions = {}) =>
+      new Promise<void>((res, rej) => {
+        const c = tls.connect({ port, host: '127.0.0.1', servername: 'alpha.example', ca: pki.caPem, ...extra }, () => {
+          c.end();
+          setTimeout(() => c.destroy(), 2000).unref();
+          res();
+        });
+        c.on('error', rej);
+      });
+    await withServe({ groups: ['x25519mlkem768', 'x25519', 'secp256r1'] }, async (s) => {
+      expect(await hybrid(s.port)).toBe('X25519MLKEM768');
+      await node(s.port);
+      await node(s.port, { maxVersion: 'TLSv1.2' });
+      const hs = await waitFor(s, 3);
+      // node:tls does not report the group on the server side of TLS 1.2: null.
+      expect(hs.map((h) => h['group'])).toEqual(['X25519MLKEM768', 'X25519', null]);
+      expect(hs[2]).toMatchObject({ protocol: 'TLSv1.2', alpn: null });
+    });
+    const file = join(dir, 'bad-groups.json');
+    await writeFile(file, JSON.stringify({ ...baseConfig, groups: ['kyber'] }));
+    const r = await promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file, '--check']).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/groups\[0\]: must be one of x25519mlkem768, x25519, secp256r1/);
+  }, 60_000);
 
   it('connection logs carry the client address and port (unless logClientAddress is false); alpn is a string or null', async () => {
     const connect = (port: number, alpn?: string[]) =>

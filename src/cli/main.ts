@@ -207,7 +207,8 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "listen": "127.0.0.1:8443",
     "keys": "./keys",                        directory of ECH PEM key files
     "publicName": { "cert": "cover.pem", "key": "cover.key" },
-    "groups": ["x25519", "secp256r1"],       optional, preference order
+    "groups": ["x25519mlkem768", "x25519"],  optional, preference order (default:
+                                             x25519mlkem768, x25519, secp256r1)
     "alpn": ["http/1.1"],                    optional
     "routes": [
       { "serverName": "alpha.example", "cert": "alpha.pem", "key": "alpha.key", "respond": "ech-status" },

@@ -46,7 +46,9 @@ Keys and state:
   --keys DIR             key directory (RFC 9934 PEM files, 0600; created 0700)
   --state FILE           state file with the keys' timestamps (JSON, 0600)
   --public-name NAME     public_name of new keys
-  --kem NAME             KEM of new keys: x25519 (default), p256, p384
+  --kem NAME             KEM of new keys: x25519 (default), p256, p384,
+                         ml-kem-768, x-wing (no browser supports these yet:
+                         docs/post-quantum.md)
   --max-name-length N    maximum_name_length of new keys (default 0)
 
 Schedule (seconds):

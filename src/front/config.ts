@@ -109,7 +109,7 @@ export interface ServeConfig {
   allowInsecureKeyFilePermissions?: boolean;
 }
 
-const GROUPS = new Set(['x25519', 'secp256r1']);
+const GROUPS = new Set(['x25519mlkem768', 'x25519', 'secp256r1']);
 type Obj = Record<string, unknown>;
 
 function isObj(v: unknown): v is Obj {

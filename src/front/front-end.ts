@@ -477,7 +477,7 @@ export class EchFrontEnd {
           handshakeDone();
           this.metrics.connection('tls12');
           this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-          this.#log({ event: 'handshake', ...logInfo, protocol: s.getProtocol(), alpn: s.alpnProtocol, cipher: s.getCipher()?.name });
+          this.#log({ event: 'handshake', ...logInfo, protocol: s.getProtocol(), alpn: s.alpnProtocol || null, cipher: s.getCipher()?.name, group: (s.getEphemeralKeyInfo() as { name?: string } | null)?.name ?? null });
           this.#deliver(s, chosen, info, routeLabel(c, chosen));
         },
         (e: Error) => {
@@ -511,7 +511,7 @@ export class EchFrontEnd {
       handshakeDone();
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name });
+      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name, group: tlsSocket.group ?? null });
       this.#deliver(tlsSocket, chosen, info, routeLabel(c, chosen));
     });
     // After the handshake: the client's ech_required alert is counted, not

@@ -31,7 +31,7 @@ async function readPem(file: string, field: string, allowInsecure = false): Prom
   }
 }
 
-const groupNames: Record<string, string> = { x25519: 'X25519', secp256r1: 'P-256' };
+const groupNames: Record<string, string> = { x25519mlkem768: 'X25519MLKEM768', x25519: 'X25519', secp256r1: 'P-256' };
 
 /**
  * Load everything a {@link ServeConfig} names (keys, certificates, CA files)

@@ -128,7 +128,7 @@ export class Tls12Terminator {
         maxVersion: 'TLSv1.2',
         ciphers: TLS12_CIPHERS,
         honorCipherOrder: true,
-        ...(options.ecdhCurve ? { ecdhCurve: options.ecdhCurve } : {}),
+        ...(tls12Curves(options.ecdhCurve) ? { ecdhCurve: tls12Curves(options.ecdhCurve) } : {}),
         // No renegotiation: a client-initiated one costs the server a full
         // handshake each time.
         secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
@@ -197,9 +197,26 @@ export class Tls12Terminator {
       // Errors after the handshake end the connection; nothing else to do.
       s.on('error', (e) => (done ? s.destroy() : finish(e)));
       s.once('close', onClose);
+      // The front end's sockets are allowHalfOpen (a relay passes a FIN on
+      // as a half-close), so a client that half-closes before the handshake
+      // is done would hold its handshake slot until the timeout: end it now.
+      s.once('end', () => {
+        if (!done) onClose();
+      });
       // 'secure': node:tls's event for a completed server-side handshake
       // (the one tls.Server itself listens to).
       s.once('secure', () => finish(undefined));
     });
   }
+}
+
+/**
+ * The groups of an `ecdhCurve` list that TLS 1.2 can use: the hybrid
+ * X25519MLKEM768 is a TLS 1.3 group (and unknown to OpenSSL before 3.5), so
+ * it is left out; `undefined` when nothing is left (OpenSSL's default).
+ */
+function tls12Curves(spec: string | undefined): string | undefined {
+  if (!spec) return undefined;
+  const left = spec.split(':').filter((g) => g.trim() && g.trim().toLowerCase() !== 'x25519mlkem768');
+  return left.length ? left.join(':') : undefined;
 }
