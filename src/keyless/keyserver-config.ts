@@ -21,8 +21,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
-import { ServerCertificate } from '../tls13/certificates.js';
-import type { LogSink } from '../front/log.js';
+import { ServerCertificate } from '../keys/certificates.js';
+import type { LogSink } from '../log/log.js';
 import type { KeyServerOptions, KeylessClientPolicy } from './server.js';
 
 /**
