@@ -70,7 +70,7 @@ export function tsigKey(name: string, secretBase64: string, algorithm: TsigAlgor
   try {
     nameWire(name);
   } catch (e) {
-    throw new PublishError('ERR_PUBLISH_CONFIG', `TSIG key name '${name}': ${(e as Error).message}`);
+    throw new PublishError('ERR_PUBLISH_CONFIG', `TSIG key name '${name}': ${(e as Error).message}`, { cause: e });
   }
   return { name, algorithm, secret };
 }
@@ -125,12 +125,12 @@ function nameWire(name: string): Uint8Array {
   const parts: Uint8Array[] = [];
   for (const label of n.split('.')) {
     const b = Buffer.from(label, 'ascii');
-    if (b.length < 1 || b.length > 63) throw new Error(`bad label '${label}'`);
+    if (b.length < 1 || b.length > 63) throw new PublishError('ERR_PUBLISH_CONFIG', `bad label '${label}'`);
     parts.push(Uint8Array.of(b.length), b);
   }
   parts.push(Uint8Array.of(0));
   const out = concatBytes(...parts);
-  if (out.length > 255) throw new Error('name longer than 255 bytes');
+  if (out.length > 255) throw new PublishError('ERR_PUBLISH_CONFIG', 'name longer than 255 bytes');
   return out;
 }
 
@@ -213,11 +213,11 @@ export function tsigSign(message: Uint8Array, key: TsigKey, nowMs: number, fudge
 /** Skip a (possibly compressed) name; returns the offset after it. */
 function skipName(b: Uint8Array, o: number): number {
   for (;;) {
-    if (o >= b.length) throw new Error('truncated name');
+    if (o >= b.length) throw new PublishError('ERR_DNS_RESPONSE', 'truncated name');
     const len = b[o]!;
     if (len === 0) return o + 1;
     if ((len & 0xc0) === 0xc0) return o + 2;
-    if (len & 0xc0) throw new Error('bad label type');
+    if (len & 0xc0) throw new PublishError('ERR_DNS_RESPONSE', 'bad label type');
     o += 1 + len;
   }
 }
@@ -226,10 +226,10 @@ function skipName(b: Uint8Array, o: number): number {
 function readName(b: Uint8Array, o: number): { name: string; end: number } {
   const labels: string[] = [];
   for (;;) {
-    if (o >= b.length) throw new Error('truncated name');
+    if (o >= b.length) throw new PublishError('ERR_DNS_RESPONSE', 'truncated name');
     const len = b[o]!;
     if (len === 0) return { name: labels.length ? `${labels.join('.')}.` : '.', end: o + 1 };
-    if (len & 0xc0) throw new Error('compressed name in TSIG');
+    if (len & 0xc0) throw new PublishError('ERR_DNS_RESPONSE', 'compressed name in TSIG');
     labels.push(Buffer.from(b.subarray(o + 1, o + 1 + len)).toString('ascii').toLowerCase());
     o += 1 + len;
   }
@@ -259,7 +259,8 @@ export interface TsigRecord {
 
 /**
  * Find and parse the TSIG RR of a message (the last additional record), or
- * `undefined` when the message has none.
+ * `undefined` when the message has none. A malformed message is an
+ * `ERR_DNS_RESPONSE` {@link PublishError}.
  * @group DNS
  * @example
  * ```ts
@@ -269,7 +270,7 @@ export interface TsigRecord {
  */
 export function findTsig(message: Uint8Array): TsigRecord | undefined {
   const b = message;
-  if (b.length < 12) throw new Error('message shorter than its header');
+  if (b.length < 12) throw new PublishError('ERR_DNS_RESPONSE', 'message shorter than its header');
   const qd = (b[4]! << 8) | b[5]!;
   const total = ((b[6]! << 8) | b[7]!) + ((b[8]! << 8) | b[9]!) + ((b[10]! << 8) | b[11]!);
   if (((b[10]! << 8) | b[11]!) === 0) return undefined;
@@ -279,11 +280,11 @@ export function findTsig(message: Uint8Array): TsigRecord | undefined {
   for (let i = 0; i < total; i++) {
     last = o;
     o = skipName(b, o);
-    if (o + 10 > b.length) throw new Error('truncated record');
+    if (o + 10 > b.length) throw new PublishError('ERR_DNS_RESPONSE', 'truncated record');
     o += 10 + ((b[o + 8]! << 8) | b[o + 9]!);
-    if (o > b.length) throw new Error('truncated record data');
+    if (o > b.length) throw new PublishError('ERR_DNS_RESPONSE', 'truncated record data');
   }
-  if (o !== b.length) throw new Error('trailing bytes after the last record');
+  if (o !== b.length) throw new PublishError('ERR_DNS_RESPONSE', 'trailing bytes after the last record');
   const { name: keyName, end } = readName(b, last);
   if (((b[end]! << 8) | b[end + 1]!) !== TYPE_TSIG) return undefined;
   let r = end + 10;
@@ -298,7 +299,7 @@ export function findTsig(message: Uint8Array): TsigRecord | undefined {
   const error = (b[r + 2]! << 8) | b[r + 3]!;
   const otherLen = (b[r + 4]! << 8) | b[r + 5]!;
   const otherData = b.slice(r + 6, r + 6 + otherLen);
-  if (r + 6 + otherLen !== o) throw new Error('TSIG RDATA length does not add up');
+  if (r + 6 + otherLen !== o) throw new PublishError('ERR_DNS_RESPONSE', 'TSIG RDATA length does not add up');
   return { offset: last, keyName, algorithm: alg.name, timeSigned, fudge, mac, originalId, error, otherData };
 }
 
