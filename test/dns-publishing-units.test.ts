@@ -133,6 +133,8 @@ describe('TSIG', () => {
       return b;
     };
     const macLenAt = signed.length - 6 - 32 - 2; // … MAC size, MAC (32), Original ID, Error, Other Len
+    const rdLengthAt = signed.length - 61 - 2; // RDLENGTH of the TSIG RR: hmac-sha256. (13) + 6 + 2 + 2 + 32 + 6 = 61
+    expect(signed.readUInt16BE(rdLengthAt)).toBe(61);
     const badLabel = Buffer.from(signed);
     badLabel[12] = 0x40; // first label of the question name: type 01, reserved
     const cases: [string, Buffer, string][] = [
@@ -143,6 +145,8 @@ describe('TSIG', () => {
       ['truncated record data', signed.subarray(0, signed.length - 1), 'truncated record data'],
       ['trailing bytes', Buffer.concat([signed, Buffer.of(0)]), 'trailing bytes after the last record'],
       ['MAC size past the RDATA', withU16(macLenAt, 31), 'TSIG RDATA length does not add up'],
+      ['MAC size short of the RDATA', withU16(macLenAt, 33), 'TSIG RDATA length does not add up'],
+      ['RDATA longer than its fields', Buffer.concat([withU16(rdLengthAt, 62), Buffer.of(0)]), 'TSIG RDATA length does not add up'],
     ];
     for (const [what, bytes, detail] of cases) {
       let err: unknown;
