@@ -21,7 +21,9 @@ import ts from 'typescript';
  * Ranks, lowest first. Each inner list is one rank; folders of one rank are
  * siblings. `(entry)` stands for the files directly in `src/` (the package's
  * entry points), which may re-export anything below them and each other;
- * `bench` and `fuzz` are programs over the whole library, beside them.
+ * `bench` and `soak` are programs over the whole library, beside them; `fuzz`
+ * (the fuzz targets and their seeded random source, which the soak reuses)
+ * sits just below.
  */
 export const LAYERS: readonly (readonly string[])[] = [
   ['wire', 'log'],
@@ -33,7 +35,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['front'],
   ['testing'],
   ['cli'],
-  ['(entry)', 'bench', 'fuzz'],
+  ['fuzz'],
+  ['(entry)', 'bench', 'soak'],
 ];
 
 /** The layer name of a file given relative to `src/` with `/` separators. */
