@@ -23,7 +23,7 @@
  */
 
 // errors
-export { EchError, AlertDescription, type EchErrorCode } from './wire/alert.js';
+export { CodedError, EchError, AlertDescription, type EchErrorCode } from './wire/alert.js';
 export { InsecureKeyFileError } from './keys/permissions.js';
 export { PeerAlertError } from './tls13/server-handshake.js';
 export { EchRejectedError } from './tls13/client.js';

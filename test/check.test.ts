@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // `ech-server check` (src/cli/check.ts, built into dist/) as a user runs it —
 // a child process — against `ech-server serve`, also a child process:
 // accepted with the ech-status page's body, GREASE, a stale config with and

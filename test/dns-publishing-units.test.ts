@@ -19,6 +19,7 @@ import { PublishError } from '../src/dns/errors.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { encodeEchConfigList } from '../src/ech/config.js';
 import { toBase64 } from '../src/wire/bytes.js';
+import { CodedError, EchError } from '../src/wire/alert.js';
 
 const KEY: TsigKey = tsigKey('ech-update.', Buffer.alloc(32, 0x42).toString('base64'));
 const NOW = Date.UTC(2026, 0, 1);
@@ -104,6 +105,77 @@ describe('TSIG', () => {
     expect(() => tsigKey('k.', 'not base64!')).toThrow(expect.objectContaining({ code: 'ERR_PUBLISH_CONFIG' }));
     expect(() => tsigKey('k.', Buffer.alloc(8).toString('base64'))).toThrow(/shorter than 16/);
     expect(() => tsigKey('k.', Buffer.alloc(32).toString('base64'), 'hmac-md5' as never)).toThrow(/unknown TSIG algorithm/);
+    expect(() => tsigKey(`${'a'.repeat(64)}.`, Buffer.alloc(32).toString('base64'))).toThrow(
+      expect.objectContaining({ code: 'ERR_PUBLISH_CONFIG', message: expect.stringMatching(/^TSIG key name '.*': bad label/) }),
+    );
+  });
+
+  it('a key whose name is no DNS name fails signing with ERR_PUBLISH_CONFIG, a typed error', () => {
+    const bad: TsigKey = { ...KEY, name: `${'a'.repeat(64)}.example.` };
+    const long: TsigKey = { ...KEY, name: `${Array.from({ length: 5 }, () => 'b'.repeat(60)).join('.')}.` };
+    for (const [key, msg] of [[bad, /^bad label 'a{64}'$/], [long, /^name longer than 255 bytes$/]] as const) {
+      let err: unknown;
+      try {
+        tsigSign(query, key, NOW);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(PublishError);
+      expect(err).toMatchObject({ code: 'ERR_PUBLISH_CONFIG', message: expect.stringMatching(msg) });
+    }
+  });
+
+  it('a malformed message is an ERR_DNS_RESPONSE PublishError naming what is wrong (findTsig, tsigVerifyResponse)', () => {
+    const signed = Buffer.from(tsigSign(query, KEY, NOW).message);
+    const withU16 = (at: number, v: number) => {
+      const b = Buffer.from(signed);
+      b.writeUInt16BE(v, at);
+      return b;
+    };
+    const macLenAt = signed.length - 6 - 32 - 2; // … MAC size, MAC (32), Original ID, Error, Other Len
+    const rdLengthAt = signed.length - 61 - 2; // RDLENGTH of the TSIG RR: hmac-sha256. (13) + 6 + 2 + 2 + 32 + 6 = 61
+    expect(signed.readUInt16BE(rdLengthAt)).toBe(61);
+    const badLabel = Buffer.from(signed);
+    badLabel[12] = 0x40; // first label of the question name: type 01, reserved
+    const cases: [string, Buffer, string][] = [
+      ['short header', signed.subarray(0, 11), 'message shorter than its header'],
+      ['truncated name', signed.subarray(0, 14), 'truncated name'],
+      ['bad label type', badLabel, 'bad label type'],
+      ['truncated record', signed.subarray(0, signed.length - 62), 'truncated record'],
+      ['truncated record data', signed.subarray(0, signed.length - 1), 'truncated record data'],
+      ['trailing bytes', Buffer.concat([signed, Buffer.of(0)]), 'trailing bytes after the last record'],
+      ['MAC size past the RDATA', withU16(macLenAt, 31), 'TSIG RDATA length does not add up'],
+      ['MAC size short of the RDATA', withU16(macLenAt, 33), 'TSIG RDATA length does not add up'],
+      ['RDATA longer than its fields', Buffer.concat([withU16(rdLengthAt, 62), Buffer.of(0)]), 'TSIG RDATA length does not add up'],
+    ];
+    for (const [what, bytes, detail] of cases) {
+      let err: unknown;
+      try {
+        findTsig(bytes);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(PublishError);
+      expect(err, what).toMatchObject({ code: 'ERR_DNS_RESPONSE', message: detail });
+      let wrapped: unknown;
+      try {
+        tsigVerifyResponse(bytes, KEY, Buffer.alloc(32), NOW);
+      } catch (e) {
+        wrapped = e;
+      }
+      expect(wrapped, what).toMatchObject({ code: 'ERR_DNS_RESPONSE', message: `malformed DNS answer: ${detail}`, cause: err && expect.objectContaining({ message: detail }) });
+    }
+  });
+
+  it('PublishError belongs to the library\'s error family: a CodedError (code), not an EchError (no TLS alert)', () => {
+    const e = new PublishError('ERR_DNS_REFUSED', 'refused', { rcode: 'REFUSED' });
+    expect(e).toBeInstanceOf(CodedError);
+    expect(e).not.toBeInstanceOf(EchError);
+    expect(e).toMatchObject({ name: 'PublishError', code: 'ERR_DNS_REFUSED', rcode: 'REFUSED', tsigError: undefined });
+    expect('alert' in e).toBe(false);
+    const t = new EchError('ERR_DECODE', 'decode_error', 'x');
+    expect(t).toBeInstanceOf(CodedError);
+    expect(t).toMatchObject({ name: 'EchError', code: 'ERR_DECODE', alert: 'decode_error' });
   });
 });
 

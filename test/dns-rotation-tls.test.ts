@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // @module-tag peer-knot
 // Rotation end to end with a real peer: the key manager publishes each key to
 // Knot by RFC 2136 + TSIG and hot-swaps the key set of a running front end.

@@ -1,5 +1,4 @@
 // @module-tag peer-knot
-// @module-tag peer-openssl
 // Rotation against a real Knot, the two things an operator ran into:
 // 1. Old keys must not be retired by a TTL DNS does not serve: records are
 //    published with the configured TTL, and a key withdrawn by a publish that

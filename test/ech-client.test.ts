@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // The ECH client (src/tls13/ech-client.ts, RFC 9849 §6) against a peer
 // nobody here wrote — BoringSSL as the ECH server — and against our own
 // server (createEchServer + createEchHook), including servers that misbehave

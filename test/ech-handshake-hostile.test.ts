@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // Hostile ECH ClientHellos over the wire (RFC 9849 §7, §7.1.1): each gets the
 // alert the RFC names and a clean close, and the server keeps serving.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

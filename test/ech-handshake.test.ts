@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // ECH inside the handshake (RFC 9849 §7) against a real peer: BoringSSL as
 // the ECH client, our engine with createEchHook as the client-facing server
 // (shared mode). Each test checks both what the client concluded and what

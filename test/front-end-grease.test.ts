@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // GREASE ECH to a split-mode (passthrough) name. Browsers send GREASE ECH
 // whenever they hold no ECH config for a site; with `forwardGrease` the
 // front end hands such hellos to the backend unchanged, and the backend

@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // Load balancing (issue 18): backend pools per route, balance policies,
 // failover before any byte is committed, passive and active health checks,
 // the `select` hook — with real processes on loopback (BoringSSL split-mode

@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // `ech-server serve` as an operator runs it (a child process of the built
 // CLI): SIGHUP with a new key file (new connections use it, a connection
 // opened before keeps working), SIGTERM drains (a live connection still gets

@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // EchFrontEnd end to end, in process, against BoringSSL as the ECH client:
 // split mode (passthrough to our engine in backend mode and to BoringSSL's
 // server, also after a HelloRetryRequest at the backend), terminate-and-

@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // Clients that write their request and half-close at once
 // (`socket.end(request)`, what `printf ... | openssl s_client` and many
 // scripts do) get their whole answer (issue 14, defect 3):

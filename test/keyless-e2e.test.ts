@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // Keyless mode end to end, in separate processes: `ech-server keyserver`
 // holds the ECH key and the certificate keys; `ech-server serve` holds only
 // public material (ECHCONFIG-only key files, certificates without keys) and

@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // Keyless mode in one process: the key server and its client over loopback
 // mutually authenticated TLS. Decap and sign give what local keys give;
 // foreign client certificates, keys outside a client's policy, non-CV data

@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // `ech-server serve` with a `rotation` section, as a process on the real
 // clock (a short period): keys are made, published (file publisher), and the
 // running server's key set follows without a restart. A BoringSSL client

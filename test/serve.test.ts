@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // `ech-server serve` as a user runs it (a child process), against BoringSSL
 // as the ECH client: accepted with the inner certificate and page, stale
 // config → retry_configs → accepted, GREASE, HRR; and config errors that

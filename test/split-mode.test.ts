@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // Split mode (RFC 9849 §7.1, §7.2): BoringSSL client → our client-facing
 // front end (decrypt, forward ClientHelloInner, relay) → a backend that holds
 // no ECH key: (a) our engine in backend mode, (b) BoringSSL's own server.

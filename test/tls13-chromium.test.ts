@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // @module-tag peer-chromium
 /**
  * Headless Chromium (Debian `chromium`) loads a page from an http.Server fed

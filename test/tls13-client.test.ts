@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * Our TLS 1.3 client against Node's own TLS server (OpenSSL 3): suites,
  * groups and HelloRetryRequest, ALPN, ticket resumption, certificate chain

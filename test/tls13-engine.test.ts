@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * The transport-free engine in memory: our client against our server —
  * suites, groups, HRR, PSK resumption (also after HRR), KeyUpdate both ways,

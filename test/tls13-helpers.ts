@@ -1,15 +1,17 @@
 /**
- * Test helpers for the TLS 1.3 engine: certificates made with the `openssl`
- * CLI at test time (keys written 0600), and a server started on loopback.
+ * Test helpers for the TLS 1.3 engine: certificates made at test time with
+ * node:crypto alone (src/testing/pki.ts; no `openssl` binary, so the files
+ * using them run on a fresh machine), keys written 0600, and a server started
+ * on loopback.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createEchServer, type EchServer } from '../src/tls13/server.js';
 import type { EchServerOptions } from '../src/tls13/config.js';
 import type { TlsSocket } from '../src/tls13/socket.js';
+import { createTestPki } from '../src/testing/pki.js';
 
 export type KeyKind = 'ec' | 'rsa' | 'ed25519';
 
@@ -20,37 +22,29 @@ export interface TestPki {
   cleanup(): void;
 }
 
-function openssl(args: string[], cwd: string): void {
-  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-}
-
-function genKey(kind: KeyKind, path: string, cwd: string): void {
-  if (kind === 'ec') openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path], cwd);
-  else if (kind === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', path], cwd);
-  else openssl(['genpkey', '-algorithm', 'ED25519', '-out', path], cwd);
-  chmodSync(join(cwd, path), 0o600);
-}
-
-/** A CA (ECDSA P-256) and leaf certificates signed by it. */
+/**
+ * A CA (ECDSA P-256) and leaf certificates signed by it (DNS names, `*.`
+ * wildcards allowed; ECDSA P-256, RSA 2048 or Ed25519 leaf keys). Files in a
+ * fresh temporary directory: `ca.pem`, `ca.key`, and `leafN.pem`/`leafN.key`
+ * per leaf; keys mode 0600.
+ */
 export function makePki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'tls13-pki-'));
-  genKey('ec', 'ca.key', dir);
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=Test CA', '-days', '2', '-out', 'ca.pem',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], dir);
+  const ca = createTestPki(undefined, 2);
+  writeFileSync(join(dir, 'ca.key'), ca.caKey, { mode: 0o600 });
+  writeFileSync(join(dir, 'ca.pem'), ca.caCert);
   let n = 0;
   return {
     dir,
-    caPem: readFileSync(join(dir, 'ca.pem'), 'utf8'),
+    caPem: ca.caCert,
     leaf(kind, names) {
       const id = `leaf${n++}`;
-      genKey(kind, `${id}.key`, dir);
-      writeFileSync(join(dir, `${id}.ext`), `subjectAltName=${names.map((x) => `DNS:${x}`).join(',')}\nbasicConstraints=CA:FALSE\n`);
-      openssl(['req', '-new', '-key', `${id}.key`, '-subj', `/CN=${names[0]}`, '-out', `${id}.csr`], dir);
-      openssl(['x509', '-req', '-in', `${id}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-        '-extfile', `${id}.ext`, '-out', `${id}.pem`], dir);
+      const { cert, key } = ca.issue(names, { keyType: kind });
       const keyPath = join(dir, `${id}.key`);
       const certPath = join(dir, `${id}.pem`);
-      return { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8'), keyPath, certPath };
+      writeFileSync(keyPath, key, { mode: 0o600 });
+      writeFileSync(certPath, cert);
+      return { key, cert, keyPath, certPath };
     },
     cleanup() {
       rmSync(dir, { recursive: true, force: true });

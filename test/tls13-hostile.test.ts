@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * Hostile peers: each misbehaviour ends in the alert the RFC names, a closed
  * socket, a `tlsClientError` on the server, no unhandled error, and no timer

@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * Engine limits and strictness (issue 14): PSK identities tried per
  * ClientHello, ticket nonces and the ticket count, runs of empty records,

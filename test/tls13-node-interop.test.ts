@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * End-to-end: Node's own TLS client (OpenSSL 3) against our TLS 1.3 server
  * engine — every cipher suite, both groups, HelloRetryRequest, ECDSA / RSA /

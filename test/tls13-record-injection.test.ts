@@ -1,5 +1,4 @@
 // @module-tag peer-boringssl
-// @module-tag peer-openssl
 // Truncation by an on-path attacker (issue 14): once the handshake keys are in
 // place every record is protected (RFC 9846 §5), so an unprotected
 // close_notify injected after the client's Finished must end the connection

@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 /**
  * Unit tests of the engine's parts: certificate selection by SNI, ticket
  * sealing and key rotation, record protection (nonces, sequence numbers,

@@ -1,10 +1,12 @@
 /**
  * Errors of the DNS publishers. They are not TLS failures, so they carry no
  * alert: a stable `code` for programs, and for DNS answers the RCODE and TSIG
- * error the server gave.
+ * error the server gave. {@link PublishError} is a `CodedError`, the root of
+ * the library's errors that `EchError` shares.
  *
  * @module
  */
+import { CodedError } from '../wire/alert.js';
 
 /**
  * Stable codes of {@link PublishError}.
@@ -41,7 +43,8 @@ export type PublishErrorCode =
   | 'ERR_PUBLISH_CONFIG';
 
 /**
- * A publishing failure.
+ * A publishing failure: a {@link CodedError} with the DNS details (no TLS
+ * alert: nothing here reaches a TLS peer).
  * @group DNS
  * @example
  * ```ts
@@ -51,18 +54,17 @@ export type PublishErrorCode =
  * }
  * ```
  */
-export class PublishError extends Error {
+export class PublishError extends CodedError {
   /** Stable machine-readable code. */
-  readonly code: PublishErrorCode;
+  declare readonly code: PublishErrorCode;
   /** The DNS RCODE of the server's answer, e.g. `REFUSED`, when there was one. */
   readonly rcode: string | undefined;
   /** The TSIG error the server reported, e.g. `BADSIG`, when there was one. */
   readonly tsigError: string | undefined;
 
   constructor(code: PublishErrorCode, message: string, options?: { cause?: unknown; rcode?: string; tsigError?: string }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PublishError';
-    this.code = code;
     this.rcode = options?.rcode;
     this.tsigError = options?.tsigError;
   }

@@ -8,6 +8,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { concatBytes, fromBase64 } from '../wire/bytes.js';
+import { DecodeError } from '../wire/alert.js';
+import { Reader } from '../wire/reader.js';
 import { PublishError } from './errors.js';
 
 /**
@@ -70,7 +72,7 @@ export function tsigKey(name: string, secretBase64: string, algorithm: TsigAlgor
   try {
     nameWire(name);
   } catch (e) {
-    throw new PublishError('ERR_PUBLISH_CONFIG', `TSIG key name '${name}': ${(e as Error).message}`);
+    throw new PublishError('ERR_PUBLISH_CONFIG', `TSIG key name '${name}': ${(e as Error).message}`, { cause: e });
   }
   return { name, algorithm, secret };
 }
@@ -125,12 +127,12 @@ function nameWire(name: string): Uint8Array {
   const parts: Uint8Array[] = [];
   for (const label of n.split('.')) {
     const b = Buffer.from(label, 'ascii');
-    if (b.length < 1 || b.length > 63) throw new Error(`bad label '${label}'`);
+    if (b.length < 1 || b.length > 63) throw new PublishError('ERR_PUBLISH_CONFIG', `bad label '${label}'`);
     parts.push(Uint8Array.of(b.length), b);
   }
   parts.push(Uint8Array.of(0));
   const out = concatBytes(...parts);
-  if (out.length > 255) throw new Error('name longer than 255 bytes');
+  if (out.length > 255) throw new PublishError('ERR_PUBLISH_CONFIG', 'name longer than 255 bytes');
   return out;
 }
 
@@ -141,10 +143,6 @@ function u16(v: number): Uint8Array {
 function u48(v: number): Uint8Array {
   const hi = Math.floor(v / 2 ** 32);
   return Uint8Array.of((hi >> 8) & 0xff, hi & 0xff, (v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
-
-function readU48(b: Uint8Array, o: number): number {
-  return (b[o]! * 256 + b[o + 1]!) * 2 ** 32 + ((b[o + 2]! << 24) >>> 0) + (b[o + 3]! << 16) + (b[o + 4]! << 8) + b[o + 5]!;
 }
 
 /** RFC 8945 §4.3.3: the TSIG variables that enter the digest. */
@@ -210,28 +208,38 @@ export function tsigSign(message: Uint8Array, key: TsigKey, nowMs: number, fudge
   return { message: out, mac, timeSigned };
 }
 
-/** Skip a (possibly compressed) name; returns the offset after it. */
-function skipName(b: Uint8Array, o: number): number {
+/** A malformed DNS message (what the server sent us, or what we were given). */
+function malformed(detail: string): PublishError {
+  return new PublishError('ERR_DNS_RESPONSE', detail);
+}
+
+/** Skip a (possibly compressed) name. */
+function skipName(r: Reader): void {
   for (;;) {
-    if (o >= b.length) throw new Error('truncated name');
-    const len = b[o]!;
-    if (len === 0) return o + 1;
-    if ((len & 0xc0) === 0xc0) return o + 2;
-    if (len & 0xc0) throw new Error('bad label type');
-    o += 1 + len;
+    if (r.empty) throw malformed('truncated name');
+    const len = r.u8();
+    if (len === 0) return;
+    if ((len & 0xc0) === 0xc0) {
+      if (r.empty) throw malformed('truncated name');
+      r.skip(1); // the pointer's second byte
+      return;
+    }
+    if (len & 0xc0) throw malformed('bad label type');
+    if (len > r.remaining) throw malformed('truncated name');
+    r.skip(len);
   }
 }
 
 /** Read an uncompressed name as text (TSIG names are never compressed). */
-function readName(b: Uint8Array, o: number): { name: string; end: number } {
+function readName(r: Reader): string {
   const labels: string[] = [];
   for (;;) {
-    if (o >= b.length) throw new Error('truncated name');
-    const len = b[o]!;
-    if (len === 0) return { name: labels.length ? `${labels.join('.')}.` : '.', end: o + 1 };
-    if (len & 0xc0) throw new Error('compressed name in TSIG');
-    labels.push(Buffer.from(b.subarray(o + 1, o + 1 + len)).toString('ascii').toLowerCase());
-    o += 1 + len;
+    if (r.empty) throw malformed('truncated name');
+    const len = r.u8();
+    if (len === 0) return labels.length ? `${labels.join('.')}.` : '.';
+    if (len & 0xc0) throw malformed('compressed name in TSIG');
+    if (len > r.remaining) throw malformed('truncated name');
+    labels.push(Buffer.from(r.view(len)).toString('ascii').toLowerCase());
   }
 }
 
@@ -259,7 +267,8 @@ export interface TsigRecord {
 
 /**
  * Find and parse the TSIG RR of a message (the last additional record), or
- * `undefined` when the message has none.
+ * `undefined` when the message has none. A malformed message is an
+ * `ERR_DNS_RESPONSE` {@link PublishError}.
  * @group DNS
  * @example
  * ```ts
@@ -268,38 +277,51 @@ export interface TsigRecord {
  * ```
  */
 export function findTsig(message: Uint8Array): TsigRecord | undefined {
-  const b = message;
-  if (b.length < 12) throw new Error('message shorter than its header');
-  const qd = (b[4]! << 8) | b[5]!;
-  const total = ((b[6]! << 8) | b[7]!) + ((b[8]! << 8) | b[9]!) + ((b[10]! << 8) | b[11]!);
-  if (((b[10]! << 8) | b[11]!) === 0) return undefined;
-  let o = 12;
-  for (let i = 0; i < qd; i++) o = skipName(b, o) + 4;
-  let last = o;
-  for (let i = 0; i < total; i++) {
-    last = o;
-    o = skipName(b, o);
-    if (o + 10 > b.length) throw new Error('truncated record');
-    o += 10 + ((b[o + 8]! << 8) | b[o + 9]!);
-    if (o > b.length) throw new Error('truncated record data');
+  if (message.length < 12) throw malformed('message shorter than its header');
+  const r = new Reader(message, 4); // after ID and flags
+  const qd = r.u16();
+  const an = r.u16();
+  const ns = r.u16();
+  const ar = r.u16();
+  if (ar === 0) return undefined;
+  for (let i = 0; i < qd; i++) {
+    skipName(r);
+    if (r.remaining < 4) throw malformed('truncated question');
+    r.skip(4); // QTYPE, QCLASS
   }
-  if (o !== b.length) throw new Error('trailing bytes after the last record');
-  const { name: keyName, end } = readName(b, last);
-  if (((b[end]! << 8) | b[end + 1]!) !== TYPE_TSIG) return undefined;
-  let r = end + 10;
-  const alg = readName(b, r);
-  r = alg.end;
-  const timeSigned = readU48(b, r);
-  const fudge = (b[r + 6]! << 8) | b[r + 7]!;
-  const macLen = (b[r + 8]! << 8) | b[r + 9]!;
-  const mac = b.slice(r + 10, r + 10 + macLen);
-  r += 10 + macLen;
-  const originalId = (b[r]! << 8) | b[r + 1]!;
-  const error = (b[r + 2]! << 8) | b[r + 3]!;
-  const otherLen = (b[r + 4]! << 8) | b[r + 5]!;
-  const otherData = b.slice(r + 6, r + 6 + otherLen);
-  if (r + 6 + otherLen !== o) throw new Error('TSIG RDATA length does not add up');
-  return { offset: last, keyName, algorithm: alg.name, timeSigned, fudge, mac, originalId, error, otherData };
+  let last = r.offset;
+  for (let i = 0; i < an + ns + ar; i++) {
+    last = r.offset;
+    skipName(r);
+    if (r.remaining < 10) throw malformed('truncated record');
+    r.skip(8); // TYPE, CLASS, TTL
+    const rdLength = r.u16();
+    if (rdLength > r.remaining) throw malformed('truncated record data');
+    r.skip(rdLength);
+  }
+  if (!r.empty) throw malformed('trailing bytes after the last record');
+  // The last record, again: its owner name, TYPE, CLASS, TTL and RDATA.
+  const rr = new Reader(message, last);
+  const keyName = readName(rr);
+  if (rr.u16() !== TYPE_TSIG) return undefined;
+  rr.skip(6); // CLASS, TTL
+  const rdata = rr.vector16('TSIG RDATA');
+  // RFC 8945 §4.2: Algorithm Name, Time Signed (u48), Fudge, MAC Size + MAC,
+  // Original ID, Error, Other Len + Other Data, and nothing after.
+  const algorithm = readName(rdata);
+  try {
+    const timeSigned = rdata.u16() * 2 ** 32 + rdata.u32();
+    const fudge = rdata.u16();
+    const mac = rdata.bytes16();
+    const originalId = rdata.u16();
+    const error = rdata.u16();
+    const otherData = rdata.bytes16();
+    rdata.end();
+    return { offset: last, keyName, algorithm, timeSigned, fudge, mac, originalId, error, otherData };
+  } catch (e) {
+    if (e instanceof DecodeError) throw new PublishError('ERR_DNS_RESPONSE', 'TSIG RDATA length does not add up', { cause: e });
+    throw e;
+  }
 }
 
 /**

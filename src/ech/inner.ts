@@ -5,6 +5,7 @@
  * @module
  */
 import { DecodeError, IllegalParameterError } from '../wire/alert.js';
+import { Reader } from '../wire/reader.js';
 import { Writer } from '../wire/writer.js';
 import { ExtensionType, HandshakeType } from '../tls/constants.js';
 import { type ClientHello, type Extension, encodeClientHello, parseClientHelloOwned, type ParsedClientHello, writeClientHello } from '../tls/client-hello.js';
@@ -12,18 +13,13 @@ import { type ClientHelloScan, ExtensionList, scanClientHello } from '../tls/sca
 
 /** Length of the ClientHello at the start of `b` (the rest is padding), by its length prefixes. */
 function clientHelloLength(b: Uint8Array): number {
-  let p = 2 + 32;
-  const step = (prefix: 1 | 2, what: string) => {
-    if (b.length < p + prefix) throw new DecodeError(`truncated ${what}`);
-    const n = prefix === 1 ? b[p]! : (b[p]! << 8) | b[p + 1]!;
-    p += prefix + n;
-    if (p > b.length) throw new DecodeError(`truncated ${what}`);
-  };
-  step(1, 'legacy_session_id');
-  step(2, 'cipher_suites');
-  step(1, 'legacy_compression_methods');
-  step(2, 'extensions');
-  return p;
+  const r = new Reader(b);
+  r.skip(2 + 32, 'legacy_version and random');
+  r.skip(r.u8('legacy_session_id'), 'legacy_session_id');
+  r.skip(r.u16('cipher_suites'), 'cipher_suites');
+  r.skip(r.u8('legacy_compression_methods'), 'legacy_compression_methods');
+  r.skip(r.u16('extensions'), 'extensions');
+  return r.offset;
 }
 
 const innerList = new ExtensionList();
@@ -105,15 +101,16 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
           continue;
         }
         // OuterExtensions: ExtensionType OuterExtensions<2..254>;
-        const refs = enc.subarray(at, at + n);
-        if (refs.length < 1 || refs[0] !== refs.length - 1 || refs[0]! < 2 || refs[0]! % 2 !== 0) {
+        const data = new Reader(enc, at, at + n);
+        const refs = data.vector8('ech_outer_extensions');
+        if (!data.empty || refs.remaining < 2 || refs.remaining % 2 !== 0) {
           throw new DecodeError('malformed ech_outer_extensions');
         }
         // Appendix B: "Let I be initialized to zero and N be set to the number
         // of extensions in ClientHelloOuter."
         let j = 0;
-        for (let k = 1; k < refs.length; k += 2) {
-          const ref = (refs[k]! << 8) | refs[k + 1]!;
+        while (!refs.empty) {
+          const ref = refs.u16();
           outerReferences.push(ref);
           // "If E is "encrypted_client_hello", abort the connection with an
           // "illegal_parameter" alert."

@@ -1,30 +1,8 @@
 /**
- * Structured logs: one JSON object per line. Secrets never appear; inner
- * server names only when the operator enables them.
+ * The front end's structured logs. The sink type and the two stock sinks live
+ * in `src/log/` (the bottom layer) so `keyless/` can log without importing the
+ * front end; this module re-exports them under their old path.
  *
  * @module
  */
-
-/**
- * A log sink: receives one event object.
- * @group Front end
- */
-export type LogSink = (event: Record<string, unknown>) => void;
-
-/**
- * A sink writing JSON lines to a stream (default stderr).
- * @group Front end
- * @example
- * ```ts
- * const log = jsonLines(process.stdout);
- * log({ event: 'listening', port: 443 });
- * ```
- */
-export function jsonLines(stream: { write(s: string): unknown } = process.stderr): LogSink {
-  return (event) => {
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
-  };
-}
-
-/** A sink that drops everything. @group Front end */
-export const silent: LogSink = () => undefined;
+export { type LogSink, jsonLines, silent } from '../log/log.js';

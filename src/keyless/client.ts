@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { DecryptError, EchError } from '../wire/alert.js';
 import type { EchConfig } from '../ech/config.js';
 import type { EchPrivateKey } from '../keys/key-set.js';
-import { type LogSink, silent } from '../front/log.js';
+import { type LogSink, silent } from '../log/log.js';
 import {
   FrameDecoder,
   KeylessOp,

@@ -22,8 +22,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { EchError } from '../wire/alert.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
 import { InsecureKeyFileError, readPrivateKeyFile } from '../keys/permissions.js';
-import { ServerCertificate } from '../tls13/certificates.js';
-import type { LogSink } from '../front/log.js';
+import { ServerCertificate } from '../keys/certificates.js';
+import type { LogSink } from '../log/log.js';
 import type { KeyServerOptions, KeylessClientPolicy } from './server.js';
 
 /**

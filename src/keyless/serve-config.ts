@@ -16,7 +16,7 @@
  * @module
  */
 import { InsecureKeyFileError, type KeyFileOptions, readPrivateKeyFile } from '../keys/permissions.js';
-import type { LogSink } from '../front/log.js';
+import type { LogSink } from '../log/log.js';
 import { KeylessClient, type KeyServerAddress } from './client.js';
 
 /**

@@ -13,8 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { EchError } from '../wire/alert.js';
 import { toHex } from '../wire/bytes.js';
 import type { EchKeySet, EchPrivateKey } from '../keys/key-set.js';
-import type { ServerCertificate } from '../tls13/certificates.js';
-import { type LogSink, silent } from '../front/log.js';
+import type { ServerCertificate } from '../keys/certificates.js';
+import { type LogSink, silent } from '../log/log.js';
 import {
   FrameDecoder,
   KeylessOp,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 
 /** DER: tag, definite length, body. */
 function der(tag: number, ...parts: Uint8Array[]): Uint8Array {
@@ -40,8 +40,34 @@ function extension(id: Uint8Array, critical: boolean, value: Uint8Array): Uint8A
   return critical ? seq(id, TRUE, der(0x04, value)) : seq(id, der(0x04, value));
 }
 
-/** One X.509 v3 certificate (ECDSA P-256 with SHA-256, RFC 5280), as PEM. */
-function certificate(o: { subject: string; issuer: string; publicKey: KeyObject; signer: KeyObject; ca: boolean; dnsNames: string[]; days: number }): string {
+/** The length of the DER element at `at` and where its contents start. */
+function derLength(b: Uint8Array, at: number): { start: number; length: number } {
+  const first = b[at + 1]!;
+  if (first < 0x80) return { start: at + 2, length: first };
+  const n = first & 0x7f;
+  let length = 0;
+  for (let i = 0; i < n; i++) length = length * 256 + b[at + 2 + i]!;
+  return { start: at + 2 + n, length };
+}
+
+/**
+ * A key identifier: SHA-1 of the subjectPublicKey BIT STRING's bits (RFC 5280
+ * §4.2.1.2, method 1), as OpenSSL computes it.
+ */
+function keyIdentifier(publicKey: KeyObject): Uint8Array {
+  const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+  const outer = derLength(spki, 0); // SubjectPublicKeyInfo ::= SEQUENCE {
+  const alg = derLength(spki, outer.start); //   algorithm AlgorithmIdentifier,
+  const bits = derLength(spki, alg.start + alg.length); //   subjectPublicKey BIT STRING }
+  return new Uint8Array(createHash('sha1').update(spki.subarray(bits.start + 1, bits.start + bits.length)).digest());
+}
+
+/**
+ * One X.509 v3 certificate (ECDSA P-256 with SHA-256, RFC 5280), as PEM. It
+ * carries a subject key identifier and, issued by a CA, the authority key
+ * identifier (§4.2.1.1–2), so two test CAs of one name stay apart.
+ */
+function certificate(o: { subject: string; issuer: string; publicKey: KeyObject; signer: KeyObject; issuerKeyId?: Uint8Array; ca: boolean; dnsNames: string[]; days: number }): string {
   const serial = randomBytes(16);
   // A positive DER INTEGER in minimal form: high bit clear, and never a
   // leading zero byte (OpenSSL refuses one as "illegal padding", which a
@@ -52,7 +78,11 @@ function certificate(o: { subject: string; issuer: string; publicKey: KeyObject;
     // basicConstraints; keyUsage: keyCertSign|cRLSign for the CA, digitalSignature for a leaf
     extension(oid(0x55, 0x1d, 0x13), true, o.ca ? seq(TRUE) : seq()),
     extension(oid(0x55, 0x1d, 0x0f), true, der(0x03, new Uint8Array(o.ca ? [0x01, 0x06] : [0x07, 0x80]))),
+    // subjectKeyIdentifier ::= OCTET STRING
+    extension(oid(0x55, 0x1d, 0x0e), false, der(0x04, keyIdentifier(o.publicKey))),
   ];
+  // authorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
+  if (o.issuerKeyId) exts.push(extension(oid(0x55, 0x1d, 0x23), false, seq(der(0x80, o.issuerKeyId))));
   if (o.dnsNames.length) exts.push(extension(oid(0x55, 0x1d, 0x11), false, seq(...o.dnsNames.map((n) => der(0x82, new TextEncoder().encode(n))))));
   const tbs = seq(
     der(0xa0, der(0x02, new Uint8Array([2]))),
@@ -72,7 +102,8 @@ function certificate(o: { subject: string; issuer: string; publicKey: KeyObject;
 
 /**
  * A throwaway certificate authority (ECDSA P-256) issuing leaf certificates
- * for DNS names, made with node:crypto alone (no `openssl` binary). For the
+ * (ECDSA P-256, RSA or Ed25519 keys) for DNS names, made with node:crypto
+ * alone (no `openssl` binary). For the
  * demo, examples and tests; never for production.
  * @group Testing
  * @example
@@ -86,8 +117,50 @@ export interface TestPki {
   caCert: string;
   /** The CA's private key (PKCS#8 PEM). */
   caKey: string;
-  /** Issue a certificate (and a new P-256 key) for `dnsNames`; the first is the subject CN. */
-  issue(dnsNames: string[], days?: number): { cert: string; key: string };
+  /**
+   * Issue a certificate and a new key for `dnsNames` (`*.` wildcards allowed);
+   * the first name is the subject CN. The second argument is the validity in
+   * days, or {@link TestIssueOptions} (validity and the leaf's key type; the
+   * default is an ECDSA P-256 key).
+   */
+  issue(dnsNames: string[], options?: number | TestIssueOptions): { cert: string; key: string };
+}
+
+/**
+ * The key type of an issued leaf: ECDSA P-256, RSA 2048 or Ed25519. The CA
+ * signs each with ECDSA P-256 / SHA-256.
+ * @group Testing
+ * @example
+ * ```ts
+ * const kind: TestKeyType = 'ed25519';
+ * ```
+ */
+export type TestKeyType = 'ec' | 'rsa' | 'ed25519';
+
+/**
+ * Options of {@link TestPki.issue}.
+ * @group Testing
+ * @example
+ * ```ts
+ * const { cert, key } = createTestPki().issue(['rsa.example'], { keyType: 'rsa', days: 2 });
+ * ```
+ */
+export interface TestIssueOptions {
+  /** Validity in days (default: the PKI's). */
+  days?: number;
+  /** The leaf's key type (default `'ec'`). */
+  keyType?: TestKeyType;
+}
+
+function leafKeyPair(type: TestKeyType): { publicKey: KeyObject; privateKey: KeyObject } {
+  switch (type) {
+    case 'ec':
+      return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    case 'rsa':
+      return generateKeyPairSync('rsa', { modulusLength: 2048 });
+    case 'ed25519':
+      return generateKeyPairSync('ed25519');
+  }
 }
 
 /**
@@ -111,13 +184,16 @@ export function createTestPki(existing?: { caCert: string; caKey: string }, days
     caKey = pair.privateKey;
     caCert = certificate({ subject: 'ech-server demo CA', issuer: 'ech-server demo CA', publicKey: pair.publicKey, signer: caKey, ca: true, dnsNames: [], days });
   }
-  const issuer = new X509Certificate(caCert).subject.replace(/^CN=/, '');
+  const caX509 = new X509Certificate(caCert);
+  const issuer = caX509.subject.replace(/^CN=/, '');
+  const issuerKeyId = keyIdentifier(caX509.publicKey);
   return {
     caCert,
     caKey: caKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    issue(dnsNames, leafDays = days) {
-      const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const cert = certificate({ subject: dnsNames[0]!, issuer, publicKey: pair.publicKey, signer: caKey, ca: false, dnsNames, days: leafDays });
+    issue(dnsNames, options) {
+      const o = typeof options === 'number' ? { days: options } : (options ?? {});
+      const pair = leafKeyPair(o.keyType ?? 'ec');
+      const cert = certificate({ subject: dnsNames[0]!, issuer, publicKey: pair.publicKey, signer: caKey, issuerKeyId, ca: false, dnsNames, days: o.days ?? days });
       return { cert, key: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
     },
   };

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { connectEch } from '../tls13/ech-client.js';
+import { connectEch, type EchConnectOptions, type EchConnectResult } from '../tls13/ech-client.js';
 
 /**
  * One HTTP request over a TLS connection that may offer ECH, as the demo
@@ -20,20 +20,13 @@ import { connectEch } from '../tls13/ech-client.js';
 export type EchRequest = (options: EchRequestOptions) => Promise<EchRequestResult>;
 
 /**
- * Options of an {@link EchRequest}.
+ * Options of an {@link EchRequest}: the ECH client's own options
+ * ({@link EchConnectOptions}: `host`, `port`, `servername` — the inner name
+ * when ECH is offered —, `echConfigList`, `grease`, `retry`), plus the CA to
+ * trust and the request to send.
  * @group Testing
  */
-export interface EchRequestOptions {
-  host: string;
-  port: number;
-  /** The server name (the inner one when ECH is offered). */
-  servername: string;
-  /** ECHConfigList to offer ECH with; without it, GREASE or no ECH. */
-  echConfigList?: Uint8Array;
-  /** Send a GREASE ECH extension (no echConfigList). */
-  grease?: boolean;
-  /** On rejection, reconnect once with the server's retry_configs. */
-  retry?: boolean;
+export interface EchRequestOptions extends Pick<EchConnectOptions, 'host' | 'port' | 'servername' | 'echConfigList' | 'grease' | 'retry'> {
   /** CA certificates (PEM) to verify the server with. */
   ca: string;
   /** Bytes to send once connected; the answer is read until the server closes. */
@@ -41,13 +34,11 @@ export interface EchRequestOptions {
 }
 
 /**
- * What an {@link EchRequest} got.
+ * What an {@link EchRequest} got: the ECH client's `echStatus` and `retried`
+ * ({@link EchConnectResult}) and the answer.
  * @group Testing
  */
-export interface EchRequestResult {
-  echStatus: 'accepted' | 'rejected' | 'grease' | 'not-offered';
-  /** A second connection was made with the server's retry_configs. */
-  retried: boolean;
+export interface EchRequestResult extends Pick<EchConnectResult, 'echStatus' | 'retried'> {
   /** Everything the server sent back. */
   response: string;
 }

@@ -29,6 +29,7 @@ import { echPaddingLength } from '../ech/builder.js';
 import { nativeSupported, setupBaseSender, type SenderContext } from '../crypto/hpke.js';
 import { EchRejectedError, type ClientEchOffer, type ClientSession } from './client.js';
 import { connectTls13, type TlsClientSocket } from './client-socket.js';
+import type { EchStatus } from './ech-hook.js';
 
 export { EchRejectedError };
 
@@ -80,7 +81,7 @@ export interface EchConnectOptions {
 export interface EchConnectResult {
   /** Connected, ready for application data. Emits `session` for each ticket. */
   socket: TlsClientSocket;
-  echStatus: 'accepted' | 'rejected' | 'grease' | 'not-offered';
+  echStatus: EchStatus;
   /** A second connection was made with the server's retry_configs. */
   retried: boolean;
   /** What the server sent when it rejected ECH (the first attempt's, if retried). */

@@ -96,8 +96,32 @@ export type EchErrorCode =
   | 'ERR_NO_BACKEND';
 
 /**
- * Base error of this library: carries a stable `code` and the TLS `alert`
- * that the failure maps to on the wire.
+ * The root of this library's errors: a stable, machine-readable `code`.
+ * Every TLS, ECH and key failure is an {@link EchError}, which adds the
+ * `alert` the failure maps to on the wire; the DNS publishers' failures
+ * (`PublishError`, `ech-server/dns`) never reach a TLS peer, so they carry
+ * no alert but the DNS RCODE and TSIG error of the server's answer instead.
+ * @group Errors
+ * @example
+ * ```ts
+ * try { await publisher.publish(names, list); }
+ * catch (e) { if (e instanceof CodedError) console.error(e.code, e.message); }
+ * ```
+ */
+export class CodedError extends Error {
+  /** Stable machine-readable code (`ERR_…`). */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CodedError';
+    this.code = code;
+  }
+}
+
+/**
+ * Base error of TLS, ECH and key failures: carries a stable `code` and the
+ * TLS `alert` that the failure maps to on the wire.
  * @group Errors
  * @example
  * ```ts
@@ -105,16 +129,15 @@ export type EchErrorCode =
  * catch (e) { if (e instanceof EchError) console.log(e.code, e.alert); }
  * ```
  */
-export class EchError extends Error {
+export class EchError extends CodedError {
   /** Stable machine-readable code. */
-  readonly code: EchErrorCode;
+  declare readonly code: EchErrorCode;
   /** The alert the RFC names for this failure. */
   readonly alert: AlertDescription;
 
   constructor(code: EchErrorCode, alert: AlertDescription, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'EchError';
-    this.code = code;
     this.alert = alert;
   }
 }

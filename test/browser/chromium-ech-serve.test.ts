@@ -1,4 +1,3 @@
-// @module-tag peer-openssl
 // @module-tag peer-chromium
 // @module-tag peer-netns
 // @module-tag peer-certutil
@@ -24,7 +23,7 @@
 // handed to the front end (`fe.server.emit('connection', socket)`): the bytes
 // the client sent are kept, so each test checks what was on the wire.
 //
-// Needs root, chromium, iproute2, libnss3-tools, openssl
+// Needs root, chromium, iproute2, libnss3-tools
 // (docs/testing-with-chromium.md). Missing any of them is a failure, never a skip.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';

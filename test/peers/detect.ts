@@ -48,7 +48,7 @@ export interface PeerStatus {
 
 const DESCRIPTIONS: Record<PeerId, string> = {
   boringssl: 'BoringSSL (android-libboringssl) and gcc to build test/peers/boringssl/harness.c',
-  openssl: 'the OpenSSL command line tool (test PKIs, s_client/s_server)',
+  openssl: 'the OpenSSL command line tool (s_client/s_server, openssl verify, the browser page-load PKI)',
   knot: 'Knot DNS (knotd) and kdig',
   bind: 'BIND (named)',
   chromium: 'Chromium',
