@@ -89,7 +89,11 @@ export type EchErrorCode =
   /** Keyless mode: no key server answered in time (src/keyless). */
   | 'ERR_KEYLESS_UNAVAILABLE'
   /** Keyless mode: a key server refused or failed the operation (src/keyless). */
-  | 'ERR_KEYLESS_REFUSED';
+  | 'ERR_KEYLESS_REFUSED'
+  /** Fleet mode: the key-encryption key is unreadable or does not open the fleet's keys (src/fleet). */
+  | 'ERR_FLEET_KEK'
+  /** Fleet mode: etcd did not answer, or holds no usable keys (src/fleet). */
+  | 'ERR_FLEET_UNAVAILABLE';
 
 /**
  * Base error of this library: carries a stable `code` and the TLS `alert`
