@@ -22,6 +22,7 @@ import { DEMO_USAGE, runDemoCli } from './demo.js';
 import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { CHECK_USAGE, runCheck } from './check.js';
+import { FLEET_USAGE, runFleet } from './fleet.js';
 import { loadServeConfig } from '../front/config.js';
 import { startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
@@ -186,7 +187,8 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "drainTimeoutMs": 10000,
     "logInnerNames": false,
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
-    "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
+    "keyless": { ... },                      optional: keys in a key server (docs/keyless.md)
+    "fleet": { ... }                         optional: keys shared through etcd (docs/fleet.md)
   }
 A route matches the inner name when ECH is accepted, else the outer name
 (exact, then *.wildcard; "alpn" narrows a route to clients offering one of
@@ -243,6 +245,12 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
     summary: 'run a keyless key server: ECH decapsulation and CertificateVerify signatures for front ends',
     usage: KEYSERVER_USAGE,
     run: runKeyserver,
+  },
+
+  fleet: {
+    summary: 'fleet mode: make a key-encryption key, show the fleet status from etcd (docs/fleet.md)',
+    usage: FLEET_USAGE,
+    run: runFleet,
   },
 
   demo: {
