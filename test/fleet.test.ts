@@ -74,6 +74,33 @@ const httpGet = (port: number, path: string) =>
       .on('error', rej);
   });
 
+/** A plain TLS 1.3 connection (Node's client); resolves with the session ticket it got and whether it resumed. */
+function nodeTls(p: ServeProcess, session?: Buffer): Promise<{ session: Buffer | undefined; reused: boolean }> {
+  return new Promise((res, rej) => {
+    let got: Buffer | undefined;
+    let reused = false;
+    const s = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'secret.example.test', ca: readFileSync(join(pki.dir, 'ca.pem')), minVersion: 'TLSv1.3', ...(session ? { session } : {}) });
+    const t = setTimeout(() => {
+      s.destroy();
+      rej(new Error('TLS connection timed out'));
+    }, 10_000);
+    s.on('session', (x: Buffer) => (got ??= x));
+    s.once('secureConnect', () => {
+      reused = s.isSessionReused();
+      s.write(GET);
+    });
+    s.on('data', () => undefined);
+    s.on('error', (e) => {
+      clearTimeout(t);
+      rej(e);
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      res({ session: got, reused });
+    });
+  });
+}
+
 const GET = 'GET / HTTP/1.1\r\nHost: secret.example.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n';
 const ech = (p: ServeProcess, echConfigList: string, retry = false) =>
   runClient({ port: p.port, sni: 'secret.example.test', echConfigList, ca: join(pki.dir, 'ca.pem'), retry, send: GET, read: true });
@@ -150,5 +177,21 @@ describe('fleet mode', () => {
       expect(r.echAccepted, name).toBe(true);
     }
     expect(fe.get('fe-a')!.output()).toMatch(/"event":"fleet_keys_imported"/);
+  });
+
+  it('a session ticket issued by front end A resumes on B and on C (ticket keys come from etcd)', async () => {
+    // Every member has loaded the same ticket key (member records).
+    await until(async () => {
+      const s = await fleetStatusCli();
+      const ids = (s['members'] as { ticketIds: string[] }[]).map((m) => m.ticketIds[0]);
+      return ids.length === 3 && ids.every((x) => x && x === ids[0]) ? true : undefined;
+    }, 'the three members to hold the same ticket key');
+    const first = await nodeTls(fe.get('fe-a')!);
+    expect(first.reused).toBe(false);
+    expect(first.session).toBeDefined();
+    for (const name of ['fe-b', 'fe-c']) {
+      const again = await nodeTls(fe.get(name)!, first.session);
+      expect(again.reused, name).toBe(true);
+    }
   });
 });
