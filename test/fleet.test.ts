@@ -25,7 +25,7 @@ import { writeNewKekFile } from '../src/fleet/kek.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const PREFIX = '/ech-server/test';
-const LEASE_TTL = 4;
+const LEASE_TTL = 6;
 
 let dir: string;
 let pki: TestPki;
@@ -117,6 +117,18 @@ function publishes(): { key: string; count: number; echConfigList: string; membe
   return out.sort((a, b) => a.count - b.count);
 }
 
+interface StateKey {
+  id: string;
+  configId: number;
+  created: number;
+  published: number | null;
+  withdrawn: number | null;
+}
+async function state(): Promise<{ keys: StateKey[]; waitingFor: string[]; publishCount: number; nextRotation: number }> {
+  return JSON.parse((await client.get(`${PREFIX}/state`).string())!) as { keys: StateKey[]; waitingFor: string[]; publishCount: number; nextRotation: number };
+}
+const leader = () => client.namespace(`${PREFIX}/`).election('leader').leader();
+
 async function fleetStatusCli(member = 'fe-a'): Promise<Record<string, unknown>> {
   const file = join(dir, `status-${member}.json`);
   await writeFile(file, JSON.stringify(fleetConfig(member)));
@@ -193,5 +205,161 @@ describe('fleet mode', () => {
       const again = await nodeTls(fe.get(name)!, first.session);
       expect(again.reused, name).toBe(true);
     }
+  });
+
+  it('rotation: Knot serves the new list only once all three members report the key; a member that does not report blocks it and is reported', async () => {
+    const lead = (await leader())!;
+    const stopped = ['fe-a', 'fe-b', 'fe-c'].find((n) => n !== lead)!;
+    // A quiet moment: every key published, the next one due in more than 1.5 s.
+    const st = await until(async () => {
+      const x = await state();
+      return x.keys.every((k) => k.published !== null) && x.nextRotation - Date.now() > 1500 ? x : undefined;
+    }, 'a moment between rotations', 25_000);
+    // Pause one follower just before the next key is due, so it cannot load it.
+    await sleep(Math.max(0, st.nextRotation - Date.now() - 800));
+    const paused = fe.get(stopped)!.child;
+    paused.kill('SIGSTOP');
+    const before = knotList()!;
+    expect(before).toBe((await fleetStatusCli())['published']);
+    let resumed = false;
+    try {
+      const pending = await until(async () => (await state()).keys.find((k) => k.published === null), 'a new pending key', 15_000);
+      // publishDelay (2 s) passes; the key stays unpublished while one member lacks it.
+      await sleep(3000);
+      const s2 = await state();
+      expect(s2.keys.find((k) => k.id === pending.id)!.published).toBeNull();
+      expect(s2.waitingFor).toEqual([stopped]);
+      expect(knotList()).toBe(before);
+      const lp = fe.get(lead)!;
+      expect(lp.output()).toMatch(new RegExp(`"event":"fleet_waiting_for_members".*"key":"${pending.id}".*"members":\\["${stopped}"\\]`));
+      const metrics = await httpGet(adminPort(lp), '/metrics');
+      expect(metrics.body).toContain(`ech_fleet_member_not_ready{member="${stopped}"} 1`);
+      paused.kill('SIGCONT');
+      resumed = true;
+      const after = await until(() => {
+        const l = knotList();
+        return l !== before ? l : undefined;
+      }, 'Knot to serve the new list', 10_000);
+      // What Knot serves is the pending key, published after every member reported it.
+      const status = await fleetStatusCli();
+      expect(status['published']).toBe(after);
+      for (const m of status['members'] as { name: string; keyIds: string[] }[]) expect(m.keyIds, m.name).toContain(pending.id);
+      expect(publishes().at(-1)!.key).toBe(pending.id);
+      for (const name of ['fe-a', 'fe-b', 'fe-c']) expect((await ech(fe.get(name)!, after)).echAccepted, name).toBe(true);
+
+      // A client still holding the old list: once the old key is retired
+      // (ttl + margin after the publish), every member rejects it with
+      // retry_configs equal to what Knot serves, and the retry is accepted.
+      for (const name of ['fe-a', 'fe-b', 'fe-c']) {
+        const r = await until(async () => {
+          const k1 = knotList();
+          const x = await ech(fe.get(name)!, before, true);
+          return x.retried ? { x, k1, k2: knotList() } : undefined;
+        }, `${name} to retire the old key`, 15_000);
+        expect(r.x.first!.echRejected, name).toBe(true);
+        expect([r.k1, r.k2], name).toContain(r.x.firstRetryConfigs);
+        expect(r.x.echAccepted, name).toBe(true);
+      }
+    } finally {
+      if (!resumed) paused.kill('SIGCONT');
+    }
+  }, 60_000);
+
+  it('kill the leader during a rotation: another member leads within the lease TTL and finishes it; nothing published twice or out of order', async () => {
+    const pending = await until(async () => (await state()).keys.find((k) => k.published === null), 'the next pending key', 20_000);
+    const old = (await leader())!;
+    const killedAt = Date.now();
+    fe.get(old)!.child.kill('SIGKILL');
+    const next = await until(async () => {
+      const l = await leader();
+      return l && l !== old ? l : undefined;
+    }, 'a new leader', (LEASE_TTL + 5) * 1000);
+    const took = Date.now() - killedAt;
+    expect(took).toBeLessThanOrEqual(LEASE_TTL * 1000 + 1500);
+    await until(async () => (await state()).keys.find((k) => k.id === pending.id)?.published ?? undefined, 'the new leader to publish the pending key', 20_000);
+    const list = await until(() => {
+      const l = knotList();
+      const p = publishes().find((x) => x.key === pending.id);
+      return p && l === p.echConfigList ? l : undefined;
+    }, 'Knot to serve it', 10_000);
+    expect(publishes().find((x) => x.key === pending.id)!.member).toBe(next);
+    // Every publish of the run, from every member's log (the killed one's too): each key once, in key order, counts 1..n.
+    const all = publishes();
+    expect(all.map((p) => p.count)).toEqual(all.map((_, i) => i + 1));
+    expect(new Set(all.map((p) => p.key)).size).toBe(all.length);
+    expect([...all.map((p) => p.key)].sort()).toEqual(all.map((p) => p.key));
+    expect((await state()).publishCount).toBe(all.length);
+    for (const name of ['fe-a', 'fe-b', 'fe-c'].filter((n) => n !== old)) expect((await ech(fe.get(name)!, list)).echAccepted, name).toBe(true);
+  }, 60_000);
+
+  it('a front end started later gets the keys within 2 s of joining and is accepted', async () => {
+    const list = await until(knotList, 'a published list');
+    const d = await startMember('fe-d');
+    const joined = JSON.parse(d.output().split('\n').find((l) => l.includes('"fleet_joined"'))!) as { ms: number; keys: string[] };
+    expect(joined.ms).toBeLessThan(2000);
+    expect(joined.keys.length).toBeGreaterThan(0);
+    const r = await ech(d, list);
+    expect(r.echAccepted).toBe(true);
+  }, 60_000);
+
+  it('quorum lost (two etcd members stopped): every front end keeps accepting ECH and reports it; back: rotation resumes', async () => {
+    const live = ['fe-a', 'fe-b', 'fe-c', 'fe-d'].filter((n) => fe.get(n)!.child.exitCode === null && fe.get(n)!.child.signalCode === null);
+    const list = await until(knotList, 'a published list');
+    await Promise.all([etcd.members[0]!.stop(), etcd.members[1]!.stop()]);
+    const countBefore = publishes().length;
+    for (const name of live) {
+      const h = await until(async () => {
+        const x = await httpGet(adminPort(fe.get(name)!), '/healthz');
+        return x.body.includes('"etcd":"unavailable"') ? x : undefined;
+      }, `${name} to report etcd unavailable`, 15_000);
+      expect(h.status).toBe(200);
+      expect((await httpGet(adminPort(fe.get(name)!), '/metrics')).body).toMatch(/ech_fleet_etcd_up\{member="[^"]+"\} 0/);
+    }
+    for (const name of live) {
+      const r = await ech(fe.get(name)!, list);
+      expect(r.echAccepted, name).toBe(true);
+    }
+    expect(fe.get(live[0]!)!.output()).toMatch(/"event":"fleet_etcd_unavailable"/);
+    etcd.members[0]!.start();
+    etcd.members[1]!.start();
+    for (const name of live) {
+      await until(async () => ((await httpGet(adminPort(fe.get(name)!), '/healthz')).body.includes('"etcd":"ok"') ? true : undefined), `${name} to see etcd again`, 20_000);
+    }
+    await until(() => (publishes().length > countBefore ? true : undefined), 'the rotation to resume (a new publish)', 30_000);
+    const now = await until(knotList, 'a list');
+    for (const name of live) expect((await ech(fe.get(name)!, now)).echAccepted, name).toBe(true);
+  }, 90_000);
+
+  it('etcd holds no private key in the clear: no PEM, no raw or PKCS#8 bytes of the imported key, not the KEK', async () => {
+    const all = await client.getAll().buffers();
+    const values = Object.values(all);
+    expect(values.length).toBeGreaterThan(5);
+    const needles = [
+      Buffer.from('-----BEGIN'),
+      Buffer.from(imported.privateKeyRaw),
+      Buffer.from(kemPrivateKeyToPkcs8(imported.config.kemId, imported.privateKeyRaw)),
+      Buffer.from(imported.privateKeyRaw).subarray(0, 16),
+      Buffer.from((readFileSync(join(dir, 'fleet.kek'), 'utf8')).trim(), 'base64'),
+    ];
+    for (const v of values) {
+      for (const n of needles) expect(v.includes(n)).toBe(false);
+      // base64 forms too (records are JSON)
+      for (const n of needles.slice(1)) expect(v.includes(Buffer.from(n.toString('base64')))).toBe(false);
+    }
+    // The sealed records are there, and the imported key's public config is readable.
+    expect(Object.keys(all).some((k) => k.startsWith(`${PREFIX}/ech/`))).toBe(true);
+    expect(Object.keys(all).some((k) => k.startsWith(`${PREFIX}/tickets/`))).toBe(true);
+  });
+
+  it('a member with another KEK refuses to start, one line naming fleet.kekFile', async () => {
+    await writeNewKekFile(join(dir, 'other.kek'));
+    const c = fleetConfig('fe-x');
+    (c['fleet'] as Record<string, unknown>)['kekFile'] = 'other.kek';
+    const err = await startServe(dir, c, 20_000).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    expect(err).toMatch(/exited with 1: .*fleet\.kekFile: .*kek-check does not open with the KEK in .*other\.kek/);
+    expect(err).not.toMatch(/\n\s+at /);
   });
 });

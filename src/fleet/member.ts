@@ -210,7 +210,8 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
    */
   async start(timeoutMs = 30_000): Promise<void> {
     const client = (this.#client = await etcdClient(this.#o.config.etcd));
-    const deadline = Date.now() + timeoutMs;
+    const began = Date.now();
+    const deadline = began + timeoutMs;
     // The KEK check: a value every member must open; the first member writes it.
     for (;;) {
       try {
@@ -241,7 +242,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
       }
       await new Promise((r) => setTimeout(r, 200));
     }
-    this.#log('fleet_joined', { keys: this.#keyIds, leader: this.#leader });
+    this.#log('fleet_joined', { keys: this.#keyIds, leader: this.#leader, ms: Date.now() - began });
   }
 
   async #checkKek(client: Etcd3): Promise<void> {
