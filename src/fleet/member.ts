@@ -486,6 +486,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
   }
 
   async #runStep(): Promise<void> {
+    if (!this.#leader || this.#closed) return;
     if (this.#stepping) {
       this.#stepAgain = true;
       return;
@@ -653,8 +654,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
     if (rot) state.nextRotation = Math.max(...state.keys.filter((k) => k.withdrawn === null).map((k) => k.created)) + rot.period * 1000;
     if (created) {
       // Members load the new keys from the watch and report them; the next step publishes.
-      await this.#commit(rev, state, puts, deletes);
-      return 0;
+      return (await this.#commit(rev, state, puts, deletes)) ? 50 : RETRY_MS;
     }
 
     const members = await this.#members();
@@ -742,7 +742,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
       }
     }
     if (rot && state.nextRotation !== null) next = Math.min(next, state.nextRotation - now);
-    if (changed && !(await this.#commit(rev, state, puts, deletes))) return 0;
+    if (changed && !(await this.#commit(rev, state, puts, deletes))) return RETRY_MS;
     return Math.min(Math.max(next, 200), 60_000);
   }
 
