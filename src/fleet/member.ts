@@ -498,7 +498,8 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
         try {
           next = await this.#step();
         } catch (e) {
-          this.#etcdFailed(e as Error);
+          // EchError: our own problem (a key file to import, a record); anything else is etcd's.
+          if (!(e instanceof EchError)) this.#etcdFailed(e as Error);
           this.#log('fleet_rotation_step_failed', { error: (e as Error).message });
           next = RETRY_MS;
         }
@@ -549,8 +550,14 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
     }
     const out: { id: string; record: FleetKeyRecord; configId: number; retired: boolean }[] = [];
     for (const n of names) {
-      const pem = parseEchPem(await readFile(join(dir, n), 'utf8'));
-      const configs = decodeEchConfigList(pem.echConfigList).configs;
+      let pem;
+      let configs: EchConfig[];
+      try {
+        pem = parseEchPem(await readFile(join(dir, n), 'utf8'));
+        configs = decodeEchConfigList(pem.echConfigList).configs;
+      } catch (e) {
+        throw new EchError('ERR_KEY_FILE', 'internal_error', `cannot import ${join(dir, n)}: ${(e as Error).message}`, { cause: e });
+      }
       let config = configs[0];
       let sealedPkcs8: Uint8Array | null = null;
       if (pem.privateKeyPkcs8) {
