@@ -35,6 +35,7 @@ let client: Etcd3;
 const fe = new Map<string, ServeProcess>();
 const imported = generateEchKey({ publicName: 'cover.example', configId: 0x11 });
 let baseConfig: Record<string, unknown>;
+let firstTicketId: string | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until<T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 20_000): Promise<T> {
@@ -164,7 +165,7 @@ beforeAll(async () => {
       names: ['secret.example.test'],
       publisher: { type: 'rfc2136', server: dns.address, zone: dns.zone, tsig: { name: dns.updateKey.name, secret: dns.updateKey.secret }, timeoutMs: 1000 },
     },
-    fleet: { etcd: { endpoints: etcd.endpoints }, prefix: PREFIX, member: 'x', kekFile: 'fleet.kek', leaseTtl: LEASE_TTL, ticketPeriod: 30 },
+    fleet: { etcd: { endpoints: etcd.endpoints }, prefix: PREFIX, member: 'x', kekFile: 'fleet.kek', leaseTtl: LEASE_TTL, ticketPeriod: 20 },
   };
   // A first, then B and C: A imports the key directory.
   await startMember('fe-a');
@@ -193,10 +194,10 @@ describe('fleet mode', () => {
 
   it('a session ticket issued by front end A resumes on B and on C (ticket keys come from etcd)', async () => {
     // Every member has loaded the same ticket key (member records).
-    await until(async () => {
+    firstTicketId = await until(async () => {
       const s = await fleetStatusCli();
       const ids = (s['members'] as { ticketIds: string[] }[]).map((m) => m.ticketIds[0]);
-      return ids.length === 3 && ids.every((x) => x && x === ids[0]) ? true : undefined;
+      return ids.length === 3 && ids.every((x) => x && x === ids[0]) ? ids[0] : undefined;
     }, 'the three members to hold the same ticket key');
     const first = await nodeTls(fe.get('fe-a')!);
     expect(first.reused).toBe(false);
@@ -224,6 +225,14 @@ describe('fleet mode', () => {
     let resumed = false;
     try {
       const pending = await until(async () => (await state()).keys.find((k) => k.published === null), 'a new pending key', 15_000);
+      // The members that run apply it from the watch, and report it, within 2 s of its creation.
+      for (const name of ['fe-a', 'fe-b', 'fe-c'].filter((n) => n !== stopped)) {
+        const rec = await until(async () => {
+          const r = JSON.parse((await client.get(`${PREFIX}/members/${name}`).string()) ?? '{"keyIds":[]}') as { keyIds: string[]; at: number };
+          return r.keyIds.includes(pending.id) ? r : undefined;
+        }, `${name} to report the new key`, 5000);
+        expect(rec.at - pending.created, name).toBeLessThanOrEqual(2000);
+      }
       // publishDelay (2 s) passes; the key stays unpublished while one member lacks it.
       await sleep(3000);
       const s2 = await state();
@@ -329,6 +338,18 @@ describe('fleet mode', () => {
     const now = await until(knotList, 'a list');
     for (const name of live) expect((await ech(fe.get(name)!, now)).echAccepted, name).toBe(true);
   }, 90_000);
+
+  it('ticket keys rotate for the whole fleet: a new one seals on every member, and its tickets resume across members', async () => {
+    expect(firstTicketId).toBeDefined();
+    await until(async () => {
+      const ms = (await fleetStatusCli())['members'] as { name: string; ticketIds: string[] }[];
+      const ids = ms.map((m) => m.ticketIds[0]);
+      return ids.length >= 3 && ids.every((x) => x && x === ids[0] && x !== firstTicketId) ? true : undefined;
+    }, 'a ticket key rotation', 30_000);
+    const live = ['fe-a', 'fe-b', 'fe-c', 'fe-d'].filter((n) => fe.get(n)!.child.exitCode === null && fe.get(n)!.child.signalCode === null);
+    const t = await nodeTls(fe.get(live[0]!)!);
+    expect((await nodeTls(fe.get(live[1]!)!, t.session)).reused).toBe(true);
+  }, 40_000);
 
   it('etcd holds no private key in the clear: no PEM, no raw or PKCS#8 bytes of the imported key, not the KEK', async () => {
     const all = await client.getAll().buffers();
