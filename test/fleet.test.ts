@@ -102,6 +102,33 @@ function nodeTls(p: ServeProcess, session?: Buffer): Promise<{ session: Buffer |
   });
 }
 
+/** A TLS connection left open after its handshake; `request()` sends GET and resolves with the response. */
+function openTls(p: ServeProcess): Promise<{ name: string; request(): Promise<string> }> {
+  return new Promise((res, rej) => {
+    const s = tls.connect({ host: '127.0.0.1', port: p.port, servername: 'secret.example.test', ca: readFileSync(join(pki.dir, 'ca.pem')) });
+    let body = '';
+    let closed = false;
+    s.on('data', (d) => (body += d));
+    s.on('close', () => (closed = true));
+    s.once('error', rej);
+    s.once('secureConnect', () =>
+      res({
+        name: String(p.port),
+        request: () =>
+          new Promise<string>((ok, bad) => {
+            if (closed) return bad(new Error('the connection was closed'));
+            s.write(GET);
+            const t = setTimeout(() => bad(new Error('no answer')), 10_000);
+            s.once('close', () => {
+              clearTimeout(t);
+              ok(body);
+            });
+          }),
+      }),
+    );
+  });
+}
+
 const GET = 'GET / HTTP/1.1\r\nHost: secret.example.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n';
 const ech = (p: ServeProcess, echConfigList: string, retry = false) =>
   runClient({ port: p.port, sni: 'secret.example.test', echConfigList, ca: join(pki.dir, 'ca.pem'), retry, send: GET, read: true });
@@ -252,6 +279,8 @@ describe('fleet mode', () => {
       // What Knot serves is the pending key, published after every member reported it.
       const status = await fleetStatusCli();
       expect(status['published']).toBe(after);
+      expect(status['leader']).toBe(lead);
+      expect(Date.parse(status['nextRotation'] as string)).toBeGreaterThan(Date.now());
       for (const m of status['members'] as { name: string; keyIds: string[] }[]) expect(m.keyIds, m.name).toContain(pending.id);
       expect(publishes().at(-1)!.key).toBe(pending.id);
       for (const name of ['fe-a', 'fe-b', 'fe-c']) expect((await ech(fe.get(name)!, after)).echAccepted, name).toBe(true);
@@ -314,6 +343,8 @@ describe('fleet mode', () => {
   it('quorum lost (two etcd members stopped): every front end keeps accepting ECH and reports it; back: rotation resumes', async () => {
     const live = ['fe-a', 'fe-b', 'fe-c', 'fe-d'].filter((n) => fe.get(n)!.child.exitCode === null && fe.get(n)!.child.signalCode === null);
     const list = await until(knotList, 'a published list');
+    // Connections open across the outage (handshake done, request not sent yet).
+    const open = await Promise.all(live.map((name) => openTls(fe.get(name)!)));
     await Promise.all([etcd.members[0]!.stop(), etcd.members[1]!.stop()]);
     const countBefore = publishes().length;
     for (const name of live) {
@@ -334,6 +365,8 @@ describe('fleet mode', () => {
     for (const name of live) {
       await until(async () => ((await httpGet(adminPort(fe.get(name)!), '/healthz')).body.includes('"etcd":"ok"') ? true : undefined), `${name} to see etcd again`, 20_000);
     }
+    // No connection was dropped: each still answers its request.
+    for (const c of open) expect(await c.request(), c.name).toMatch(/^HTTP\/1\.1 200/);
     await until(() => (publishes().length > countBefore ? true : undefined), 'the rotation to resume (a new publish)', 30_000);
     const now = await until(knotList, 'a list');
     for (const name of live) expect((await ech(fe.get(name)!, now)).echAccepted, name).toBe(true);
