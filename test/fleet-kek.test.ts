@@ -69,4 +69,18 @@ describe('fleet KEK', () => {
     await expect(readKekFile(bad)).rejects.toThrow(/does not hold a KEK/);
     await expect(readKekFile(join(dir, 'missing.kek'))).rejects.toThrow(/cannot read .*ENOENT/);
   });
+
+  it('`fleet status` errors: one line and exit 1 for a config without a fleet section or an etcd that does not answer', async () => {
+    const none = join(dir, 'none.json');
+    await writeFile(none, JSON.stringify({ listen: '127.0.0.1:0', keys: 'k', publicName: { cert: 'c', key: 'k' } }));
+    const a = await run(['fleet', 'status', '--config', none]);
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/^ech-server fleet status: .*none\.json has no "fleet" section\n$/);
+    const down = join(dir, 'down.json');
+    await writeFile(down, JSON.stringify({ listen: '127.0.0.1:0', publicName: { cert: 'c', key: 'k' }, fleet: { etcd: { endpoints: ['http://127.0.0.1:1'] }, prefix: '/x', member: 'a', kekFile: 'k' } }));
+    const b = await run(['fleet', 'status', '--config', down]);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/^ech-server fleet status: etcd at http:\/\/127\.0\.0\.1:1: .*\n$/);
+    expect(b.stderr.trim().split('\n')).toHaveLength(1);
+  });
 });

@@ -46,6 +46,7 @@ import {
   type FleetState,
   KEK_CHECK_TEXT,
   etcdClient,
+  etcdMessage,
   fleetPaths,
   parseFleetState,
 } from './store.js';
@@ -220,7 +221,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
       } catch (e) {
         if (e instanceof FleetKekError || Date.now() > deadline) {
           await this.close();
-          throw e instanceof FleetKekError ? e : unavailable(`fleet: etcd at ${this.#o.config.etcd.endpoints.join(', ')} did not answer: ${(e as Error).message}`, e);
+          throw e instanceof FleetKekError ? e : unavailable(`etcd at ${this.#o.config.etcd.endpoints.join(', ')} did not answer: ${etcdMessage(e)}`, e);
         }
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -238,7 +239,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
       if (this.#set.size > 0) break;
       if (Date.now() > deadline) {
         await this.close();
-        throw unavailable(`fleet: no ECH keys from etcd (${this.#p.prefix}) within ${timeoutMs} ms${this.#lastError ? `: ${this.#lastError}` : ''}`);
+        throw unavailable(`no ECH keys from etcd (${this.#p.prefix}) within ${timeoutMs} ms${this.#lastError ? `: ${this.#lastError}` : ''}`);
       }
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -260,11 +261,11 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
 
   #etcdFailed(e: Error): void {
     this.#counters.etcdErrors++;
-    this.#lastError = e.message;
+    this.#lastError = etcdMessage(e);
     if (this.#etcdOk) {
       this.#etcdOk = false;
       this.#unavailableSince = Date.now();
-      this.#log('fleet_etcd_unavailable', { error: e.message, keys: this.#keyIds });
+      this.#log('fleet_etcd_unavailable', { error: this.#lastError, keys: this.#keyIds });
     }
   }
 

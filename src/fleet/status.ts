@@ -5,7 +5,7 @@
  * @module
  */
 import type { FleetConfig } from './config.js';
-import { type FleetMemberRecord, etcdClient, fleetPaths, parseFleetState } from './store.js';
+import { type FleetMemberRecord, etcdClient, etcdMessage, fleetPaths, parseFleetState } from './store.js';
 import { EchError } from '../wire/alert.js';
 
 /**
@@ -64,7 +64,7 @@ export async function fleetStatus(config: FleetConfig): Promise<FleetStatus> {
     };
   } catch (e) {
     if (e instanceof EchError) throw e;
-    throw new EchError('ERR_FLEET_UNAVAILABLE', 'internal_error', `etcd at ${config.etcd.endpoints.join(', ')}: ${(e as Error).message}`, { cause: e });
+    throw new EchError('ERR_FLEET_UNAVAILABLE', 'internal_error', `etcd at ${config.etcd.endpoints.join(', ')}: ${etcdMessage(e)}`, { cause: e });
   } finally {
     client.close();
   }

@@ -137,6 +137,19 @@ export function parseFleetState(text: string | null): FleetState {
   return { ...emptyFleetState(), ...s };
 }
 
+/**
+ * One line from an etcd/gRPC error (gRPC appends a multi-line "Resolution
+ * note").
+ * @group Fleet
+ * @example
+ * ```ts
+ * log({ event: 'etcd_failed', error: etcdMessage(e) });
+ * ```
+ */
+export function etcdMessage(e: unknown): string {
+  return String((e as Error)?.message ?? e).replace(/\s*Resolution note:[\s\S]*$/, '').split('\n')[0]!;
+}
+
 /** Per-call deadline for unary etcd calls (streams have none). */
 export const ETCD_CALL_TIMEOUT_MS = 3000;
 
