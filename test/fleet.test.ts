@@ -416,4 +416,15 @@ describe('fleet mode', () => {
     expect(err).toMatch(/exited with 1: .*fleet\.kekFile: .*kek-check does not open with the KEK in .*other\.kek/);
     expect(err).not.toMatch(/\n\s+at /);
   });
+
+  it('wrong DNS credentials are found at start in fleet mode too (any member may become the leader)', async () => {
+    const c = fleetConfig('fe-y');
+    const rot = c['rotation'] as { publisher: { tsig: { secret: string } } };
+    rot.publisher.tsig.secret = Buffer.alloc(32, 9).toString('base64');
+    const err = await startServe(dir, c, 20_000).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    expect(err).toMatch(/exited with 1: .*rotation\.publisher: the publisher check failed/);
+  });
 });

@@ -267,6 +267,15 @@ async function startFleet(config: ServeConfig, log: LogSink, keyless: KeylessCli
     throw new ServeConfigError('fleet.kekFile', (e as Error).message);
   }
   const r = config.rotation;
+  const publisher = r ? createPublisher(r) : undefined;
+  // As without a fleet: wrong DNS credentials fail at start (every member
+  // checks, since any of them may become the leader).
+  try {
+    await publisher?.check?.();
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    throw new ServeConfigError('rotation.publisher', `the publisher check failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+  }
   const member = new FleetMember({
     config: f,
     kek,
@@ -286,7 +295,7 @@ async function startFleet(config: ServeConfig, log: LogSink, keyless: KeylessCli
           },
         }
       : {}),
-    ...(r && createPublisher(r) ? { publisher: createPublisher(r)! } : {}),
+    ...(publisher ? { publisher } : {}),
     ...(keyless ? { privateKeyFor: (c: EchConfig) => keyless.echPrivateKey(c) } : {}),
     log,
   });
