@@ -16,6 +16,8 @@ import { encodeEchConfigList } from '../src/ech/config.js';
 import { FleetMember } from '../src/fleet/member.js';
 import { writeNewKekFile, type FleetKek } from '../src/fleet/kek.js';
 import type { FleetConfig } from '../src/fleet/config.js';
+import { fleetStatus } from '../src/fleet/status.js';
+import { makePki } from './tls13-helpers.js';
 
 let etcd: EtcdCluster;
 let dir: string;
@@ -123,4 +125,30 @@ describe('FleetMember against etcd', () => {
     members.push(keyless);
     await expect(keyless.start(3000)).rejects.toThrow(/has no private key \(a keyless fleet\) and this member is not keyless/);
   });
+
+  it('etcd over TLS with a client certificate (fleet.etcd.ca/cert/key); without the client certificate etcd refuses', async () => {
+    const pki = makePki();
+    const server = pki.leaf('ec', ['localhost']);
+    const fe = pki.leaf('ec', ['fe-a.fleet']);
+    const ca = join(pki.dir, 'ca.pem');
+    const secure = await startEtcdCluster(1, { cert: server.certPath, key: server.keyPath, ca, clientCert: fe.certPath, clientKey: fe.keyPath });
+    try {
+      const key = generateEchKey({ publicName: 'cover.example', configId: 21 });
+      const keys = join(dir, 'tls-keys');
+      await mkdir(keys);
+      await writeEchKeyFile(join(keys, 'k.pem'), key.config, key.privateKeyRaw);
+      const config: FleetConfig = { ...fleetCfg('/tls', 'fe-a'), etcd: { endpoints: secure.endpoints, ca, cert: fe.certPath, key: fe.keyPath } };
+      const m = new FleetMember({ config, kek, importDirectory: keys });
+      members.push(m);
+      await m.start(15_000);
+      expect(m.keySet.get(21)).toBeDefined();
+      const st = await fleetStatus(config);
+      expect(st.members.map((x) => x.name)).toEqual(['fe-a']);
+      await expect(fleetStatus({ ...config, etcd: { endpoints: secure.endpoints, ca } })).rejects.toThrow(/etcd at https:\/\/localhost:\d+: /);
+      await m.close();
+    } finally {
+      await secure.stop();
+      pki.cleanup();
+    }
+  }, 40_000);
 });

@@ -40,7 +40,17 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+/** Client TLS for the cluster: server cert/key (SAN localhost), and the CA client certificates must chain to. */
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  ca: string;
+  /** etcdctl's client certificate. */
+  clientCert: string;
+  clientKey: string;
+}
+
+export async function startEtcdCluster(size = 3, tls?: EtcdTls): Promise<EtcdCluster> {
   if (!etcdAvailable()) throw new Error(ETCD_INSTALL_HINT);
   const dir = await mkdtemp(join(tmpdir(), 'ech-etcd-'));
   const ports = [];
@@ -53,8 +63,9 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
     const args = [
       '--name', names[i]!,
       '--data-dir', join(dir, names[i]!),
-      '--listen-client-urls', `http://127.0.0.1:${p.client}`,
-      '--advertise-client-urls', `http://127.0.0.1:${p.client}`,
+      '--listen-client-urls', `${tls ? 'https' : 'http'}://127.0.0.1:${p.client}`,
+      '--advertise-client-urls', tls ? `https://localhost:${p.client}` : `http://127.0.0.1:${p.client}`,
+      ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : []),
       '--listen-peer-urls', `http://127.0.0.1:${p.peer}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${p.peer}`,
       '--initial-cluster', cluster,
@@ -66,7 +77,7 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
     ];
     const m: EtcdMember = {
       name: names[i]!,
-      clientUrl: `http://127.0.0.1:${p.client}`,
+      clientUrl: tls ? `https://localhost:${p.client}` : `http://127.0.0.1:${p.client}`,
       running: () => !!child && child.exitCode === null && child.signalCode === null,
       start() {
         out = '';
@@ -87,7 +98,8 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   for (const m of members) m.start();
   const endpoints = members.map((m) => m.clientUrl);
   const ctl = (args: string[]) => {
-    const r = spawnSync('etcdctl', ['--endpoints', endpoints.join(','), '--command-timeout=3s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    const auth = tls ? ['--cacert', tls.ca, '--cert', tls.clientCert, '--key', tls.clientKey] : [];
+    const r = spawnSync('etcdctl', ['--endpoints', endpoints.join(','), '--command-timeout=3s', ...auth, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
     if (r.status !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
