@@ -151,4 +151,27 @@ describe('FleetMember against etcd', () => {
       pki.cleanup();
     }
   }, 40_000);
+
+  it('etcd authentication (fleet.etcd.username/password); a wrong password is a clear start error', async () => {
+    const authed = await startEtcdCluster(1);
+    try {
+      authed.ctl(['user', 'add', 'root:rootpw']);
+      authed.ctl(['auth', 'enable']);
+      const key = generateEchKey({ publicName: 'cover.example', configId: 33 });
+      const keys = join(dir, 'auth-keys');
+      await mkdir(keys);
+      await writeEchKeyFile(join(keys, 'k.pem'), key.config, key.privateKeyRaw);
+      const config: FleetConfig = { ...fleetCfg('/auth', 'fe-a'), etcd: { endpoints: authed.endpoints, username: 'root', password: 'rootpw' } };
+      const m = new FleetMember({ config, kek, importDirectory: keys });
+      members.push(m);
+      await m.start(15_000);
+      expect(m.keySet.get(33)).toBeDefined();
+      await m.close();
+      const wrong = new FleetMember({ config: { ...config, etcd: { ...config.etcd, password: 'nope' } }, kek });
+      members.push(wrong);
+      await expect(wrong.start(2000)).rejects.toThrow(/etcd at http:\/\/127\.0\.0\.1:\d+ : .*(auth|password)/i);
+    } finally {
+      await authed.stop();
+    }
+  }, 40_000);
 });

@@ -221,7 +221,7 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
       } catch (e) {
         if (e instanceof FleetKekError || Date.now() > deadline) {
           await this.close();
-          throw e instanceof FleetKekError ? e : unavailable(`etcd at ${this.#o.config.etcd.endpoints.join(', ')} did not answer: ${etcdMessage(e)}`, e);
+          throw e instanceof FleetKekError ? e : unavailable(`etcd at ${this.#o.config.etcd.endpoints.join(', ')}: ${etcdMessage(e)}`, e);
         }
         await new Promise((r) => setTimeout(r, 500));
       }
