@@ -169,7 +169,7 @@ describe('FleetMember against etcd', () => {
       await m.close();
       const wrong = new FleetMember({ config: { ...config, etcd: { ...config.etcd, password: 'nope' } }, kek });
       members.push(wrong);
-      await expect(wrong.start(2000)).rejects.toThrow(/etcd at http:\/\/127\.0\.0\.1:\d+ : .*(auth|password)/i);
+      await expect(wrong.start(2000)).rejects.toThrow(/etcd at http:\/\/127\.0\.0\.1:\d+: .*(auth|password)/i);
     } finally {
       await authed.stop();
     }
