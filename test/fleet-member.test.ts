@@ -126,6 +126,35 @@ describe('FleetMember against etcd', () => {
     await expect(keyless.start(3000)).rejects.toThrow(/has no private key \(a keyless fleet\) and this member is not keyless/);
   });
 
+  it('no keys in etcd and no key directory: the first leader generates one as rotation says; it becomes the retry key once every member has it', async () => {
+    const published: string[][] = [];
+    const m = new FleetMember({
+      config: fleetCfg('/generate', 'g1'),
+      kek,
+      rotation: { publicName: 'gen.example', period: 3600, ttl: 1, names: ['www.example'] },
+      publisher: {
+        publish: async (names) => {
+          published.push([...names]);
+        },
+      },
+    });
+    members.push(m);
+    await m.start(15_000);
+    const state = JSON.parse((await client.get('/generate/state').string())!) as { keys: { id: string; configId: number }[]; nextRotation: number };
+    expect(state.keys).toHaveLength(1);
+    expect(m.keySet.keys()[0]!.config.publicName).toBe('gen.example');
+    expect(state.nextRotation).toBeGreaterThan(Date.now() + 3500_000);
+    const active = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        if (m.keySet.retryConfigs().length) return m.keySet.retryConfigs();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return [];
+    })();
+    expect(active.map((c) => c.configId)).toEqual([state.keys[0]!.configId]);
+    expect(published).toEqual([['www.example']]);
+  });
+
   it('etcd over TLS with a client certificate (fleet.etcd.ca/cert/key); without the client certificate etcd refuses', async () => {
     const pki = makePki();
     const server = pki.leaf('ec', ['localhost']);
