@@ -38,8 +38,16 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
 }
 
-/** A CA and P-256 leaves signed by it, made with the openssl command. */
-function makePki(dir: string, leaves: Record<string, string[]>): Record<string, { cert: string; key: string }> & { ca: { cert: string } } {
+/**
+ * A CA and P-256 leaves signed by it, made with the openssl command (keys
+ * 0600 in `dir`).
+ * @group Bench
+ * @example
+ * ```ts
+ * const pki = makeBenchPki(dir, { site: ['cover.example', 'alpha.example'] });
+ * ```
+ */
+export function makeBenchPki(dir: string, leaves: Record<string, string[]>): Record<string, { cert: string; key: string }> & { ca: { cert: string } } {
   const key = (name: string) => {
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`], dir);
     chmodSync(join(dir, `${name}.key`), 0o600);
@@ -61,8 +69,13 @@ function makePki(dir: string, leaves: Record<string, string[]>): Record<string, 
  * Client options that send `servername` inside ECH to `config`: the
  * client's own ClientHello becomes ClientHelloInner (uncompressed, padded),
  * sealed into a ClientHelloOuter for the config's public_name.
+ * @group Bench
+ * @example
+ * ```ts
+ * const s = connectTls13({ host, port, servername: 'alpha.example', ...echClientOptions(config, 'alpha.example') });
+ * ```
  */
-function echClientOptions(config: EchConfig, serverName: string) {
+export function echClientOptions(config: EchConfig, serverName: string) {
   const suite = config.cipherSuites[0]!;
   const info = echHpkeInfo(config);
   return {
@@ -117,7 +130,7 @@ export async function keylessBench(): Promise<{
     for (const c of closers.reverse()) await c();
   };
   try {
-    const pki = makePki(dir, { site: ['cover.example', 'alpha.example'], keyserver: ['keyserver.bench'], edge: ['edge.bench'] });
+    const pki = makeBenchPki(dir, { site: ['cover.example', 'alpha.example'], keyserver: ['keyserver.bench'], edge: ['edge.bench'] });
     const site = pki['site']!;
     const ech = generateEchKey({ publicName: 'cover.example' });
     const handler = { handler: (s: { destroy(): void }) => s.destroy() };

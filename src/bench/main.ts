@@ -28,6 +28,7 @@ import {
 import { runCases, type BenchCase, type Measurement } from './harness.js';
 import { keylessBench } from './keyless.js';
 import { pqBench, PQ_RATIOS } from './pq.js';
+import { fleetBench } from './fleet.js';
 import { browserShapedHellos } from './hellos.js';
 import { decryptClientHello } from '../ech/decrypt.js';
 import { BackendPool } from '../front/pool.js';
@@ -172,6 +173,7 @@ const ratios: { field: string; num: string; den: string; meaning: string; target
   { field: 'decrypt_over_x25519', num: 'decrypt_us', den: 'x25519_us', meaning: 'a whole ECH decryption in units of one X25519 ECDH', target: '<= 1.5', required: true },
   { field: 'reject_over_x25519', num: 'reject_us', den: 'x25519_us', meaning: 'the no-key reject path (GREASE, junk) in units of one X25519 ECDH', target: '<= 0.05', required: true },
   { field: 'pool_select_over_handshake', num: 'pool_select_us', den: 'handshake_local_us', meaning: 'choosing a backend of a pool, in units of one whole ECH handshake', target: '<= 0.01' },
+  { field: 'fleet_over_local', num: 'handshake_fleet_us', den: 'handshake_fleet_ref_us', meaning: 'a whole ECH handshake with its keys from etcd (fleet mode) over one with the same key from a file: should be 1' },
   { field: 'keyless_over_local', num: 'handshake_keyless_us', den: 'handshake_local_us', meaning: 'a whole ECH handshake with its keys on a key server (loopback mTLS) over one with local keys' },
   // Post-quantum (src/bench/pq.ts). The handshake target holds with native
   // ML-KEM (Node >= 24); on Node 20/22 the JS fallback misses it (reported).
@@ -207,6 +209,20 @@ async function main(): Promise<void> {
   } finally {
     await keyless.close();
   }
+  // Fleet mode (src/bench/fleet.ts): the same handshakes, keys from etcd; needs the etcd binary.
+  const fleet = await fleetBench();
+  try {
+    // Under load the second case of each interleaved pair runs slower (seen:
+    // ±20 %), so run both orders and average: the ratio then shows fleet mode, not the order.
+    const ab = await runCases(fleet.cases, BATCH);
+    const ba = await runCases([...fleet.cases].reverse(), BATCH);
+    for (const [field, m] of ab) {
+      const n = ba.get(field)!;
+      results.set(field, { ...m, median_us: (m.median_us + n.median_us) / 2, p90_us: (m.p90_us + n.p90_us) / 2, iterations: m.iterations + n.iterations });
+    }
+  } finally {
+    await fleet.close();
+  }
   const loadAfter = loadavg()[0] ?? 0;
   const out: Record<string, unknown> = {};
   for (const [field, m] of results) {
@@ -219,7 +235,7 @@ async function main(): Promise<void> {
     const b = results.get(r.den);
     if (a !== undefined && b !== undefined) out[r.field] = round(a.median_us / b.median_us, 3);
   }
-  Object.assign(out, keyless.summary(results));
+  Object.assign(out, keyless.summary(results), fleet.summary(results));
   const cpu = cpus();
   out.node = process.version;
   out.mlkem = pq.implementation;

@@ -23,6 +23,7 @@ import { DEMO_USAGE, runDemoCli } from './demo.js';
 import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { CHECK_USAGE, runCheck } from './check.js';
+import { FLEET_USAGE, runFleet } from './fleet.js';
 import { loadServeConfig } from '../front/config.js';
 import { checkServeConfig, startServe } from '../front/serve.js';
 import { jsonLines } from '../front/log.js';
@@ -225,7 +226,8 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "tls12": true,                           optional: false refuses TLS 1.2-only clients
     "logClientAddress": true,                client address:port in connection logs
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
-    "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
+    "keyless": { ... },                      optional: keys in a key server (docs/keyless.md)
+    "fleet": { ... }                         optional: keys shared through etcd (docs/fleet.md)
   }
 A route matches the inner name when ECH is accepted, else the outer name
 (exact, then *.wildcard; "alpn" narrows a route to clients offering one of
@@ -296,6 +298,12 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
     summary: 'run a keyless key server: ECH decapsulation and CertificateVerify signatures for front ends',
     usage: KEYSERVER_USAGE,
     run: runKeyserver,
+  },
+
+  fleet: {
+    summary: 'fleet mode: make a key-encryption key, show the fleet status from etcd (docs/fleet.md)',
+    usage: FLEET_USAGE,
+    run: runFleet,
   },
 
   demo: {

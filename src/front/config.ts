@@ -12,6 +12,7 @@ import type { RouteMatch } from './routes.js';
 import type { BackendSpec, BalancePolicy, HealthCheckOptions } from './pool.js';
 import { type KeylessServeConfig, validateKeylessSection } from '../keyless/serve-config.js';
 import { type RotationConfig, RotationConfigError, validateRotationConfig } from '../dns/rotation-config.js';
+import { type FleetConfig, FleetConfigError, validateFleetSection } from '../fleet/config.js';
 
 /**
  * A configuration error; `field` is a JSON path such as `routes[1].cert`.
@@ -67,7 +68,10 @@ export interface ServeRoute extends RouteMatch {
  */
 export interface ServeConfig {
   listen: { host: string; port: number };
-  /** Directory of ECH PEM key files. */
+  /**
+   * Directory of ECH PEM key files. In fleet mode it is optional (empty
+   * when absent): the first leader imports it when etcd holds no keys.
+   */
   keys: string;
   /** Certificate for the public name: rejected, GREASE and non-ECH connections to it (no key in keyless mode). */
   publicName: { cert: string; key?: string; respond: 'ech-status' };
@@ -107,6 +111,12 @@ export interface ServeConfig {
    * refused (`chmod 600` it).
    */
   allowInsecureKeyFilePermissions?: boolean;
+  /**
+   * Fleet mode (src/fleet, docs/fleet.md): ECH keys and ticket keys come
+   * from etcd, shared by every front end; the elected leader runs
+   * `rotation` (its `stateFile` is not used: the state lives in etcd).
+   */
+  fleet?: FleetConfig;
 }
 
 const GROUPS = new Set(['x25519mlkem768', 'x25519', 'secp256r1']);
@@ -178,12 +188,23 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress', 'allowInsecureKeyFilePermissions'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress', 'allowInsecureKeyFilePermissions', 'fleet'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  let fleet: FleetConfig | undefined;
+  if (raw['fleet'] !== undefined) {
+    try {
+      fleet = validateFleetSection(raw['fleet'], path);
+    } catch (e) {
+      if (e instanceof FleetConfigError) throw new ServeConfigError(e.field, e.message.replace(/^[^:]*: /, ''));
+      throw e;
+    }
+  }
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
     try {
-      rotation = validateRotationConfig(raw['rotation'], 'rotation');
+      // Fleet mode keeps the rotation state in etcd: no state file needed.
+      const r = raw['rotation'];
+      rotation = validateRotationConfig(fleet && isObj(r) && r['stateFile'] === undefined ? { ...r, stateFile: '(etcd)' } : r, 'rotation');
     } catch (e) {
       if (e instanceof RotationConfigError) throw new ServeConfigError(e.field, e.message.replace(/^[^:]*: /, ''));
       throw e;
@@ -194,7 +215,8 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   }
   const keyless = raw['keyless'] === undefined ? undefined : validateKeylessSection(raw['keyless'], path, (f, m) => new ServeConfigError(f, m));
   const listen = hostPort(raw['listen'], 'listen');
-  const keys = path(str(raw, 'keys', 'keys')!);
+  const keysDir = str(raw, 'keys', 'keys', !fleet);
+  const keys = keysDir ? path(keysDir) : '';
   const pn = raw['publicName'];
   if (!isObj(pn)) throw new ServeConfigError('publicName', 'must be an object { "cert": file, "key": file }');
   unknownKeys(pn, ['cert', 'key', 'respond'], 'publicName');
@@ -337,6 +359,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(rotation ? { rotation } : {}),
     ...(t12 === false ? { tls12: false as const } : {}),
     ...(insecure === true ? { allowInsecureKeyFilePermissions: true } : {}),
+    ...(fleet ? { fleet } : {}),
   };
 }
 

@@ -16,8 +16,11 @@ import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction
 import { type LogSink, silent } from './log.js';
 import type { KeylessClient } from '../keyless/client.js';
 import { EchKeySet } from '../keys/key-set.js';
+import type { EchConfig } from '../ech/config.js';
 import { EchKeyManager } from '../keys/manager.js';
-import { keyManagerOptions } from '../dns/rotation-config.js';
+import { createPublisher, keyManagerOptions } from '../dns/rotation-config.js';
+import { FleetMember } from '../fleet/member.js';
+import { readKekFile } from '../fleet/kek.js';
 import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
 import { keylessClientFromConfig } from '../keyless/serve-config.js';
 
@@ -271,7 +274,17 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
   // Rotation: the key manager makes, publishes, promotes and retires keys in
   // the key directory; each new key set goes to the running front end.
   let manager: EchKeyManager | undefined;
-  if (config.rotation) {
+  // Fleet mode: keys and ticket keys come from etcd; the elected leader
+  // runs the rotation (src/fleet).
+  let fleet: FleetMember | undefined;
+  if (config.fleet) {
+    try {
+      fleet = await startFleet(config, log, keyless);
+    } catch (e) {
+      keyless?.close();
+      throw e;
+    }
+  } else if (config.rotation) {
     manager = await EchKeyManager.open(keyManagerOptions(config.rotation, config.keys));
     // Fail loudly at start on wrong credentials (a TSIG-signed SOA query),
     // not silently at the next rotation a period later.
@@ -288,10 +301,11 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
   }
   try {
-    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log, keyless, manager?.keySet));
+    fe = new EchFrontEnd(withFleetTickets(await frontEndOptionsFromConfig(config, log, keyless, fleet?.keySet ?? manager?.keySet), fleet));
   } catch (e) {
     keyless?.close();
     await manager?.stop();
+    await fleet?.close();
     if (e instanceof ServeConfigError || !(e instanceof EchError)) throw e;
     throw new ServeConfigError('publicName', e.message);
   }
@@ -303,8 +317,11 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     fe.update({ keys });
     log({ event: 'keys_rotated', keys: keys.size, retry: keys.retryConfigs().map((c) => c.configId) });
   });
+  fleet?.on('keys', (keys: EchKeySet) => fe.update({ keys }));
+  fleet?.on('tickets', () => fe.update(withFleetTickets({}, fleet)));
   const stopAll = async () => {
     await manager?.stop();
+    await fleet?.close();
     keyless?.close();
   };
   let addr: { host: string; port: number };
@@ -320,11 +337,12 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     admin = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(fe.metrics.render() + (keyless ? keyless.renderMetrics() : ''));
+        res.end(fe.metrics.render() + (keyless ? keyless.renderMetrics() : '') + (fleet ? fleet.renderMetrics() : ''));
       } else if (req.url === '/healthz') {
         const ok = !fe.draining;
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-        res.end(ok ? 'ok\n' : 'draining\n');
+        // Fleet mode: still 200 while etcd is away (keys are local), with the detail.
+        res.end(`${ok ? 'ok' : 'draining'}\n${fleet ? `fleet ${JSON.stringify(fleet.health())}\n` : ''}`);
       } else {
         res.writeHead(404);
         res.end();
@@ -363,7 +381,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
             : undefined;
         }
         try {
-          fe.update(await frontEndOptionsFromConfig(next, log, client, manager?.keySet));
+          fe.update(withFleetTickets(await frontEndOptionsFromConfig(next, log, client, fleet?.keySet ?? manager?.keySet), fleet));
         } catch (e) {
           if (client !== keyless) client?.close();
           throw e;
@@ -385,6 +403,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     },
     async close() {
       await manager?.stop();
+      await fleet?.close();
       await fe.close(config.drainTimeoutMs);
       keyless?.close();
       if (admin) {
@@ -393,4 +412,61 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
       }
     },
   };
+}
+
+/** Join the fleet a config's `fleet` section names; resolves once its keys are loaded. */
+async function startFleet(config: ServeConfig, log: LogSink, keyless: KeylessClient | undefined): Promise<FleetMember> {
+  const f = config.fleet!;
+  let kek;
+  try {
+    kek = await readKekFile(f.kekFile);
+  } catch (e) {
+    throw new ServeConfigError('fleet.kekFile', (e as Error).message);
+  }
+  const r = config.rotation;
+  const publisher = r ? createPublisher(r) : undefined;
+  // As without a fleet: wrong DNS credentials fail at start (every member
+  // checks, since any of them may become the leader).
+  try {
+    await publisher?.check?.();
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    throw new ServeConfigError('rotation.publisher', `the publisher check failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+  }
+  const member = new FleetMember({
+    config: f,
+    kek,
+    ...(config.keys ? { importDirectory: config.keys } : {}),
+    ...(r
+      ? {
+          rotation: {
+            publicName: r.publicName,
+            period: r.period,
+            ttl: r.ttl,
+            names: r.names,
+            ...(r.kem ? { kem: r.kem } : {}),
+            ...(r.maximumNameLength !== undefined ? { maximumNameLength: r.maximumNameLength } : {}),
+            ...(r.margin !== undefined ? { margin: r.margin } : {}),
+            ...(r.publishDelay !== undefined ? { publishDelay: r.publishDelay } : {}),
+            ...(r.retryInterval !== undefined ? { retryInterval: r.retryInterval } : {}),
+          },
+        }
+      : {}),
+    ...(publisher ? { publisher } : {}),
+    ...(keyless ? { privateKeyFor: (c: EchConfig) => keyless.echPrivateKey(c) } : {}),
+    log,
+  });
+  try {
+    await member.start();
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    throw new ServeConfigError(err.code === 'ERR_FLEET_KEK' ? 'fleet.kekFile' : 'fleet', err.message);
+  }
+  return member;
+}
+
+/** Front-end options with the fleet's ticket keys, when there are any. */
+function withFleetTickets<T extends Partial<FrontEndOptions>>(options: T, fleet: FleetMember | undefined): T {
+  if (!fleet || fleet.ticketSecrets.length === 0) return options;
+  return { ...options, tls: { ...options.tls, ticketKeys: fleet.ticketSecrets } };
 }

@@ -165,9 +165,10 @@ export interface EchServerOptions {
   /**
    * 48 random bytes shared by every server that must accept each other's
    * tickets (Node's name); default: a random key per server, rotated every
-   * `sessionTimeout`.
+   * `sessionTimeout`. A list of such secrets (fleet mode, rotating them
+   * across servers): the first seals new tickets, every one opens.
    */
-  ticketKeys?: Uint8Array;
+  ticketKeys?: Uint8Array | readonly Uint8Array[];
   /**
    * Tickets sent after each handshake (default 1; 0 disables): an integer
    * from 0 to {@link MAX_SESSION_TICKETS}, else {@link resolveServerConfig}

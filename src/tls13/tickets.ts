@@ -66,23 +66,29 @@ export class TicketKeys {
   private previous: TicketKey | undefined;
 
   private readonly fixed: TicketKey | undefined;
+  /** More shared secrets' keys: they open tickets, the first secret's key seals. */
+  private readonly fixedOpen: TicketKey[] = [];
 
   /**
    * @param options.rotationMs how long one key seals new tickets
    * @param options.now clock (ms), for tests
    * @param options.secret Node's `ticketKeys` (48 random bytes, shared by
    *   every server of a cluster): the key is derived from it and does not
-   *   rotate; rotate by changing the secret.
+   *   rotate; rotate by changing the secret. A list of secrets (a fleet
+   *   rotating them): the first seals, every one opens.
    */
-  constructor(options: { rotationMs?: number; now?: () => number; secret?: Uint8Array } = {}) {
+  constructor(options: { rotationMs?: number; now?: () => number; secret?: Uint8Array | readonly Uint8Array[] } = {}) {
     this.rotationMs = options.rotationMs ?? 300_000;
     this.now = options.now ?? Date.now;
-    if (options.secret) {
-      if (options.secret.length !== 48) throw new InvalidArgumentError('ticketKeys must be 48 bytes');
-      const prk = hkdfExtract('sha256', new TextEncoder().encode('ech-server ticket key'), options.secret);
+    const secrets = options.secret === undefined ? [] : options.secret instanceof Uint8Array ? [options.secret] : options.secret;
+    const derived = secrets.map((secret): TicketKey => {
+      if (secret.length !== 48) throw new InvalidArgumentError('ticketKeys must be 48 bytes');
+      const prk = hkdfExtract('sha256', new TextEncoder().encode('ech-server ticket key'), secret);
       const okm = hkdfExpand('sha256', prk, new Uint8Array(0), 40);
-      this.fixed = { id: okm.slice(0, 8), key: okm.slice(8, 40), createdAt: 0 };
-    }
+      return { id: okm.slice(0, 8), key: okm.slice(8, 40), createdAt: 0 };
+    });
+    this.fixed = derived[0];
+    this.fixedOpen = derived.slice(1);
   }
 
   private rotate(): TicketKey {
@@ -123,7 +129,7 @@ export class TicketKeys {
     if (ticket.length < 8 + 12 + 16 + 1) return undefined;
     this.rotate();
     const id = ticket.subarray(0, 8);
-    const k = [this.fixed, this.current, this.previous].find((x) => x && equalBytes(x.id, id));
+    const k = [this.fixed, ...this.fixedOpen, this.current, this.previous].find((x) => x && equalBytes(x.id, id));
     if (!k) return undefined;
     try {
       const d = createDecipheriv('aes-256-gcm', k.key, ticket.subarray(8, 20));

@@ -93,7 +93,11 @@ export type EchErrorCode =
   /** Keyless mode: a key server refused or failed the operation (src/keyless). */
   | 'ERR_KEYLESS_REFUSED'
   /** Load balancing: no backend of the route's pool could be reached (src/front/pool.ts). */
-  | 'ERR_NO_BACKEND';
+  | 'ERR_NO_BACKEND'
+  /** Fleet mode: the key-encryption key is unreadable or does not open the fleet's keys (src/fleet). */
+  | 'ERR_FLEET_KEK'
+  /** Fleet mode: etcd did not answer, or holds no usable keys (src/fleet). */
+  | 'ERR_FLEET_UNAVAILABLE';
 
 /**
  * The root of this library's errors: a stable, machine-readable `code`.
