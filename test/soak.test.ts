@@ -39,6 +39,17 @@ describe('npm run soak', () => {
     expect(r.code).toBe(0);
   }, 130_000);
 
+  it('--half-close (one good client in four sends its request with end()): nothing lost, fds back to baseline', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [SOAK, '--connections', '300', '--seconds', '100', '--half-close'], { timeout: 120_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+      );
+    });
+    const report = JSON.parse(r.stdout.trim().split('\n')[0]!) as Record<string, unknown>;
+    expect(report, r.stderr).toMatchObject({ connections: 300, lost: 0, lost_reasons: [], fds_recovered: true, ok: true });
+    expect(r.code).toBe(0);
+  }, 130_000);
+
   it('a bad option is a usage error (exit 2)', async () => {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(process.execPath, [SOAK, '--connections', 'many'], (err, _o, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }));
