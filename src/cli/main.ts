@@ -24,6 +24,7 @@ import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { CHECK_USAGE, runCheck } from './check.js';
 import { loadServeConfig } from '../front/config.js';
 import { startServe } from '../front/serve.js';
+import { resolveWorkers, startWorkers } from '../front/workers.js';
 import { jsonLines } from '../front/log.js';
 
 /** A usage error: printed with the subcommand's help, exit code 2. */
@@ -186,6 +187,7 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "drainTimeoutMs": 10000,
     "logInnerNames": false,
     "tls12": true,                           optional: false refuses TLS 1.2-only clients
+    "workers": 1,                            optional: N or "auto" (one per core) processes, one port
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
     "keyless": { ... }                       optional: keys in a key server (docs/keyless.md)
   }
@@ -204,7 +206,8 @@ without dropping connections; SIGTERM/SIGINT stop accepting and drain.`,
       const file = values.config;
       const config = await loadServeConfig(file);
       const log = jsonLines(process.stderr);
-      const running = await startServe(config, log);
+      // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
+      const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
       process.stdout.write(
         `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );

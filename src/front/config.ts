@@ -92,6 +92,12 @@ export interface ServeConfig {
    * directory, and the running front end's key set follows.
    */
   rotation?: RotationConfig;
+  /**
+   * Worker processes sharing the listening port (src/front/workers.ts):
+   * a count, or `'auto'` for `os.availableParallelism()`. Default 1: one
+   * process, as before.
+   */
+  workers?: number | 'auto';
 }
 
 const GROUPS = new Set(['x25519', 'secp256r1']);
@@ -138,7 +144,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'workers'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let rotation: RotationConfig | undefined;
   if (raw['rotation'] !== undefined) {
@@ -250,6 +256,9 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   if (lin !== undefined && typeof lin !== 'boolean') throw new ServeConfigError('logInnerNames', 'must be true or false');
   const t12 = raw['tls12'];
   if (t12 !== undefined && typeof t12 !== 'boolean') throw new ServeConfigError('tls12', 'must be true or false');
+  const workers = raw['workers'];
+  if (workers !== undefined && workers !== 'auto' && !(Number.isInteger(workers) && (workers as number) >= 1 && (workers as number) <= 1024))
+    throw new ServeConfigError('workers', 'must be "auto" or a whole number from 1 to 1024');
   return {
     listen,
     keys,
@@ -265,6 +274,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(keyless ? { keyless } : {}),
     ...(rotation ? { rotation } : {}),
     ...(t12 === false ? { tls12: false as const } : {}),
+    ...(workers !== undefined ? { workers: workers as number | 'auto' } : {}),
   };
 }
 

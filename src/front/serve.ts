@@ -123,6 +123,18 @@ export interface RunningServe {
 }
 
 /**
+ * What a worker of a multi-process `serve` (src/front/workers.ts) takes from
+ * its primary instead of loading or making it itself.
+ * @group Front end
+ */
+export interface SharedMaterial {
+  /** The ECH key set in use now (called at start and at each reload). */
+  keys?: () => EchKeySet;
+  /** Node-style `ticketKeys` secret (48 bytes) shared by every worker. */
+  ticketKeys?: Uint8Array;
+}
+
+/**
  * Start a front end from a {@link ServeConfig}. Nothing listens until every
  * file loaded and every option checked.
  * @group Front end
@@ -132,7 +144,7 @@ export interface RunningServe {
  * process.on('SIGHUP', async () => running.reload(await loadServeConfig('serve.json')));
  * ```
  */
-export async function startServe(config: ServeConfig, log: LogSink = silent): Promise<RunningServe> {
+export async function startServe(config: ServeConfig, log: LogSink = silent, shared?: SharedMaterial): Promise<RunningServe> {
   let fe: EchFrontEnd;
   // Keyless mode: one client for the life of the process (reloads keep it
   // unless the keyless section changed).
@@ -158,7 +170,10 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
   }
   try {
-    fe = new EchFrontEnd(await frontEndOptionsFromConfig(config, log, keyless, manager?.keySet));
+    fe = new EchFrontEnd({
+      ...(await frontEndOptionsFromConfig(config, log, keyless, manager?.keySet ?? shared?.keys?.())),
+      ...(shared?.ticketKeys ? { tls: { ticketKeys: shared.ticketKeys } } : {}),
+    });
   } catch (e) {
     keyless?.close();
     await manager?.stop();
@@ -208,7 +223,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
         let client = keyless;
         if (section !== keylessSection) client = next.keyless ? await keylessClientFromConfig(next.keyless, log, (f, m) => new ServeConfigError(f, m)) : undefined;
         try {
-          fe.update(await frontEndOptionsFromConfig(next, log, client, manager?.keySet));
+          fe.update(await frontEndOptionsFromConfig(next, log, client, manager?.keySet ?? shared?.keys?.()));
         } catch (e) {
           if (client !== keyless) client?.close();
           throw e;
