@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { EchKeySet } from '../keys/key-set.js';
 import { loadKeyDirectoryWith, parseEchKeyFile } from '../keys/files.js';
@@ -254,6 +254,18 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
     throw e;
   }
   const ticketKeys = new Uint8Array(randomBytes(48));
+  // The primary shares one socket per listen address (as the workers name
+  // it) and closes it when the last worker using it is gone. Port 0 is
+  // resolved here first, so every worker (restarted ones too) names the
+  // same port and a restart after every worker died binds it again.
+  if (config.listen.port === 0) {
+    try {
+      current = { ...current, listen: { ...current.listen, port: await freePort(config.listen.host) } };
+    } catch (e) {
+      await manager?.stop();
+      throw new ServeConfigError('listen', `cannot listen on ${config.listen.host}:0: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
 
   // SCHED_NONE: the workers accept from the shared socket themselves (the
   // default round-robin would put the primary on every connection's path).
@@ -430,7 +442,7 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
         await precheck(next, nextKeys);
         const workers = live();
         const results = await Promise.all(
-          workers.map((s) => request<Extract<FromWorker, { t: 'reloaded' }>>(s.worker, { t: 'reload', id: nextId++, config: workerConfig(next), keys: nextKeys }, 60_000)),
+          workers.map((s) => request<Extract<FromWorker, { t: 'reloaded' }>>(s.worker, { t: 'reload', id: nextId++, config: workerConfig({ ...next, listen: current.listen }), keys: nextKeys }, 60_000)),
         );
         const failed = results.map((r, i) => ({ r, s: workers[i]! })).filter((x) => !x.r?.ok);
         if (failed.length > 0) {
@@ -442,7 +454,7 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
           );
           throw new EchError('ERR_CONFIG', 'internal_error', `worker ${failed[0]!.s.index}: ${failed[0]!.r?.error ?? 'no answer'}`);
         }
-        current = next;
+        current = { ...next, listen: current.listen };
         keys = nextKeys;
         reloadsOk++;
         log({ event: 'reloaded', workers: workers.length, routes: next.routes.length });
@@ -478,6 +490,17 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
       log({ event: 'stopped' });
     },
   };
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = net.createServer();
+    srv.once('error', rej);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => res(port));
+    });
+  });
 }
 
 function sumSeries(text: string, name: string): number {

@@ -11,6 +11,8 @@ const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 export interface ServeProcess {
   child: ChildProcess;
   port: number;
+  /** The config file it runs (rewrite it, then SIGHUP). */
+  file: string;
   output(): string;
   stop(): Promise<number | null>;
 }
@@ -44,6 +46,7 @@ export async function startServe(dir: string, config: unknown, timeoutMs = 15_00
   return {
     child,
     port,
+    file,
     output: () => out + err,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
