@@ -116,6 +116,8 @@ export interface RunningServe {
   port: number;
   /** The admin listener's port, when configured. */
   adminPort: number | undefined;
+  /** The /metrics text: the front end's metrics, then the key-server client's in keyless mode. */
+  metricsText(): string;
   /** Apply a new configuration (keys, certificates, routes); the listen address cannot change. */
   reload(config: ServeConfig): Promise<void>;
   /** Drain and stop. */
@@ -189,13 +191,14 @@ export async function startServe(config: ServeConfig, log: LogSink = silent, sha
     log({ event: 'keys_rotated', keys: keys.size, retry: keys.retryConfigs().map((c) => c.configId) });
   });
   const addr = await fe.listen(config.listen.port, config.listen.host);
+  const metricsText = () => fe.metrics.render() + (keyless ? keyless.renderMetrics() : '');
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
   if (config.admin) {
     admin = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(fe.metrics.render() + (keyless ? keyless.renderMetrics() : ''));
+        res.end(metricsText());
       } else if (req.url === '/healthz') {
         const ok = !fe.draining;
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
@@ -217,6 +220,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent, sha
     host: addr.host,
     port: addr.port,
     adminPort,
+    metricsText,
     async reload(next: ServeConfig) {
       try {
         const section = JSON.stringify(next.keyless ?? null);

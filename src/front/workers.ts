@@ -573,7 +573,7 @@ export async function runWorker(): Promise<void> {
       keys = keySetFromShared(m.keys);
       running?.frontEnd.update({ keys });
     } else if (m.t === 'metrics') {
-      send({ t: 'metrics', id: m.id, text: running?.frontEnd.metrics.render() ?? '', active: running?.frontEnd.connections ?? 0 });
+      send({ t: 'metrics', id: m.id, text: running?.metricsText() ?? '', active: running?.frontEnd.connections ?? 0 });
     } else if (m.t === 'drain') {
       void drain();
     }
