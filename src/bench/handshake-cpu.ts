@@ -91,10 +91,10 @@ function processTree(pid: number): number[] {
   return out;
 }
 
-/** Nanoseconds on CPU of every thread of every process under `pid`. */
-function cpuNs(pid: number): number {
+/** Nanoseconds on CPU of every thread of every process under `pid` (of `pid` alone with `only`). */
+function cpuNs(pid: number, only = false): number {
   let ns = 0;
-  for (const p of processTree(pid)) {
+  for (const p of only ? [pid] : processTree(pid)) {
     let tasks: string[] = [];
     try {
       tasks = readdirSync(`/proc/${p}/task`);
@@ -204,7 +204,11 @@ interface Case {
   args: string[];
   /** What every connection must show. */
   expect: 'accepted' | 'rejected' | 'plain' | 'resumed';
+  /** Warm-up connections (default 1000). */
+  warm?: number;
   cpuNs: number;
+  /** CPU of the top process alone (a cluster's primary). */
+  topNs?: number;
   n: number;
 }
 
@@ -415,6 +419,10 @@ async function main(): Promise<number> {
     };
 
     const ours1 = await startOurs('ours1', {});
+    // workers2_over_workers1 compares two servers that see only the ECH
+    // case, each worker warmed with as many handshakes as the one of w1 (the
+    // JIT state of a worker follows how many handshakes it has run).
+    const w1 = skip.has('workers') ? undefined : await startOurs('w1', {});
     const ours2 = skip.has('workers') ? undefined : await startOurs('ours2', { workers: 2 });
     const nodeTls = await startPinned(SERVER_CORE, process.execPath, [SELF, '--node-tls-server', cert, '--node-tls-server', key]);
     procs.push(nodeTls);
@@ -435,18 +443,25 @@ async function main(): Promise<number> {
       { name: 'node_tls_resumed_us', pid: () => nodeTls.pid, args: [...common(Number(nodeTls.first['listening'])), '--sni', 'alpha.example', '--read', '--resume'], expect: 'plain', cpuNs: 0, n: 0 },
       // BoringSSL's server echoes the request: one read, then the client closes.
       { name: 'boringssl_us', pid: () => boring.pid, args: [...common(Number(boring.first['listening'])), '--sni', 'alpha.example', '--ech-config-list', marshal['echConfigList']!], expect: 'accepted', cpuNs: 0, n: 0 },
-      ...(ours2 ? [{ name: 'workers2_us', pid: () => ours2.p.pid, args: ech(ours2.port, ourList), expect: 'accepted' as const, cpuNs: 0, n: 0 }] : []),
+      ...(w1 && ours2
+        ? [
+            { name: 'workers1_us', pid: () => w1.p.pid, args: ech(w1.port, ourList), expect: 'accepted' as const, warm: 2000, cpuNs: 0, n: 0 },
+            { name: 'workers2_us', pid: () => ours2.p.pid, args: ech(ours2.port, ourList), expect: 'accepted' as const, warm: 4000, cpuNs: 0, topNs: 0, n: 0 },
+          ]
+        : []),
     ];
     // Warm-up (JIT, caches), then rounds of every case in turn.
-    for (const c of cases) check(c, await drive(harness, c.args, 200), 200);
+    for (const c of cases) check(c, await drive(harness, c.args, c.warm ?? 1000), c.warm ?? 1000);
     const per = Math.max(1, Math.ceil(count / rounds));
     for (let r = 0; r < rounds; r++) {
       for (const c of cases) {
         await sleep(100);
         const before = cpuNs(c.pid());
+        const topBefore = cpuNs(c.pid(), true);
         const s = await drive(harness, c.args, per);
         await sleep(150); // the server's close handling after the last connection
         c.cpuNs += cpuNs(c.pid()) - before;
+        if (c.topNs !== undefined) c.topNs += cpuNs(c.pid(), true) - topBefore;
         c.n += per;
         check(c, s, per);
       }
@@ -459,7 +474,11 @@ async function main(): Promise<number> {
     figures['handshakes_per_case'] = per * rounds;
     figures['ours_over_node'] = ratio(us('ours_us'), us('node_tls_us'));
     figures['ours_over_boringssl'] = ratio(us('ours_us'), us('boringssl_us'));
-    if (ours2) figures['workers2_over_workers1'] = ratio(us('workers2_us'), us('ours_us'));
+    if (ours2) {
+      figures['workers2_over_workers1'] = ratio(us('workers2_us'), us('workers1_us'));
+      const c = cases.find((x) => x.name === 'workers2_us')!;
+      figures['workers2_primary_us'] = Math.round((c.topNs! / c.n / 1000) * 10) / 10;
+    }
     for (const p of procs.splice(0)) await p.stop();
 
     // Split-mode relay vs a plain pipe proxy (both on the server core).
