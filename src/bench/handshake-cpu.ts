@@ -373,7 +373,7 @@ async function main(): Promise<number> {
   if (values.hold) return holdMode(Number(values.hold[0]), Number(values.hold[1]), values.hold[2]!, values.hold[3]!).then(() => 0);
 
   const count = Number(values.count ?? 1000);
-  const rounds = Number(values.rounds ?? 4);
+  const rounds = Number(values.rounds ?? 10);
   const relayMib = Number(values['relay-mib'] ?? 256);
   const conns = Number(values.conns ?? 10_000);
   const skip = new Set((values.skip ?? '').split(',').filter(Boolean));
