@@ -1,5 +1,6 @@
 // @module-tag peer-boringssl
 // @module-tag peer-openssl
+// @module-tag peer-chromium
 // `ech-server serve` with "workers": 2 (src/front/workers.ts), as a user runs
 // it: one port, every worker with the same ECH keys (BoringSSL accepted on
 // each) and the same ticket secret (a ticket from one worker resumes on the
@@ -7,8 +8,9 @@
 // or none; /metrics sums the workers; rotation runs once; a killed worker is
 // restarted while the other's connections carry on; SIGTERM drains all.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { BASE_FLAGS, chromiumBinary } from './peers/chromium.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -350,6 +352,34 @@ describe('serve with "workers": 2', () => {
       );
       open.forEach((o, i) => expect({ worker: o.worker, answered: answers[i] }).toEqual({ worker: o.worker, answered: o.worker === 2 }));
       for (const o of open) o.sock.destroy();
+    });
+  }, 90_000);
+
+  it('Chromium loads the page through two workers (TLS 1.3, ECH GREASE, hybrid share skipped)', async () => {
+    await withServe({}, async (s) => {
+      const home = await mkdtemp(join(tmpdir(), 'ech-workers-chromium-'));
+      try {
+        const dom = await new Promise<string>((res, rej) => {
+          const p = spawn(chromiumBinary(), [...BASE_FLAGS, '--ignore-certificate-errors', `--user-data-dir=${join(home, 'profile')}`, '--dump-dom', `https://127.0.0.1:${s.port}/`], {
+            env: { ...process.env, HOME: home },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let out = '';
+          p.stdout!.on('data', (d) => (out += d));
+          const t = setTimeout(() => p.kill('SIGKILL'), 45_000);
+          p.on('error', rej);
+          p.on('exit', () => {
+            clearTimeout(t);
+            res(out);
+          });
+        });
+        expect(dom).toMatch(/<html/);
+        expect(dom).toMatch(/TLSv1\.3/);
+        expect(handshakes(s).length).toBeGreaterThan(0);
+        expect(handshakes(s).every((e) => e['status'] === 'grease' || e['status'] === 'not-offered')).toBe(true);
+      } finally {
+        await rm(home, { recursive: true, force: true });
+      }
     });
   }, 90_000);
 
