@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { BASE_FLAGS, chromiumBinary } from './peers/chromium.js';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ import tls from 'node:tls';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
+import { FrontEndMetrics } from '../src/front/metrics.js';
+import { resolveWorkers, sumMetrics } from '../src/front/workers.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 let dir: string;
@@ -389,5 +391,37 @@ describe('serve with "workers": 2', () => {
     const r = await promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file]).catch((e: { code: number; stderr: string }) => e);
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/^ech-server serve: workers: must be "auto" or a whole number/);
+  });
+});
+
+describe('sumMetrics (the primary\'s /metrics)', () => {
+  it('sums series by name and labels, keeps one HELP/TYPE per family, merges histograms, leaves out skipped families', () => {
+    const a = new FrontEndMetrics();
+    const b = new FrontEndMetrics();
+    a.connection('accepted');
+    a.connection('accepted');
+    b.connection('accepted');
+    b.connection('rejected');
+    a.handshakeSeconds(0.002);
+    b.handshakeSeconds(0.02);
+    a.reload(true);
+    const sum = sumMetrics([a.render(), b.render()], new Set(['ech_reloads_total']));
+    expect(sum).toMatch(/^ech_connections_total\{status="accepted"\} 3$/m);
+    expect(sum).toMatch(/^ech_connections_total\{status="rejected"\} 1$/m);
+    expect(sum.match(/^# HELP ech_connections_total /gm)).toHaveLength(1);
+    expect(sum.match(/^# TYPE ech_handshake_duration_seconds histogram$/gm)).toHaveLength(1);
+    expect(sum).toMatch(/^ech_handshake_duration_seconds_bucket\{le="0\.0025"\} 1$/m);
+    expect(sum).toMatch(/^ech_handshake_duration_seconds_bucket\{le="0\.025"\} 2$/m);
+    expect(sum).toMatch(/^ech_handshake_duration_seconds_count 2$/m);
+    expect(sum).not.toMatch(/ech_reloads_total/);
+    // The summed text is itself valid input (every series once).
+    const names = sum.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.slice(0, l.lastIndexOf(' ')));
+    expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('resolveWorkers: absent is 1, auto is the available parallelism', () => {
+    expect(resolveWorkers(undefined)).toBe(1);
+    expect(resolveWorkers(3)).toBe(3);
+    expect(resolveWorkers('auto')).toBe(availableParallelism());
   });
 });
