@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
+import net from 'node:net';
 import { buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
@@ -391,6 +392,21 @@ describe('serve with "workers": 2', () => {
     const r = await promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file]).catch((e: { code: number; stderr: string }) => e);
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/^ech-server serve: workers: must be "auto" or a whole number/);
+  });
+
+  it('a busy port: one line naming it, exit 1', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      const file = join(dir, 'busy.json');
+      await writeFile(file, JSON.stringify({ ...base, listen: `127.0.0.1:${port}` }));
+      const r = await promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+      expect((r as { code: number }).code).toBe(1);
+      expect((r as { stderr: string }).stderr.trim()).toBe(`ech-server serve: listen: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+    } finally {
+      busy.close();
+    }
   });
 });
 
