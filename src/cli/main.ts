@@ -26,6 +26,7 @@ import { CHECK_USAGE, runCheck } from './check.js';
 import { FLEET_USAGE, runFleet } from './fleet.js';
 import { loadServeConfig } from '../front/config.js';
 import { checkServeConfig, startServe } from '../front/serve.js';
+import { resolveWorkers, startWorkers } from '../front/workers.js';
 import { jsonLines } from '../front/log.js';
 import { CliOutputError, EXIT_CODES_HELP, ExitCode, describeCliError } from './errors.js';
 
@@ -225,6 +226,7 @@ FILE is JSON (relative paths are resolved against FILE's directory):
     "logInnerNames": false,
     "tls12": true,                           optional: false refuses TLS 1.2-only clients
     "logClientAddress": true,                client address:port in connection logs
+    "workers": 1,                            optional: N or "auto" (one per core) processes, one port
     "rotation": { ... },                     optional: rotate keys in the server (docs/rotation.md)
     "keyless": { ... },                      optional: keys in a key server (docs/keyless.md)
     "fleet": { ... }                         optional: keys shared through etcd (docs/fleet.md)
@@ -258,7 +260,8 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
         return 0;
       }
       const log = jsonLines(process.stderr);
-      const running = await startServe(config, log);
+      // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
+      const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
       process.stdout.write(
         `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );

@@ -117,6 +117,12 @@ export interface ServeConfig {
    * `rotation` (its `stateFile` is not used: the state lives in etcd).
    */
   fleet?: FleetConfig;
+  /**
+   * Worker processes sharing the listening port (src/front/workers.ts):
+   * a count, or `'auto'` for `os.availableParallelism()`. Default 1: one
+   * process, as before.
+   */
+  workers?: number | 'auto';
 }
 
 const GROUPS = new Set(['x25519mlkem768', 'x25519', 'secp256r1']);
@@ -188,7 +194,7 @@ function positive(o: Obj, k: string, field: string): number | undefined {
  */
 export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig {
   if (!isObj(raw)) throw new ServeConfigError('(root)', 'must be a JSON object');
-  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress', 'allowInsecureKeyFilePermissions', 'fleet'], '');
+  unknownKeys(raw, ['listen', 'keys', 'publicName', 'groups', 'alpn', 'routes', 'trialDecryption', 'limits', 'admin', 'drainTimeoutMs', 'logInnerNames', 'keyless', 'rotation', 'tls12', 'logClientAddress', 'allowInsecureKeyFilePermissions', 'fleet', 'workers'], '');
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   let fleet: FleetConfig | undefined;
   if (raw['fleet'] !== undefined) {
@@ -342,6 +348,12 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
   if (t12 !== undefined && typeof t12 !== 'boolean') throw new ServeConfigError('tls12', 'must be true or false');
   const lca = raw['logClientAddress'];
   if (lca !== undefined && typeof lca !== 'boolean') throw new ServeConfigError('logClientAddress', 'must be true or false');
+  const workers = raw['workers'];
+  if (workers !== undefined && workers !== 'auto' && !(Number.isInteger(workers) && (workers as number) >= 1 && (workers as number) <= 1024))
+    throw new ServeConfigError('workers', 'must be "auto" or a whole number from 1 to 1024');
+  // Each fleet member is one process with its own etcd lease and member
+  // record; a member of several workers is not built yet.
+  if (fleet && workers !== undefined && workers !== 1) throw new ServeConfigError('workers', 'cannot be combined with fleet yet: run one serve process per fleet member');
   return {
     listen,
     keys,
@@ -360,6 +372,7 @@ export function validateServeConfig(raw: unknown, baseDir: string): ServeConfig 
     ...(t12 === false ? { tls12: false as const } : {}),
     ...(insecure === true ? { allowInsecureKeyFilePermissions: true } : {}),
     ...(fleet ? { fleet } : {}),
+    ...(workers !== undefined ? { workers: workers as number | 'auto' } : {}),
   };
 }
 

@@ -237,6 +237,8 @@ export interface RunningServe {
   port: number;
   /** The admin listener's port, when configured. */
   adminPort: number | undefined;
+  /** The /metrics text: the front end's metrics, then the key-server client's in keyless mode and the fleet's. */
+  metricsText(): string;
   /**
    * Apply a new configuration (keys, certificates, routes); the listen
    * address cannot change. Given a function (e.g. one reading the config
@@ -247,6 +249,18 @@ export interface RunningServe {
   reload(config: ServeConfig | (() => Promise<ServeConfig>)): Promise<void>;
   /** Drain and stop. */
   close(): Promise<void>;
+}
+
+/**
+ * What a worker of a multi-process `serve` (src/front/workers.ts) takes from
+ * its primary instead of loading or making it itself.
+ * @group Front end
+ */
+export interface SharedMaterial {
+  /** The ECH key set in use now (called at start and at each reload). */
+  keys?: () => EchKeySet;
+  /** Node-style `ticketKeys` secret (48 bytes) shared by every worker. */
+  ticketKeys?: Uint8Array;
 }
 
 /**
@@ -261,7 +275,7 @@ export interface RunningServe {
  * process.on('SIGHUP', async () => running.reload(await loadServeConfig('serve.json')));
  * ```
  */
-export async function startServe(config: ServeConfig, log: LogSink = silent): Promise<RunningServe> {
+export async function startServe(config: ServeConfig, log: LogSink = silent, shared?: SharedMaterial): Promise<RunningServe> {
   let fe: EchFrontEnd;
   // Keyless mode: one client for the life of the process (reloads keep it
   // unless the keyless section changed).
@@ -301,7 +315,15 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
   }
   try {
-    fe = new EchFrontEnd(withFleetTickets(await frontEndOptionsFromConfig(config, log, keyless, fleet?.keySet ?? manager?.keySet), fleet));
+    fe = new EchFrontEnd(
+      withFleetTickets(
+        {
+          ...(await frontEndOptionsFromConfig(config, log, keyless, fleet?.keySet ?? manager?.keySet ?? shared?.keys?.())),
+          ...(shared?.ticketKeys ? { tls: { ticketKeys: shared.ticketKeys } } : {}),
+        },
+        fleet,
+      ),
+    );
   } catch (e) {
     keyless?.close();
     await manager?.stop();
@@ -331,13 +353,14 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     await stopAll();
     throw new ServeListenError('listen', config.listen, e);
   }
+  const metricsText = () => fe.metrics.render() + (keyless ? keyless.renderMetrics() : '') + (fleet ? fleet.renderMetrics() : '');
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
   if (config.admin) {
     admin = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(fe.metrics.render() + (keyless ? keyless.renderMetrics() : '') + (fleet ? fleet.renderMetrics() : ''));
+        res.end(metricsText());
       } else if (req.url === '/healthz') {
         const ok = !fe.draining;
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
@@ -368,6 +391,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
     host: addr.host,
     port: addr.port,
     adminPort,
+    metricsText,
     async reload(source: ServeConfig | (() => Promise<ServeConfig>)) {
       try {
         const next = typeof source === 'function' ? await source() : source;
@@ -381,7 +405,7 @@ export async function startServe(config: ServeConfig, log: LogSink = silent): Pr
             : undefined;
         }
         try {
-          fe.update(withFleetTickets(await frontEndOptionsFromConfig(next, log, client, fleet?.keySet ?? manager?.keySet), fleet));
+          fe.update(withFleetTickets(await frontEndOptionsFromConfig(next, log, client, fleet?.keySet ?? manager?.keySet ?? shared?.keys?.()), fleet));
         } catch (e) {
           if (client !== keyless) client?.close();
           throw e;

@@ -24,7 +24,10 @@ export interface StartServeOptions {
 
 export async function startServe(dir: string, config: unknown, timeoutMs = 15_000, opts: StartServeOptions = {}): Promise<ServeProcess> {
   const file = join(dir, `serve-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
-  await writeFile(file, JSON.stringify(config, null, 2));
+  // ECH_SERVE_WORKERS=2 runs every serve test with that many worker processes.
+  const workers = process.env['ECH_SERVE_WORKERS'];
+  const withWorkers = workers && typeof config === 'object' && config !== null && !('workers' in config) ? { ...config, workers: workers === 'auto' ? 'auto' : Number(workers) } : config;
+  await writeFile(file, JSON.stringify(withWorkers, null, 2));
   const args = [BIN, 'serve', '--config', file];
   // nice execs node in place: the child's PID stays the server's.
   const child =

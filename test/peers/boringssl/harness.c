@@ -8,6 +8,11 @@
  *   client --connect HOST:PORT --sni NAME [--ech-config-list B64] [--grease]
  *          [--alpn a,b] [--ca FILE] [--groups X25519:P-256] [--ed25519]
  *          [--send DATA | --send-b64 B64] [--read] [--retry] [--timeout SEC]
+ *          [--count N [--resume]]
+ *     --count N: N connections in this one process (a load generator: no
+ *     process start-up per handshake), one summary JSON line at the end
+ *     {"count","handshakes","echAccepted","echRejected","resumed","ms"};
+ *     --resume: each connection offers the newest session ticket (PSK).
  *   marshal-config --public-name NAME --config-id N [--max-name-len N]
  *   server --listen HOST:PORT --cert FILE --key FILE
  *          [--ech-key B64PRIV --ech-config B64CONFIG]... [--all-retry]
@@ -381,7 +386,20 @@ typedef struct {
   size_t send_len;
   int read_all;
   int retry;
+  int count;  /* --count N: loop mode */
+  int resume; /* --resume: offer the newest ticket */
 } client_opts;
+
+/* Loop mode with --resume: the newest session (ticket) the server sent. */
+static SSL_SESSION *g_resume_session = NULL;
+static int g_resumed = 0;
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *session) {
+  (void)ssl;
+  if (g_resume_session) SSL_SESSION_free(g_resume_session);
+  g_resume_session = session; /* ours now */
+  return 1;
+}
 
 typedef struct {
   int handshake;
@@ -468,6 +486,7 @@ static void client_attempt(SSL_CTX *ctx, const client_opts *o, const uint8_t *ec
     }
   }
   if (o->grease) SSL_set_enable_ech_grease(ssl, 1);
+  if (o->resume && g_resume_session) SSL_set_session(ssl, g_resume_session);
 
   int ret = SSL_connect(ssl);
   int ssl_err = ret == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, ret);
@@ -485,6 +504,7 @@ static void client_attempt(SSL_CTX *ctx, const client_opts *o, const uint8_t *ec
   }
   r->handshake = ret == 1;
   r->ech_accepted = SSL_ech_accepted(ssl);
+  g_resumed = ret == 1 && SSL_session_reused(ssl);
 
   sb_printf(j, "\"handshake\":%s,\"echAccepted\":%s,\"echRejected\":%s",
             r->handshake ? "true" : "false", r->ech_accepted ? "true" : "false",
@@ -597,6 +617,8 @@ static int run_client(int argc, char **argv) {
     } else if (!strcmp(a, "--read")) o.read_all = 1;
     else if (!strcmp(a, "--retry")) o.retry = 1;
     else if (!strcmp(a, "--timeout")) g_timeout_sec = atoi(NEXT());
+    else if (!strcmp(a, "--count")) o.count = atoi(NEXT());
+    else if (!strcmp(a, "--resume")) o.resume = 1;
     else die("unknown client option '%s'", a);
 #undef NEXT
   }
@@ -624,6 +646,36 @@ static int run_client(int argc, char **argv) {
   uint8_t *ech = NULL;
   size_t ech_len = 0;
   if (o.ech_b64) ech = b64_decode(o.ech_b64, &ech_len, "--ech-config-list");
+
+  if (o.count > 0) {
+    /* Loop mode: N connections, one summary line. */
+    if (o.resume) {
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+      SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    }
+    int handshakes = 0, accepted = 0, rejected = 0, resumed = 0;
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    for (int n = 0; n < o.count; n++) {
+      attempt_result r;
+      client_attempt(ctx, &o, ech, ech_len, 1, &r);
+      handshakes += r.handshake;
+      accepted += r.ech_accepted;
+      rejected += r.ech_rejected;
+      resumed += g_resumed;
+      if (!r.handshake && n == 0) fprintf(stderr, "harness: first connection failed: {%s}\n", r.json.buf);
+      free(r.json.buf);
+      free(r.retry_configs);
+    }
+    gettimeofday(&t1, NULL);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_usec - t0.tv_usec) / 1e3;
+    printf("{\"count\":%d,\"handshakes\":%d,\"echAccepted\":%d,\"echRejected\":%d,\"resumed\":%d,\"ms\":%.1f}\n",
+           o.count, handshakes, accepted, rejected, resumed, ms);
+    fflush(stdout);
+    if (g_resume_session) SSL_SESSION_free(g_resume_session);
+    SSL_CTX_free(ctx);
+    return handshakes == o.count ? 0 : 1;
+  }
 
   attempt_result first;
   client_attempt(ctx, &o, ech, ech_len, 1, &first);
