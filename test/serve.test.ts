@@ -197,7 +197,9 @@ describe('ech-server serve with BoringSSL', () => {
   });
 
   it('SIGHUP with a broken config file (invalid JSON, unknown field, missing file): reload_failed is logged and counted, the old configuration keeps serving', async () => {
-    await withServe({ admin: '127.0.0.1:0' }, async (s) => {
+    // drainTimeoutMs: a stop under load does not wait the default 10 s for
+    // the last client's FIN (serve-process kills at 5 s).
+    await withServe({ admin: '127.0.0.1:0', drainTimeoutMs: 500 }, async (s) => {
       const adminPort = Number(/"admin":(\d+)/.exec(s.output())![1]);
       const metric = async (result: string) => {
         const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
@@ -223,7 +225,7 @@ describe('ech-server serve with BoringSSL', () => {
         expect(r.echAccepted).toBe(true);
         expect(body(r.response)).toMatchObject({ site: 'alpha.example', innerServerName: 'alpha.example' });
       };
-      const good = JSON.stringify({ ...baseConfig, admin: '127.0.0.1:0', keys: join(dir, 'keys') });
+      const good = JSON.stringify({ ...baseConfig, admin: '127.0.0.1:0', drainTimeoutMs: 500, keys: join(dir, 'keys') });
 
       await writeFile(s.file, '{ "listen": ');
       expect((await hup('reload_failed', 1))['error']).toMatch(/is not valid JSON/);
@@ -271,16 +273,18 @@ describe('ech-server serve with BoringSSL', () => {
         });
         c.on('error', rej);
       });
+    // No X25519MLKEM768 (Node 24's client offers it by default); P-256 too, or
+    // a TLS 1.2 server may not use its P-256 ECDSA certificate.
     const node = (port: number, extra: tls.ConnectionOptions = {}) =>
       new Promise<void>((res, rej) => {
-        const c = tls.connect({ port, host: '127.0.0.1', servername: 'alpha.example', ca: pki.caPem, ...extra }, () => {
+        const c = tls.connect({ port, host: '127.0.0.1', servername: 'alpha.example', ca: pki.caPem, ecdhCurve: 'X25519:P-256', ...extra }, () => {
           c.end();
           setTimeout(() => c.destroy(), 2000).unref();
           res();
         });
         c.on('error', rej);
       });
-    await withServe({ groups: ['x25519mlkem768', 'x25519', 'secp256r1'] }, async (s) => {
+    await withServe({ groups: ['x25519mlkem768', 'x25519', 'secp256r1'], drainTimeoutMs: 500 }, async (s) => {
       expect(await hybrid(s.port)).toBe('X25519MLKEM768');
       await node(s.port);
       await node(s.port, { maxVersion: 'TLSv1.2' });
