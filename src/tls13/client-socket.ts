@@ -97,6 +97,7 @@ export class TlsClientSocket extends TlsDuplex {
     return this.connection.info?.resumed ?? false;
   }
 
+  /** @internal */
   protected receiveFailed(e: Error): void {
     this.destroy(e);
   }

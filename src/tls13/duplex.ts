@@ -72,11 +72,11 @@ export abstract class TlsDuplex extends Duplex {
   readonly socket: Duplex;
   /** The transport-free engine. */
   abstract readonly connection: TlsEngine;
-  /** The handshake completed: writes go through. */
+  /** The handshake completed: writes go through. @internal */
   protected secured = false;
-  /** Settles once every byte read so far has been processed by the engine. */
+  /** Settles once every byte read so far has been processed by the engine. @internal */
   protected received: Promise<void> = Promise.resolve();
-  /** The transport is being closed gracefully (see `linger`); its input is discarded. */
+  /** The transport is being closed gracefully (see `linger`); its input is discarded. @internal */
   protected lingering = false;
   private waiters: Array<() => void> = [];
   private readonly glue: TlsDuplexOptions;
@@ -87,35 +87,35 @@ export abstract class TlsDuplex extends Duplex {
     this.glue = options;
   }
 
-  /** Records from the engine to the transport, while it is writable. */
+  /** Records from the engine to the transport, while it is writable. @internal */
   protected toTransport(b: Uint8Array): void {
     const socket = this.socket;
     if (!socket.destroyed && socket.writable) socket.write(b);
   }
 
-  /** Plaintext from the engine to the reader; the transport pauses while the reader does. */
+  /** Plaintext from the engine to the reader; the transport pauses while the reader does. @internal */
   protected deliver(b: Uint8Array): void {
     if (this.destroyed) return;
     if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) this.socket.pause();
   }
 
-  /** Feed the transport's bytes to the engine (ignored while lingering). */
+  /** Feed the transport's bytes to the engine (ignored while lingering). @internal */
   protected readTransport(): void {
     this.socket.on('data', (chunk: Buffer) => {
       if (!this.lingering) this.feed(this.connection.receive(chunk));
     });
   }
 
-  /** Track `p` (see `received`) and hand its failure to `receiveFailed`. */
+  /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */
   protected feed(p: Promise<void>): void {
     this.received = p.catch(() => undefined);
     p.catch((err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
   }
 
-  /** The engine failed on input (its alert is already written). */
+  /** The engine failed on input (its alert is already written). @internal */
   protected abstract receiveFailed(e: Error): void;
 
-  /** The handshake completed: release the writes held until now. */
+  /** The handshake completed: release the writes held until now. @internal */
   protected markSecure(): void {
     this.secured = true;
     const w = this.waiters;
@@ -178,13 +178,14 @@ export abstract class TlsDuplex extends Duplex {
   /**
    * Close the transport without a reset: end its write side after what is
    * queued (close_notify or an alert, then FIN), and keep reading, discarding,
-   * until the peer's FIN — at most {@link LINGER_MS} — before the transport
+   * until the peer's FIN — at most 5 s (`LINGER_MS`) — before the transport
    * closes. RFC 9846 §6.1: "It is assumed that closing the write side of a
    * connection reliably delivers pending data before destroying the
    * transport." A TCP socket closed while the peer's last bytes (typically
    * its close_notify, sent right after the request) are unread, or arrive
    * after the close, makes the kernel answer with a RST, which throws away
    * our records not yet delivered: the client sees its answer vanish.
+   * @internal
    */
   protected linger(): void {
     if (this.lingering) return;

@@ -149,6 +149,7 @@ export class TlsSocket extends TlsDuplex {
     }
   }
 
+  /** @internal */
   protected receiveFailed(e: Error): void {
     if (!this.secured) this.handshakeFailed(e, false);
     else this.failAfterHandshake(e);
