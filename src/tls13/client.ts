@@ -33,7 +33,7 @@ import {
   PskKeyExchangeMode,
   SignatureScheme,
 } from '../tls/constants.js';
-import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
+import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
 import { decodeClientHello, encodeClientHelloMessage, findExtension, type ClientHello, type Extension } from '../tls/client-hello.js';
 import {
   decodeCookie,
@@ -349,7 +349,6 @@ export class ClientConnection {
   /** Records, alerts, key updates and close (shared with the server engine). */
   private readonly core: ConnectionCore;
   protected readonly records: RecordLayer;
-  private readonly hs: HandshakeReassembler;
   private state: ClientState = 'start';
   private readonly suites: CipherSuiteParams[];
   private readonly groups: number[];
@@ -395,7 +394,6 @@ export class ClientConnection {
       },
     });
     this.records = this.core.records;
-    this.hs = this.core.hs;
     this.suites = parseCipherList(options.ciphers);
     this.groups = parseEcdhCurve(options.ecdhCurve, DEFAULT_CLIENT_GROUPS);
   }
@@ -610,7 +608,7 @@ export class ClientConnection {
       psk = session.psk;
       this.pskAccepted = true;
     }
-    if (this.hs.pending > 0) throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'ServerHello not at a record boundary');
+    this.core.requireRecordBoundary('ServerHello');
     this.schedule = new KeySchedule(suite.hash, psk);
     const secrets = this.schedule.handshakeSecrets(key.computeSecret(share.keyExchange), this.transcript.digest());
     this.clientHs = secrets.client;
@@ -784,7 +782,7 @@ export class ClientConnection {
     const expected = finishedVerifyData(suite.hash, this.serverHs!, this.transcript!.digest());
     const got = decodeFinished(m.body, hashLength(suite.hash));
     if (!equalBytes(expected, got)) throw new DecryptError('server Finished does not verify');
-    if (this.hs.pending > 0) throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'Finished not at a record boundary');
+    this.core.requireRecordBoundary('Finished');
     this.transcript!.update(m.raw);
     const ap = this.schedule!.applicationSecrets(this.transcript!.digest());
     this.sendClientFinished();
