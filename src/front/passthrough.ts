@@ -79,180 +79,235 @@ export function passthrough(
   onConnected?: () => void,
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
-    const result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
-    const backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    // Once a side has finished, bytes still in flight towards it are dropped
-    // rather than written to a closed socket.
-    const toBackend = (b: Uint8Array) => {
-      if (!backend.destroyed && !backend.writableEnded) backend.write(b);
-    };
+    const relay = new SplitModeRelay(client, accepted, target, rest, recordVersion, resolve);
+    relay.connectBackend(onConnected);
+    relay.writeClientHelloInner();
+    relay.relay();
+  });
+}
+
+/**
+ * One split-mode connection, in the order it happens: connect the backend,
+ * write ClientHelloInner, sniff the backend's first flight for a
+ * HelloRetryRequest, decrypt and forward the second ClientHello, relay.
+ */
+class SplitModeRelay {
+  private readonly result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
+  private readonly backend: Socket;
+  private readonly timer: NodeJS.Timeout;
+  /** Set once the promise is resolved. */
+  private done = false;
+  private closedSides = 0;
+  private clientEnded: boolean;
+  /** Client bytes not yet forwarded (they wait for the backend's first message or a second ClientHello). */
+  private pending: Uint8Array;
+  /** The backend's bytes read so far while looking for its first message; undefined once known. */
+  private sniff: Uint8Array | undefined = new Uint8Array(0);
+  private firstServerMessage: 'unknown' | 'hrr' | 'sh' = 'unknown';
+  private readonly serverHs = new HandshakeReassembler(1 << 16);
+  private readonly clientHs = new HandshakeReassembler(1 << 16);
+  /** The second ClientHello is being decrypted. */
+  private rebuilding = false;
+  /** The second ClientHello has been forwarded. */
+  private secondDone = false;
+
+  constructor(
+    private readonly client: Socket,
+    private readonly accepted: EchAccepted,
+    private readonly target: PassthroughTarget,
+    rest: Uint8Array,
+    private readonly recordVersion: number,
+    private readonly resolve: (r: PassthroughResult) => void,
+  ) {
+    this.backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    this.pending = rest.length ? new Uint8Array(rest) : new Uint8Array(0);
     // Half-close is relayed, not turned into a close: a client that sends its
     // request and its FIN at once still gets the backend's answer (the front
     // end's sockets are allowHalfOpen). The client's FIN goes on to the
     // backend once every byte before it has (`pending` may wait for the
     // backend's first message or a second ClientHello being re-encrypted).
-    let clientEnded = client.readableEnded;
-    const endBackendWhenFlushed = () => {
-      if (clientEnded && pending.length === 0 && !rebuilding && !backend.writableEnded) backend.end();
-    };
+    this.clientEnded = client.readableEnded;
     client.on('end', () => {
-      clientEnded = true;
-      endBackendWhenFlushed();
+      this.clientEnded = true;
+      this.endBackendWhenFlushed();
     });
-    backend.on('end', () => endGracefully(client));
-    let done = false;
-    let closedSides = 0;
-    const finish = (err?: Error) => {
-      if (err && !result.error) result.error = err;
-      if (done) return;
-      if (err) {
-        done = true;
-        if (err instanceof EchError && !client.destroyed && !client.writableEnded) {
-          client.write(alertRecord(err.alert));
-          endGracefully(client);
-        } else client.destroy();
-        backend.destroy();
-        resolve(result);
-      }
-    };
-    const sideClosed = () => {
-      if (++closedSides === 2 && !done) {
-        done = true;
-        resolve(result);
-      }
-    };
-    const timer = setTimeout(() => finish(new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer within ${target.connectTimeoutMs ?? 10_000} ms`)), target.connectTimeoutMs ?? 10_000);
-    timer.unref();
+    this.backend.on('end', () => endGracefully(client));
+    const ms = target.connectTimeoutMs ?? 10_000;
+    this.timer = setTimeout(() => this.finish(new EchError('ERR_TIMEOUT', 'internal_error', `backend ${target.host}:${target.port} did not answer within ${ms} ms`)), ms);
+    this.timer.unref();
+  }
+
+  /** Step 1: wait for the backend connection (or take the pool's socket) and watch both sides close. */
+  connectBackend(onConnected?: () => void): void {
+    const { client, backend } = this;
     const connected = () => {
-      clearTimeout(timer);
+      clearTimeout(this.timer);
       onConnected?.();
     };
-    if (target.socket) connected();
+    if (this.target.socket) connected();
     else backend.once('connect', connected);
     backend.on('error', (e) => {
-      clearTimeout(timer);
-      finish(e);
+      clearTimeout(this.timer);
+      this.finish(e);
     });
-    client.on('error', (e) => finish(e));
+    client.on('error', (e) => this.finish(e));
     client.on('close', () => {
       if (!backend.destroyed) backend.end();
-      sideClosed();
+      this.sideClosed();
     });
     backend.on('close', () => {
-      clearTimeout(timer);
-      if (!done) endGracefully(client);
-      sideClosed();
+      clearTimeout(this.timer);
+      if (!this.done) endGracefully(client);
+      this.sideClosed();
     });
+  }
 
-    if (target.proxyProtocol) writeProxyHeader(backend, client);
-    backend.write(writeRecords(ContentType.handshake, accepted.innerMessage, recordVersion));
+  /** Step 2: the PROXY header if asked for, then ClientHelloInner in records of the client's version. */
+  writeClientHelloInner(): void {
+    if (this.target.proxyProtocol) writeProxyHeader(this.backend, this.client);
+    this.backend.write(writeRecords(ContentType.handshake, this.accepted.innerMessage, this.recordVersion));
+  }
 
-    // Backend → client: relayed as is; the first handshake message is read on
-    // the side to learn whether it is a HelloRetryRequest.
-    let sniff: Uint8Array | undefined = new Uint8Array(0) as Uint8Array;
-    let firstServerMessage: 'unknown' | 'hrr' | 'sh' = 'unknown';
-    const serverHs = new HandshakeReassembler(1 << 16);
-    backend.on('data', (d: Buffer) => {
-      result.bytesFromBackend += d.length;
-      if (!client.destroyed && !client.writableEnded) client.write(d);
-      if (!sniff) return;
-      sniff = concat(sniff, d);
-      try {
-        for (;;) {
-          const r = readRecord(sniff, 0);
-          if (!r) break;
-          sniff = sniff.subarray(r.next);
-          if (r.record.type !== ContentType.handshake) continue;
-          serverHs.push(r.record.fragment);
-          const m = serverHs.next();
-          if (m) {
-            // RFC 8446bis §4.1.4: a HelloRetryRequest is a ServerHello with
-            // the special random.
-            const isHrr = m.type === HandshakeType.server_hello && m.body.length >= 34 && equalBytes(m.body.subarray(2, 34), HELLO_RETRY_REQUEST_RANDOM);
-            firstServerMessage = isHrr ? 'hrr' : 'sh';
-            sniff = undefined;
-            pumpClient();
-            break;
-          }
-        }
-      } catch {
-        // Not ours to judge: the client will see whatever the backend sent.
-        sniff = undefined;
-        firstServerMessage = 'sh';
-        pumpClient();
-      }
+  /** Step 5: relay both ways; the backend's first flight is sniffed on the side, the client's bytes held until it is known. */
+  relay(): void {
+    this.backend.on('data', (d: Buffer) => {
+      this.result.bytesFromBackend += d.length;
+      if (!this.client.destroyed && !this.client.writableEnded) this.client.write(d);
+      this.sniffFirstFlight(d);
     });
-
-    // Client → backend.
-    let pending: Uint8Array = rest.length ? new Uint8Array(rest) : new Uint8Array(0);
-    let secondDone = false;
-    const clientHs = new HandshakeReassembler(1 << 16);
-    let rebuilding = false;
-    const pumpClient = () => {
-      if (firstServerMessage === 'unknown' || rebuilding) return;
-      if (firstServerMessage === 'sh' || secondDone) {
-        if (pending.length) {
-          toBackend(pending);
-          pending = new Uint8Array(0);
-        }
-        endBackendWhenFlushed();
-        return;
-      }
-      // After a HelloRetryRequest: change_cipher_spec passes through, the
-      // handshake records are gathered into ClientHello2.
-      let out: Uint8Array = new Uint8Array(0);
-      for (;;) {
-        let r;
-        try {
-          r = readRecord(pending, 0);
-        } catch (e) {
-          finish(e as Error);
-          return;
-        }
-        if (!r) break;
-        const raw = pending.subarray(0, r.next);
-        pending = pending.subarray(r.next);
-        if (r.record.type === ContentType.handshake) {
-          try {
-            clientHs.push(r.record.fragment);
-          } catch (e) {
-            finish(e as Error);
-            return;
-          }
-          const m = clientHs.next();
-          if (m) {
-            if (m.type !== HandshakeType.client_hello) {
-              finish(new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'expected the second ClientHello'));
-              return;
-            }
-            rebuilding = true;
-            const before = out;
-            decryptSecondClientHello(m.raw, accepted).then(
-              (second) => {
-                result.helloRetry = true;
-                secondDone = true;
-                rebuilding = false;
-                toBackend(concat(before, writeRecords(ContentType.handshake, second.innerMessage, r.record.version)));
-                pumpClient();
-              },
-              (e: Error) => finish(e),
-            );
-            return;
-          }
-        } else {
-          out = concat(out, raw);
-        }
-      }
-      if (out.length) toBackend(out);
-    };
-    client.on('data', (d: Buffer) => {
-      result.bytesFromClient += d.length;
-      pending = concat(pending, d);
-      pumpClient();
+    this.client.on('data', (d: Buffer) => {
+      this.result.bytesFromClient += d.length;
+      this.pending = concat(this.pending, d);
+      this.pumpClient();
     });
     // The first-flight reader leaves the socket paused.
-    client.resume();
-  });
+    this.client.resume();
+  }
+
+  /** Step 3: read the backend's first handshake message to learn whether it is a HelloRetryRequest. */
+  private sniffFirstFlight(d: Uint8Array): void {
+    if (!this.sniff) return;
+    this.sniff = concat(this.sniff, d);
+    try {
+      for (;;) {
+        const r = readRecord(this.sniff, 0);
+        if (!r) break;
+        this.sniff = this.sniff.subarray(r.next);
+        if (r.record.type !== ContentType.handshake) continue;
+        this.serverHs.push(r.record.fragment);
+        const m = this.serverHs.next();
+        if (m) {
+          // RFC 8446bis §4.1.4: a HelloRetryRequest is a ServerHello with
+          // the special random.
+          const isHrr = m.type === HandshakeType.server_hello && m.body.length >= 34 && equalBytes(m.body.subarray(2, 34), HELLO_RETRY_REQUEST_RANDOM);
+          this.firstServerMessage = isHrr ? 'hrr' : 'sh';
+          this.sniff = undefined;
+          this.pumpClient();
+          break;
+        }
+      }
+    } catch {
+      // Not ours to judge: the client will see whatever the backend sent.
+      this.sniff = undefined;
+      this.firstServerMessage = 'sh';
+      this.pumpClient();
+    }
+  }
+
+  /** Client → backend: everything once the backend's first message is known, except a second ClientHello after a HelloRetryRequest. */
+  private pumpClient(): void {
+    if (this.firstServerMessage === 'unknown' || this.rebuilding) return;
+    if (this.firstServerMessage === 'sh' || this.secondDone) {
+      if (this.pending.length) {
+        this.toBackend(this.pending);
+        this.pending = new Uint8Array(0);
+      }
+      this.endBackendWhenFlushed();
+      return;
+    }
+    // After a HelloRetryRequest: change_cipher_spec passes through, the
+    // handshake records are gathered into ClientHello2.
+    let out: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      let r;
+      try {
+        r = readRecord(this.pending, 0);
+      } catch (e) {
+        this.finish(e as Error);
+        return;
+      }
+      if (!r) break;
+      const raw = this.pending.subarray(0, r.next);
+      this.pending = this.pending.subarray(r.next);
+      if (r.record.type === ContentType.handshake) {
+        try {
+          this.clientHs.push(r.record.fragment);
+        } catch (e) {
+          this.finish(e as Error);
+          return;
+        }
+        const m = this.clientHs.next();
+        if (m) {
+          if (m.type !== HandshakeType.client_hello) {
+            this.finish(new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'expected the second ClientHello'));
+            return;
+          }
+          this.forwardSecondClientHello(m.raw, out, r.record.version);
+          return;
+        }
+      } else {
+        out = concat(out, raw);
+      }
+    }
+    if (out.length) this.toBackend(out);
+  }
+
+  /** Step 4: decrypt the second ClientHelloOuter with the same HPKE context (RFC 9849 §7.1.1) and forward its inner, after `before`. */
+  private forwardSecondClientHello(outer: Uint8Array, before: Uint8Array, version: number): void {
+    this.rebuilding = true;
+    decryptSecondClientHello(outer, this.accepted).then(
+      (second) => {
+        this.result.helloRetry = true;
+        this.secondDone = true;
+        this.rebuilding = false;
+        this.toBackend(concat(before, writeRecords(ContentType.handshake, second.innerMessage, version)));
+        this.pumpClient();
+      },
+      (e: Error) => this.finish(e),
+    );
+  }
+
+  /** Once a side has finished, bytes still in flight towards it are dropped rather than written to a closed socket. */
+  private toBackend(b: Uint8Array): void {
+    if (!this.backend.destroyed && !this.backend.writableEnded) this.backend.write(b);
+  }
+
+  /** Relay the client's FIN once nothing before it waits. */
+  private endBackendWhenFlushed(): void {
+    if (this.clientEnded && this.pending.length === 0 && !this.rebuilding && !this.backend.writableEnded) this.backend.end();
+  }
+
+  /** Record `err`; on the first error, alert the client (TLS errors) or drop it, drop the backend, and resolve. */
+  private finish(err?: Error): void {
+    if (err && !this.result.error) this.result.error = err;
+    if (this.done) return;
+    if (err) {
+      this.done = true;
+      if (err instanceof EchError && !this.client.destroyed && !this.client.writableEnded) {
+        this.client.write(alertRecord(err.alert));
+        endGracefully(this.client);
+      } else this.client.destroy();
+      this.backend.destroy();
+      this.resolve(this.result);
+    }
+  }
+
+  private sideClosed(): void {
+    if (++this.closedSides === 2 && !this.done) {
+      this.done = true;
+      this.resolve(this.result);
+    }
+  }
 }
 
 /** The PROXY v2 header describing `client`'s connection, first on `backend`. */

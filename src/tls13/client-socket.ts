@@ -7,10 +7,11 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
 import { ClientConnection, type ClientHandshakeInfo, type ClientOptions } from './client.js';
 import type { CipherInfo } from './socket.js';
+import { TlsDuplex } from './duplex.js';
 
 /**
  * Options of {@link connectTls13}: a host and port, or an existing socket.
@@ -26,7 +27,9 @@ export interface ConnectOptions extends ClientOptions {
 /**
  * Client side of one TLS 1.3 connection over a transport.
  * Events: `secureConnect`, `session` (`ClientSession`), `error`, and the
- * usual stream events.
+ * usual stream events. Unlike the server's socket, a write completes as soon
+ * as its records are handed to the transport, and destroying it destroys the
+ * transport at once.
  * @group Client
  * @example
  * ```ts
@@ -35,38 +38,27 @@ export interface ConnectOptions extends ClientOptions {
  * s.on('data', (d) => console.log(d.toString()));
  * ```
  */
-export class TlsClientSocket extends Duplex {
+export class TlsClientSocket extends TlsDuplex {
+  /** Always true, like `tls.TLSSocket`. */
   readonly encrypted = true;
-  /** The transport underneath. */
-  readonly socket: Duplex;
   /** The transport-free engine. */
   readonly connection: ClientConnection;
-  private connected = false;
-  private waiters: Array<() => void> = [];
 
   constructor(socket: Duplex, options: ClientOptions, startNow: boolean) {
-    super({ allowHalfOpen: false });
-    this.socket = socket;
+    super(socket, { allowHalfOpen: false, writeBackpressure: false, gracefulClose: false });
     this.connection = new ClientConnection(options, {
-      send: (b) => {
-        if (!socket.destroyed && socket.writable) socket.write(b);
-      },
-      data: (b) => {
-        if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) socket.pause();
-      },
+      send: (b) => this.toTransport(b),
+      data: (b) => this.deliver(b),
       handshakeComplete: () => {
-        this.connected = true;
-        const w = this.waiters;
-        this.waiters = [];
-        for (const f of w) f();
+        this.markSecure();
         this.emit('secureConnect');
       },
       session: (s) => this.emit('session', s),
       peerClosed: () => this.push(null),
     });
-    socket.on('data', (d: Buffer) => this.connection.receive(d).catch((e: Error) => this.destroy(e)));
+    this.readTransport();
     socket.on('end', () => {
-      if (!this.connected) this.destroy(new Error('server closed the connection during the TLS handshake'));
+      if (!this.secured) this.destroy(new Error('server closed the connection during the TLS handshake'));
       else this.push(null);
     });
     socket.on('error', (e) => this.destroy(e));
@@ -105,41 +97,9 @@ export class TlsClientSocket extends Duplex {
     return this.connection.info?.resumed ?? false;
   }
 
-  override _read(): void {
-    if (this.socket.isPaused()) this.socket.resume();
-  }
-
-  override _write(chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (!this.connected) {
-      this.waiters.push(() => this._write(chunk, enc, cb));
-      return;
-    }
-    try {
-      this.connection.write(chunk);
-      cb();
-    } catch (e) {
-      cb(e as Error);
-    }
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    const finish = (): void => {
-      try {
-        this.connection.close();
-      } catch {
-        // already closed
-      }
-      this.socket.end();
-      cb();
-    };
-    if (this.connected) finish();
-    else this.waiters.push(finish);
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.waiters = [];
-    if (!this.socket.destroyed) this.socket.destroy();
-    cb(err);
+  /** @internal */
+  protected receiveFailed(e: Error): void {
+    this.destroy(e);
   }
 }
 

@@ -22,7 +22,7 @@
  * @module
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { AlertDescription, DecodeError, DecryptError, EchError, IllegalParameterError, alertName } from '../wire/alert.js';
+import { DecodeError, DecryptError, EchError, IllegalParameterError } from '../wire/alert.js';
 import { equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash } from '../crypto/hkdf.js';
 import {
@@ -33,7 +33,7 @@ import {
   PskKeyExchangeMode,
   SignatureScheme,
 } from '../tls/constants.js';
-import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
+import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
 import { decodeClientHello, encodeClientHelloMessage, findExtension, type ClientHello, type Extension } from '../tls/client-hello.js';
 import {
   decodeCookie,
@@ -57,23 +57,21 @@ import {
   decodeFinished,
   decodeKeyShareHelloRetry,
   decodeKeyShareServer,
-  decodeKeyUpdate,
   decodeNewSessionTicket,
   decodePreSharedKeySelected,
   decodeServerHello,
   decodeSupportedVersionSelected,
   encodeFinished,
-  encodeKeyUpdate,
   isHelloRetryRequest,
   type ServerHello,
 } from '../tls/messages.js';
 import { certificateVerifyInput, verifyWithScheme } from './certificates.js';
 import { CertificateError, verifyServerChain } from './path-validation.js';
 import { DEFAULT_CLIENT_GROUPS, generateEphemeralKey, parseEcdhCurve, type EphemeralKey } from './groups.js';
-import { KeySchedule, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
+import { KeySchedule, finishedVerifyData, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
 import { parseCipherList, suiteById, type CipherSuiteParams } from './suites.js';
-import { PeerAlertError } from './server-handshake.js';
+import { ConnectionCore } from './conn.js';
 import { acceptConfirmation, hrrAcceptConfirmation, ECH_CONFIRMATION_LENGTH } from '../ech/confirmation.js';
 import { decodeEchConfigList } from '../ech/config.js';
 
@@ -348,12 +346,10 @@ function loadCas(ca: ClientOptions['ca']): X509Certificate[] {
 export class ClientConnection {
   protected readonly options: ClientOptions;
   protected readonly sink: ClientSink;
-  protected readonly records = new RecordLayer();
-  private readonly hs = new HandshakeReassembler();
-  private chain: Promise<void> = Promise.resolve();
+  /** Records, alerts, key updates and close (shared with the server engine). */
+  private readonly core: ConnectionCore;
+  protected readonly records: RecordLayer;
   private state: ClientState = 'start';
-  private failure: Error | undefined;
-  private writeClosed = false;
   private readonly suites: CipherSuiteParams[];
   private readonly groups: number[];
   private keys = new Map<number, EphemeralKey>();
@@ -367,8 +363,6 @@ export class ClientConnection {
   private schedule: KeySchedule | undefined;
   private clientHs: Uint8Array | undefined;
   private serverHs: Uint8Array | undefined;
-  private clientAp: Uint8Array | undefined;
-  private serverAp: Uint8Array | undefined;
   private rms: Uint8Array | undefined;
   private serverRandom: Uint8Array = new Uint8Array(32);
   private ee: Extension[] = [];
@@ -386,6 +380,20 @@ export class ClientConnection {
   constructor(options: ClientOptions, sink: ClientSink) {
     this.options = options;
     this.sink = sink;
+    this.core = new ConnectionCore({
+      send: (b) => sink.send(b),
+      handshake: (m) => this.handle(m),
+      connected: () => this.state === 'connected',
+      data: (b) => sink.data?.(b),
+      peerClosed: () => {
+        this.state = 'closed';
+        sink.peerClosed?.();
+      },
+      failed: () => {
+        this.state = 'closed';
+      },
+    });
+    this.records = this.core.records;
     this.suites = parseCipherList(options.ciphers);
     this.groups = parseEcdhCurve(options.ecdhCurve, DEFAULT_CLIENT_GROUPS);
   }
@@ -397,7 +405,7 @@ export class ClientConnection {
 
   /** The error that closed the connection, if any. */
   get error(): Error | undefined {
-    return this.failure;
+    return this.core.error;
   }
 
   /** Send the ClientHello. */
@@ -406,92 +414,30 @@ export class ClientConnection {
     try {
       this.sendClientHello(undefined, undefined);
     } catch (e) {
-      throw this.fail(e);
+      throw this.core.fail(e);
     }
   }
 
   /** Process bytes from the server. */
   receive(data: Uint8Array): Promise<void> {
-    const p = this.chain.then(async () => {
-      if (this.failure) throw this.failure;
-      if (this.state === 'closed') return;
-      try {
-        this.records.push(data);
-        this.pump();
-      } catch (e) {
-        throw this.fail(e);
-      }
-    });
-    this.chain = p.catch(() => undefined);
-    return p;
+    return this.core.receive(data);
   }
 
   /** Encrypt and send application data. */
   write(data: Uint8Array): void {
-    if (this.state !== 'connected' || this.writeClosed) throw new EchError('ERR_PROTOCOL', 'internal_error', 'not connected');
-    if (data.length) this.sink.send(this.records.encode(ContentType.application_data, data));
+    if (this.state !== 'connected' || this.core.writeClosed) throw new EchError('ERR_PROTOCOL', 'internal_error', 'not connected');
+    this.core.writeData(data);
   }
 
   /** Send KeyUpdate and move to the next write key. */
   keyUpdate(requestPeer = true): void {
-    if (this.state !== 'connected' || this.writeClosed) throw new EchError('ERR_PROTOCOL', 'internal_error', 'not connected');
-    this.sendKeyUpdate(requestPeer ? KeyUpdateRequest.update_requested : KeyUpdateRequest.update_not_requested);
+    if (this.state !== 'connected' || this.core.writeClosed) throw new EchError('ERR_PROTOCOL', 'internal_error', 'not connected');
+    this.core.sendKeyUpdate(requestPeer ? KeyUpdateRequest.update_requested : KeyUpdateRequest.update_not_requested);
   }
 
   /** Send close_notify. */
   close(): void {
-    if (this.writeClosed) return;
-    this.writeClosed = true;
-    this.sink.send(this.records.encodeAlert('close_notify'));
-  }
-
-  private fail(e: unknown): Error {
-    if (this.failure) return this.failure;
-    const err = e instanceof EchError ? e : new EchError('ERR_INTERNAL', 'internal_error', e instanceof Error ? e.message : String(e), { cause: e });
-    this.failure = err;
-    if (!(err instanceof PeerAlertError) && !this.writeClosed) {
-      try {
-        this.sink.send(this.records.encodeAlert(err.alert));
-      } catch {
-        // nothing more to do
-      }
-    }
-    this.state = 'closed';
-    this.writeClosed = true;
-    return err;
-  }
-
-  private pump(): void {
-    for (;;) {
-      if (this.state === 'closed') return;
-      const rec = this.records.next();
-      if (!rec) return;
-      if (rec.type !== ContentType.handshake && this.hs.pending > 0) {
-        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'record interleaved with a fragmented handshake message');
-      }
-      if (rec.type === ContentType.alert) {
-        if (rec.content.length !== 2) throw new DecodeError('alert record is not 2 bytes');
-        const d = rec.content[1]!;
-        if (d === AlertDescription.close_notify && this.state === 'connected') {
-          this.state = 'closed';
-          this.sink.peerClosed?.();
-          return;
-        }
-        if (d === AlertDescription.user_canceled) continue;
-        const name = alertName(d);
-        throw new PeerAlertError((name in AlertDescription ? name : 'internal_error') as AlertDescription, `server sent alert ${name}`);
-      }
-      if (rec.type === ContentType.application_data) {
-        if (this.state !== 'connected') throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data during the handshake');
-        if (rec.content.length) this.sink.data?.(rec.content);
-        continue;
-      }
-      this.hs.push(rec.content);
-      for (let m = this.hs.next(); m; m = this.hs.next()) {
-        this.handle(m);
-        if ((this.state as ClientState) === 'closed') return;
-      }
-    }
+    this.core.close();
   }
 
   private unexpected(m: HandshakeMessage): never {
@@ -517,7 +463,7 @@ export class ClientConnection {
         return this.readServerFinished(m);
       case 'connected':
         if (m.type === HandshakeType.new_session_ticket) return this.readNewSessionTicket(m);
-        if (m.type === HandshakeType.key_update) return this.readKeyUpdate(m);
+        if (m.type === HandshakeType.key_update) return this.core.readKeyUpdate(m);
         return this.unexpected(m);
       default:
         return this.unexpected(m);
@@ -662,7 +608,7 @@ export class ClientConnection {
       psk = session.psk;
       this.pskAccepted = true;
     }
-    if (this.hs.pending > 0) throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'ServerHello not at a record boundary');
+    this.core.requireRecordBoundary('ServerHello');
     this.schedule = new KeySchedule(suite.hash, psk);
     const secrets = this.schedule.handshakeSecrets(key.computeSecret(share.keyExchange), this.transcript.digest());
     this.clientHs = secrets.client;
@@ -836,17 +782,15 @@ export class ClientConnection {
     const expected = finishedVerifyData(suite.hash, this.serverHs!, this.transcript!.digest());
     const got = decodeFinished(m.body, hashLength(suite.hash));
     if (!equalBytes(expected, got)) throw new DecryptError('server Finished does not verify');
-    if (this.hs.pending > 0) throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'Finished not at a record boundary');
+    this.core.requireRecordBoundary('Finished');
     this.transcript!.update(m.raw);
     const ap = this.schedule!.applicationSecrets(this.transcript!.digest());
-    this.clientAp = ap.client;
-    this.serverAp = ap.server;
     this.sendClientFinished();
-    this.records.setReadKeys(suite, trafficKeys(suite, ap.server));
-    this.records.setWriteKeys(suite, trafficKeys(suite, ap.client));
+    this.core.setReadSecret(suite, ap.server);
+    this.core.setWriteSecret(suite, ap.client);
     // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
     // record not protected, is an unexpected record.
-    this.records.peerFinished();
+    this.core.peerFinished();
     if (this.echDecision === 'rejected') {
       // RFC 9849 §6.1.6: "If both authentication and the handshake complete
       // successfully, the client MUST perform the processing described below
@@ -898,21 +842,5 @@ export class ClientConnection {
       receivedAt: Date.now(),
       servername: this.options.servername,
     });
-  }
-
-  private readKeyUpdate(m: HandshakeMessage): void {
-    const req = decodeKeyUpdate(m.body);
-    if (this.hs.pending > 0) throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'KeyUpdate not at a record boundary');
-    const suite = this.suite!;
-    this.serverAp = nextTrafficSecret(suite.hash, this.serverAp!);
-    this.records.setReadKeys(suite, trafficKeys(suite, this.serverAp));
-    if (req === KeyUpdateRequest.update_requested && !this.writeClosed) this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
-  }
-
-  private sendKeyUpdate(req: KeyUpdateRequest): void {
-    const suite = this.suite!;
-    this.sink.send(this.records.encode(ContentType.handshake, encodeHandshake(HandshakeType.key_update, encodeKeyUpdate(req))));
-    this.clientAp = nextTrafficSecret(suite.hash, this.clientAp!);
-    this.records.setWriteKeys(suite, trafficKeys(suite, this.clientAp));
   }
 }

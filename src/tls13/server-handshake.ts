@@ -18,7 +18,8 @@
  *
  * After that the connection carries application data, KeyUpdate in both
  * directions and close_notify. Errors become one alert record, written in
- * exactly one place ({@link ServerConnection} `fail`).
+ * exactly one place (`fail` of the `ConnectionCore` in conn.ts, which
+ * also carries the record pump, alerts, key updates and close_notify).
  *
  * ## ECH seams (RFC 9849 §7)
  *
@@ -33,11 +34,11 @@
  * @module
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { AlertDescription, DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError, alertName } from '../wire/alert.js';
+import { DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError } from '../wire/alert.js';
 import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
 import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
-import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
+import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
 import { decodeClientHello, findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import {
   decodeAlpn,
@@ -54,7 +55,6 @@ import {
 import {
   KeyUpdateRequest,
   decodeFinished,
-  decodeKeyUpdate,
   encodeAlpnSelected,
   encodeCertificate,
   encodeCertificateVerify,
@@ -62,7 +62,6 @@ import {
   encodeFinished,
   encodeKeyShareHelloRetry,
   encodeKeyShareServer,
-  encodeKeyUpdate,
   encodeNewSessionTicket,
   encodePreSharedKeySelected,
   encodeServerHello,
@@ -72,10 +71,13 @@ import {
 import { CertificateStore, ServerCertificate, certificateVerifyInput } from './certificates.js';
 import type { AcceptConfirmation, ClientHelloHookResult, ServerConfig } from './config.js';
 import { groupName, isPostQuantumGroup, serverKeyShare } from './groups.js';
-import { KeySchedule, exportKeyingMaterial, finishedVerifyData, nextTrafficSecret, resumptionPsk, trafficKeys } from './key-schedule.js';
+import { KeySchedule, exportKeyingMaterial, finishedVerifyData, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
+import { ConnectionCore } from './conn.js';
 import { suiteById, type CipherSuiteParams } from './suites.js';
 import type { TicketState } from './tickets.js';
+
+export { PeerAlertError } from './conn.js';
 
 /**
  * Where a {@link ServerConnection} delivers its output.
@@ -122,22 +124,6 @@ export interface HandshakeInfo {
   certificate: ServerCertificate | undefined;
   /** Attributes merged from the ClientHello hook results. */
   attributes: Record<string, unknown>;
-}
-
-/**
- * The peer sent a fatal alert (or closed during the handshake). Carries the
- * alert received; no alert is sent back.
- * @group Errors
- * @example
- * ```ts
- * if (err instanceof PeerAlertError) console.log('peer said', err.alert);
- * ```
- */
-export class PeerAlertError extends EchError {
-  constructor(alert: AlertDescription, message: string) {
-    super('ERR_ALERT_RECEIVED', alert, message);
-    this.name = 'PeerAlertError';
-  }
 }
 
 /**
@@ -208,13 +194,10 @@ interface HelloFacts {
 export class ServerConnection {
   readonly config: ServerConfig;
   private readonly sink: ConnectionSink;
-  private readonly records = new RecordLayer();
-  private readonly hs: HandshakeReassembler;
-  private chain: Promise<void> = Promise.resolve();
+  /** Records, alerts, key updates and close (shared with the client engine). */
+  private readonly core: ConnectionCore;
+  private readonly records: RecordLayer;
   private stateValue: ServerState = 'wait_client_hello';
-  private writeClosed = false;
-  private readClosed = false;
-  private failure: Error | undefined;
   /** Scratch space given to the ClientHello hook. */
   private readonly hookState: Record<string, unknown> = {};
   private readonly attributes: Record<string, unknown> = {};
@@ -232,19 +215,31 @@ export class ServerConnection {
   /** EncryptedExtensions ... Finished, sent together. */
   private pendingFlight: Uint8Array[] = [];
   private clientApSecret: Uint8Array | undefined;
-  private serverApSecret: Uint8Array | undefined;
   private exporterSecret: Uint8Array | undefined;
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
   private ticketNonce = 0n;
   /** KeyUpdate messages sent and received so far. */
-  readonly keyUpdates = { sent: 0, received: 0 };
+  readonly keyUpdates: { sent: number; received: number };
 
   constructor(config: ServerConfig, sink: ConnectionSink) {
     this.config = config;
     this.sink = sink;
-    this.hs = new HandshakeReassembler(config.maxHandshakeSize);
+    this.core = new ConnectionCore({
+      send: (b) => sink.send(b),
+      handshake: (m) => this.handleHandshake(m),
+      connected: () => this.stateValue === 'connected',
+      data: (b) => sink.data?.(b),
+      peerClosed: () => sink.peerClosed?.(),
+      failed: () => {
+        this.stateValue = 'closed';
+      },
+      maxHandshakeSize: config.maxHandshakeSize,
+      keyUpdateAfterRecords: KEY_UPDATE_AFTER_RECORDS,
+    });
+    this.records = this.core.records;
+    this.keyUpdates = this.core.keyUpdates;
   }
 
   /** Current handshake state. */
@@ -259,7 +254,7 @@ export class ServerConnection {
 
   /** The error that closed the connection, if any. */
   get error(): Error | undefined {
-    return this.failure;
+    return this.core.error;
   }
 
   /**
@@ -267,11 +262,7 @@ export class ServerConnection {
    * rejects with the error that ended the connection.
    */
   receive(data: Uint8Array): Promise<void> {
-    return this.enqueue(() => {
-      if (this.stateValue === 'closed' || this.readClosed) return Promise.resolve();
-      this.records.push(data);
-      return this.pump();
-    });
+    return this.core.receive(data);
   }
 
   /**
@@ -285,7 +276,7 @@ export class ServerConnection {
    * ```
    */
   receiveClientHello(message: Uint8Array, rest?: Uint8Array): Promise<void> {
-    const p = this.enqueue(async () => {
+    const p = this.core.enqueue(async () => {
       if (this.stateValue !== 'wait_client_hello') {
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
       }
@@ -304,14 +295,10 @@ export class ServerConnection {
    * Throws if the connection is not open for writing.
    */
   write(data: Uint8Array): void {
-    if (this.stateValue !== 'connected' || this.writeClosed) {
+    if (this.stateValue !== 'connected' || this.core.writeClosed) {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
     }
-    if (data.length === 0) return;
-    // RFC 8446bis §5.5: rekey well before the AEAD limits (2^24.5 full-size
-    // records for AES-GCM) by sending a KeyUpdate first.
-    if (this.records.writeSequence >= KEY_UPDATE_AFTER_RECORDS) this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
-    this.send(this.records.encode(ContentType.application_data, data));
+    this.core.writeData(data);
   }
 
   /**
@@ -319,10 +306,10 @@ export class ServerConnection {
    * with `requestPeer` the peer is asked to update its key too.
    */
   keyUpdate(requestPeer = true): void {
-    if (this.stateValue !== 'connected' || this.writeClosed) {
+    if (this.stateValue !== 'connected' || this.core.writeClosed) {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'connection is not open for writing');
     }
-    this.sendKeyUpdate(requestPeer ? KeyUpdateRequest.update_requested : KeyUpdateRequest.update_not_requested);
+    this.core.sendKeyUpdate(requestPeer ? KeyUpdateRequest.update_requested : KeyUpdateRequest.update_not_requested);
   }
 
   /**
@@ -330,9 +317,7 @@ export class ServerConnection {
    * until the peer closes too.
    */
   close(): void {
-    if (this.writeClosed || this.stateValue === 'closed') return;
-    this.send(this.records.encodeAlert('close_notify'));
-    this.writeClosed = true;
+    this.core.close();
   }
 
   /**
@@ -340,8 +325,7 @@ export class ServerConnection {
    * stop processing. Used by transports on timeouts.
    */
   abort(error: EchError): void {
-    if (this.stateValue === 'closed') return;
-    this.fail(error);
+    this.core.abort(error);
   }
 
   /**
@@ -358,100 +342,6 @@ export class ServerConnection {
 
   // ------------------------------------------------------------- plumbing
 
-  private enqueue(task: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(async () => {
-      if (this.failure) throw this.failure;
-      try {
-        await task();
-      } catch (e) {
-        throw this.fail(e);
-      }
-    });
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  /**
-   * The one place an error becomes an alert (RFC 8446bis §6.2): the alert is
-   * protected with the current write key if there is one.
-   */
-  private fail(e: unknown): Error {
-    if (this.failure) return this.failure;
-    const err =
-      e instanceof EchError
-        ? e
-        : new EchError('ERR_INTERNAL', 'internal_error', e instanceof Error ? e.message : String(e), { cause: e });
-    this.failure = err;
-    if (this.stateValue !== 'closed' && !(err instanceof PeerAlertError) && !this.writeClosed) {
-      try {
-        this.sink.send(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
-      } catch {
-        // The transport is gone; nothing more to say.
-      }
-    }
-    this.stateValue = 'closed';
-    this.writeClosed = true;
-    return err;
-  }
-
-  private async pump(): Promise<void> {
-    for (;;) {
-      if (this.stateValue === 'closed' || this.readClosed) return;
-      const rec = this.records.next();
-      if (!rec) return;
-      // RFC 8446bis §5.1: "Handshake messages MUST NOT be interleaved with
-      // other record types."
-      if (rec.type !== ContentType.handshake && this.hs.pending > 0) {
-        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'record interleaved with a fragmented handshake message');
-      }
-      switch (rec.type) {
-        case ContentType.alert:
-          this.handleAlert(rec.content);
-          break;
-        case ContentType.handshake:
-          this.hs.push(rec.content);
-          for (let m = this.hs.next(); m; m = this.hs.next()) {
-            await this.handleHandshake(m);
-            if ((this.stateValue as ServerState) === 'closed') return;
-          }
-          break;
-        case ContentType.application_data:
-          // RFC 8446bis §2: application data only after the handshake (no
-          // 0-RTT is accepted here).
-          if (this.stateValue !== 'connected') {
-            throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before the handshake completed');
-          }
-          if (rec.content.length) this.sink.data?.(rec.content);
-          break;
-        default:
-          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected record type ${rec.type}`);
-      }
-    }
-  }
-
-  private handleAlert(content: Uint8Array): void {
-    // RFC 8446bis §5.1: "a record with an Alert type MUST contain exactly one
-    // message" (two bytes: level, description).
-    if (content.length !== 2) throw new DecodeError(`alert record of ${content.length} bytes`);
-    const desc = content[1]!;
-    if (desc === AlertDescription.close_notify) {
-      if (this.stateValue !== 'connected') {
-        throw new PeerAlertError('close_notify', 'peer closed the connection during the handshake');
-      }
-      // RFC 8446bis §6.1: "Any data received after a closure alert has been
-      // received MUST be ignored."
-      this.readClosed = true;
-      this.sink.peerClosed?.();
-      return;
-    }
-    if (desc === AlertDescription.user_canceled) return; // §6.1: a close_notify follows.
-    const name = alertName(desc);
-    throw new PeerAlertError(
-      (name in AlertDescription ? name : 'internal_error') as AlertDescription,
-      `peer sent alert ${name}`,
-    );
-  }
-
   private async handleHandshake(m: HandshakeMessage): Promise<void> {
     switch (this.stateValue) {
       case 'wait_client_hello':
@@ -467,7 +357,7 @@ export class ServerConnection {
         }
         return this.readClientFinished(m);
       case 'connected':
-        if (m.type === HandshakeType.key_update) return this.readKeyUpdate(m);
+        if (m.type === HandshakeType.key_update) return this.core.readKeyUpdate(m);
         // RFC 8446bis §4.1.2: "if a server has negotiated TLS 1.3 and receives
         // a ClientHello at any other time, it MUST terminate the connection
         // with an "unexpected_message" alert." Same for any other message.
@@ -479,13 +369,12 @@ export class ServerConnection {
 
   /** Every byte leaves through here; nothing leaves after a failure or close_notify. */
   private send(bytes: Uint8Array): void {
-    if (this.failure || this.writeClosed) return;
-    this.sink.send(bytes);
+    this.core.send(bytes);
   }
 
   /** After an await: stop if the connection failed meanwhile (timeout, abort). */
   private checkAlive(): void {
-    if (this.failure) throw this.failure;
+    this.core.checkAlive();
   }
 
   private sendHandshake(messages: Uint8Array[]): void {
@@ -494,9 +383,7 @@ export class ServerConnection {
 
   /** RFC 8446bis §5.1: messages preceding a key change must end a record. */
   private requireRecordBoundary(what: string): void {
-    if (this.hs.pending > 0) {
-      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `${what} not aligned with a record boundary before a key change`);
-    }
+    this.core.requireRecordBoundary(what);
   }
 
   // ------------------------------------------------------ processClientHello
@@ -1000,9 +887,8 @@ export class ServerConnection {
     // §7.1: application secrets over ClientHello ... server Finished.
     const ap = this.schedule!.applicationSecrets(transcript.digest());
     this.clientApSecret = ap.client;
-    this.serverApSecret = ap.server;
     this.exporterSecret = ap.exporter;
-    this.records.setWriteKeys(suite, trafficKeys(suite, ap.server));
+    this.core.setWriteSecret(suite, ap.server);
     this.expectedClientFinished = finishedVerifyData(suite.hash, this.clientHsSecret!, transcript.digest());
   }
 
@@ -1017,10 +903,10 @@ export class ServerConnection {
     if (!equalBytes(verify, this.expectedClientFinished!)) throw new DecryptError('client Finished does not verify');
     this.requireRecordBoundary('Finished');
     this.transcript!.update(m.raw);
-    this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret!));
+    this.core.setReadSecret(suite, this.clientApSecret!);
     // RFC 9846 §5: after the peer's Finished a change_cipher_spec, or any
     // record not protected, is an unexpected record.
-    this.records.peerFinished();
+    this.core.peerFinished();
     this.records.skipUndecryptable(0);
     this.resumptionSecret = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
     this.stateValue = 'connected';
@@ -1060,33 +946,6 @@ export class ServerConnection {
       );
     }
     this.sendHandshake(messages);
-  }
-
-  // ----------------------------------------------------------------- KeyUpdate
-
-  private readKeyUpdate(m: HandshakeMessage): void {
-    const request = decodeKeyUpdate(m.body);
-    this.keyUpdates.received++;
-    // §5.1: KeyUpdate precedes a key change, so it must end its record.
-    this.requireRecordBoundary('KeyUpdate');
-    const suite = this.suite!;
-    // §4.6.3: the sender's next messages use the next generation of keys.
-    this.clientApSecret = nextTrafficSecret(suite.hash, this.clientApSecret!);
-    this.records.setReadKeys(suite, trafficKeys(suite, this.clientApSecret));
-    // §4.6.3: on update_requested "the receiver MUST send a KeyUpdate of its
-    // own with request_update set to "update_not_requested" prior to sending
-    // its next Application Data record".
-    if (request === KeyUpdateRequest.update_requested && !this.writeClosed) {
-      this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
-    }
-  }
-
-  private sendKeyUpdate(request: KeyUpdateRequest): void {
-    const suite = this.suite!;
-    this.sendHandshake([encodeHandshake(HandshakeType.key_update, encodeKeyUpdate(request))]);
-    this.keyUpdates.sent++;
-    this.serverApSecret = nextTrafficSecret(suite.hash, this.serverApSecret!);
-    this.records.setWriteKeys(suite, trafficKeys(suite, this.serverApSecret));
   }
 
   /** Group name as Node reports it. */

@@ -7,13 +7,14 @@
  *
  * @module
  */
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { readFirstHandshakeMessage } from '../tls/record.js';
 import type { ServerConfig } from './config.js';
 import { ServerConnection, type HandshakeInfo } from './server-handshake.js';
 import { groupName } from './groups.js';
+import { TlsDuplex } from './duplex.js';
 
 /**
  * How a {@link TlsSocket} starts.
@@ -57,18 +58,15 @@ export interface CipherInfo {
 type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily' | 'localAddress' | 'localPort'>>;
 
 /**
- * How long a closed connection keeps its transport open, reading and
- * discarding, for the peer's FIN (see {@link TlsSocket}'s `linger`).
- */
-const LINGER_MS = 5000;
-
-/**
  * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
  * Emits `secure` when the handshake completes and `tlsClientError`
  * (`(err)`) if it fails; after a failed handshake the socket is destroyed
  * without an `error` event. Failures after the handshake (bad record MAC,
  * a peer's fatal alert, transport errors) emit `tlsError` (`(err)`) and close
- * the socket, also without an `error` event.
+ * the socket, also without an `error` event. Unlike the client's socket, a
+ * write completes once the transport has drained, and closing is graceful:
+ * what is queued is flushed, and the transport is read until the peer's FIN
+ * (at most 5 s) so that no reset discards the last records.
  * @group Server
  * @example
  * ```ts
@@ -76,25 +74,19 @@ const LINGER_MS = 5000;
  * tls.on('secure', () => tls.end('hello\n'));
  * ```
  */
-export class TlsSocket extends Duplex {
+export class TlsSocket extends TlsDuplex {
   /** Always true, like `tls.TLSSocket`. */
   readonly encrypted = true;
   /** Client certificates are not requested. */
   readonly authorized = false;
   /** The transport underneath. */
-  readonly socket: RawTransport;
+  declare readonly socket: RawTransport;
   /** The transport-free engine. */
   readonly connection: ServerConnection;
   private timer: NodeJS.Timeout | undefined;
-  private secured = false;
-  private waiters: Array<() => void> = [];
-  /** Settles once every byte read so far has been processed by the engine. */
-  private received: Promise<void> = Promise.resolve();
-  private lingering = false;
 
   constructor(socket: RawTransport, config: ServerConfig, start: TlsSocketStart = {}) {
-    super({ allowHalfOpen: start.allowHalfOpen ?? false });
-    this.socket = socket;
+    super(socket, { allowHalfOpen: start.allowHalfOpen ?? false, writeBackpressure: true, gracefulClose: true });
     // The TLS layer decides when the transport's write side ends (after our
     // close_notify), not the transport on the peer's FIN: a net.Socket
     // without allowHalfOpen ends its write side as soon as it reads a FIN,
@@ -102,13 +94,8 @@ export class TlsSocket extends Duplex {
     // client sent just before half-closing) would be dropped.
     socket.allowHalfOpen = true;
     this.connection = new ServerConnection(config, {
-      send: (b) => {
-        if (!socket.destroyed && socket.writable) socket.write(b);
-      },
-      data: (b) => {
-        if (this.destroyed) return;
-        if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) socket.pause();
-      },
+      send: (b) => this.toTransport(b),
+      data: (b) => this.deliver(b),
       handshakeComplete: () => this.onSecure(),
       peerClosed: () => this.push(null),
     });
@@ -119,9 +106,7 @@ export class TlsSocket extends Duplex {
       }, config.handshakeTimeout);
       this.timer.unref?.();
     }
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.lingering) this.feed(this.connection.receive(chunk));
-    });
+    this.readTransport();
     // The FIN is acted on after the engine has processed every byte read
     // before it: the last chunk may hold the client Finished, the request and
     // close_notify.
@@ -164,13 +149,10 @@ export class TlsSocket extends Duplex {
     }
   }
 
-  private feed(p: Promise<void>): void {
-    this.received = p.catch(() => undefined);
-    p.catch((err: unknown) => {
-      const e = err instanceof Error ? err : new Error(String(err));
-      if (!this.secured) this.handshakeFailed(e, false);
-      else this.failAfterHandshake(e);
-    });
+  /** @internal */
+  protected receiveFailed(e: Error): void {
+    if (!this.secured) this.handshakeFailed(e, false);
+    else this.failAfterHandshake(e);
   }
 
   /**
@@ -199,10 +181,7 @@ export class TlsSocket extends Duplex {
 
   private onSecure(): void {
     this.clearTimer();
-    this.secured = true;
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.markSecure();
     this.emit('secure');
   }
 
@@ -357,80 +336,9 @@ export class TlsSocket extends Duplex {
     else this.once('finish', () => this.destroy());
   }
 
-  override _read(): void {
-    if (this.socket.isPaused()) this.socket.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (!this.secured) {
-      this.waiters.push(() => this._write(chunk, _enc, cb));
-      return;
-    }
-    try {
-      this.connection.write(chunk);
-    } catch (e) {
-      cb(e as Error);
-      return;
-    }
-    if ((this.socket as Partial<Socket>).writableNeedDrain) this.socket.once('drain', () => cb());
-    else cb();
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    const finish = (): void => {
-      try {
-        this.connection.close();
-      } catch {
-        // already closed
-      }
-      this.socket.end();
-      cb();
-    };
-    if (!this.secured) this.waiters.push(finish);
-    else finish();
-  }
-
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.clearTimer();
-    this.waiters = [];
-    const raw = this.socket;
-    if (!raw.destroyed && !this.lingering) {
-      // Closed in order (close_notify and FIN written by _final): close the
-      // transport gracefully. Otherwise (destroy() without end(), an error)
-      // abort it, once what is already queued has gone out.
-      if (!err && raw.writableEnded) this.linger();
-      else {
-        const s = raw as Duplex & { destroySoon?: () => void };
-        if (typeof s.destroySoon === 'function' && raw.writableLength > 0) s.destroySoon();
-        else raw.destroy();
-      }
-    }
-    cb(err);
-  }
-
-  /**
-   * Close the transport without a reset: end its write side after what is
-   * queued (close_notify or an alert, then FIN), and keep reading, discarding,
-   * until the peer's FIN — at most {@link LINGER_MS} — before the transport
-   * closes. RFC 9846 §6.1: "It is assumed that closing the write side of a
-   * connection reliably delivers pending data before destroying the
-   * transport." A TCP socket closed while the peer's last bytes (typically
-   * its close_notify, sent right after the request) are unread, or arrive
-   * after the close, makes the kernel answer with a RST, which throws away
-   * our records not yet delivered: the client sees its answer vanish.
-   */
-  private linger(): void {
-    if (this.lingering) return;
-    this.lingering = true;
-    const raw = this.socket;
-    if (raw.destroyed) return;
-    if (!raw.writableEnded) raw.end();
-    // With allowHalfOpen (set above) the transport closes by itself once its
-    // FIN is out and the peer's FIN has been read.
-    const t = setTimeout(() => raw.destroy(), LINGER_MS);
-    t.unref?.();
-    raw.once('close', () => clearTimeout(t));
-    raw.resume();
+    super._destroy(err, cb);
   }
 }
 

@@ -1,0 +1,320 @@
+/**
+ * The connection core shared by both TLS 1.3 engines, the way Go's `Conn`
+ * carries both `serverHandshakeStateTLS13` and `clientHandshakeStateTLS13`:
+ * records in, handshake messages and application data out, alerts, key
+ * updates and close. `ServerConnection` and `ClientConnection`
+ * keep only their handshake state machines on top of it.
+ *
+ * What lives here once:
+ * - the receive queue (input processed in order, one call at a time) and the
+ *   one place an error becomes an alert (`fail`);
+ * - the record pump: no record interleaved with a fragmented handshake
+ *   message (RFC 9846 §5.1), application data only once connected, alerts
+ *   (close_notify, user_canceled, fatal);
+ * - the record-level rules of {@link RecordLayer} (change_cipher_spec
+ *   window, every record protected after the peer's Finished, the
+ *   empty-record limit), reached through one `RecordLayer` per connection
+ *   and `peerFinished`;
+ * - application traffic secrets, KeyUpdate in both directions (§4.6.3),
+ *   close_notify (§6.1).
+ *
+ * @module
+ */
+import { AlertDescription, DecodeError, EchError, alertName } from '../wire/alert.js';
+import { ContentType, HandshakeType } from '../tls/constants.js';
+import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
+import { KeyUpdateRequest, decodeKeyUpdate, encodeKeyUpdate } from '../tls/messages.js';
+import { nextTrafficSecret, trafficKeys } from './key-schedule.js';
+import { RecordLayer } from './record-layer.js';
+import type { CipherSuiteParams } from './suites.js';
+
+/**
+ * The peer sent a fatal alert (or closed during the handshake). Carries the
+ * alert received; no alert is sent back.
+ * @group Errors
+ * @example
+ * ```ts
+ * if (err instanceof PeerAlertError) console.log('peer said', err.alert);
+ * ```
+ */
+export class PeerAlertError extends EchError {
+  constructor(alert: AlertDescription, message: string) {
+    super('ERR_ALERT_RECEIVED', alert, message);
+    this.name = 'PeerAlertError';
+  }
+}
+
+/**
+ * What a handshake state machine gives the {@link ConnectionCore} it runs on.
+ * @example
+ * ```ts
+ * const core = new ConnectionCore({ send, handshake: (m) => this.handle(m), connected: () => this.state === 'connected' });
+ * ```
+ */
+export interface ConnectionCoreOptions {
+  /** Bytes to write to the transport, in order. */
+  send(bytes: Uint8Array): void;
+  /** One reassembled handshake message; may be async (the server's hooks are). */
+  handshake(m: HandshakeMessage): void | Promise<void>;
+  /** True once the handshake completed: application data and close_notify are accepted. */
+  connected(): boolean;
+  /** Decrypted application data. */
+  data?(bytes: Uint8Array): void;
+  /** The peer's close_notify was read: nothing more will be. */
+  peerClosed?(): void;
+  /** The connection failed (the alert, if any, has been sent). */
+  failed?(): void;
+  /** Largest handshake message accepted (default: the reassembler's). */
+  maxHandshakeSize?: number;
+  /**
+   * Send a KeyUpdate before an application data record once this many
+   * records went out under one key (RFC 9846 §5.5). The server does (2^24);
+   * the client engine does not.
+   */
+  keyUpdateAfterRecords?: bigint;
+}
+
+/**
+ * One TLS 1.3 connection below its handshake: the record pump, alerts, key
+ * updates and close, for either side.
+ * @example
+ * ```ts
+ * const core = new ConnectionCore({ send: (b) => socket.write(b), handshake: (m) => machine.handle(m), connected: () => machine.done });
+ * socket.on('data', (b) => core.receive(b).catch(() => socket.destroy()));
+ * ```
+ */
+export class ConnectionCore {
+  /** The record layer (protection, change_cipher_spec window, empty-record limit). */
+  readonly records = new RecordLayer();
+  /** Handshake messages reassembled from records. */
+  readonly hs: HandshakeReassembler;
+  /** KeyUpdate messages sent and received so far. */
+  readonly keyUpdates = { sent: 0, received: 0 };
+  private readonly opts: ConnectionCoreOptions;
+  private chain: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+  private writeClosedValue = false;
+  private readClosedValue = false;
+  private suite: CipherSuiteParams | undefined;
+  private readSecret: Uint8Array | undefined;
+  private writeSecret: Uint8Array | undefined;
+
+  constructor(opts: ConnectionCoreOptions) {
+    this.opts = opts;
+    this.hs = new HandshakeReassembler(opts.maxHandshakeSize);
+  }
+
+  /** The error that closed the connection, if any. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  /** True once close_notify was sent or the connection failed. */
+  get writeClosed(): boolean {
+    return this.writeClosedValue;
+  }
+
+  /** True once the peer's close_notify was read. */
+  get readClosed(): boolean {
+    return this.readClosedValue;
+  }
+
+  /**
+   * Run `task` after every earlier one, unless the connection has failed;
+   * an error it throws fails the connection (alert sent) and is rethrown.
+   */
+  enqueue(task: () => void | Promise<void>): Promise<void> {
+    const p = this.chain.then(async () => {
+      if (this.failure) throw this.failure;
+      try {
+        await task();
+      } catch (e) {
+        throw this.fail(e);
+      }
+    });
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Process bytes read from the peer. Resolves when they are consumed;
+   * rejects with the error that ended the connection.
+   */
+  receive(data: Uint8Array): Promise<void> {
+    return this.enqueue(() => {
+      if (this.readClosedValue) return;
+      this.records.push(data);
+      return this.pump();
+    });
+  }
+
+  /**
+   * The one place an error becomes an alert (RFC 9846 §6.2): the alert is
+   * protected with the current write key if there is one. A peer's alert is
+   * not answered.
+   */
+  fail(e: unknown): Error {
+    if (this.failure) return this.failure;
+    const err =
+      e instanceof EchError
+        ? e
+        : new EchError('ERR_INTERNAL', 'internal_error', e instanceof Error ? e.message : String(e), { cause: e });
+    this.failure = err;
+    if (!(err instanceof PeerAlertError) && !this.writeClosedValue) {
+      try {
+        this.opts.send(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
+      } catch {
+        // The transport is gone; nothing more to say.
+      }
+    }
+    this.writeClosedValue = true;
+    this.opts.failed?.();
+    return err;
+  }
+
+  /** Abort with `error` (its alert is sent), unless already failed. Used by transports on timeouts. */
+  abort(error: EchError): void {
+    if (this.failure) return;
+    this.fail(error);
+  }
+
+  /** After an await: stop if the connection failed meanwhile (timeout, abort). */
+  checkAlive(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Every byte the core writes leaves through here; nothing after a failure or close_notify. */
+  send(bytes: Uint8Array): void {
+    if (this.failure || this.writeClosedValue) return;
+    this.opts.send(bytes);
+  }
+
+  /** RFC 9846 §5.1: messages preceding a key change must end a record. */
+  requireRecordBoundary(what: string): void {
+    if (this.hs.pending > 0) {
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `${what} not aligned with a record boundary before a key change`);
+    }
+  }
+
+  private async pump(): Promise<void> {
+    for (;;) {
+      if (this.failure || this.readClosedValue) return;
+      const rec = this.records.next();
+      if (!rec) return;
+      // RFC 9846 §5.1: "Handshake messages MUST NOT be interleaved with
+      // other record types."
+      if (rec.type !== ContentType.handshake && this.hs.pending > 0) {
+        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'record interleaved with a fragmented handshake message');
+      }
+      switch (rec.type) {
+        case ContentType.alert:
+          this.readAlert(rec.content);
+          break;
+        case ContentType.handshake:
+          this.hs.push(rec.content);
+          for (let m = this.hs.next(); m; m = this.hs.next()) {
+            const r = this.opts.handshake(m);
+            // Only a real await yields: a synchronous state machine runs
+            // its whole flight in the same turn.
+            if (r) await r;
+            if (this.failure) return;
+          }
+          break;
+        case ContentType.application_data:
+          // RFC 9846 §2: application data only after the handshake (no
+          // 0-RTT is accepted here).
+          if (!this.opts.connected()) {
+            throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before the handshake completed');
+          }
+          if (rec.content.length) this.opts.data?.(rec.content);
+          break;
+        default:
+          throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected record type ${rec.type}`);
+      }
+    }
+  }
+
+  private readAlert(content: Uint8Array): void {
+    // RFC 9846 §5.1: "a record with an Alert type MUST contain exactly one
+    // message" (two bytes: level, description).
+    if (content.length !== 2) throw new DecodeError(`alert record of ${content.length} bytes`);
+    const desc = content[1]!;
+    if (desc === AlertDescription.close_notify) {
+      if (!this.opts.connected()) {
+        throw new PeerAlertError('close_notify', 'peer closed the connection during the handshake');
+      }
+      // RFC 9846 §6.1: "Any data received after a closure alert has been
+      // received MUST be ignored."
+      this.readClosedValue = true;
+      this.opts.peerClosed?.();
+      return;
+    }
+    if (desc === AlertDescription.user_canceled) return; // §6.1: a close_notify follows.
+    const name = alertName(desc);
+    throw new PeerAlertError((name in AlertDescription ? name : 'internal_error') as AlertDescription, `peer sent alert ${name}`);
+  }
+
+  /** Install the peer's application traffic secret (its next records are protected with it). */
+  setReadSecret(suite: CipherSuiteParams, secret: Uint8Array): void {
+    this.suite = suite;
+    this.readSecret = secret;
+    this.records.setReadKeys(suite, trafficKeys(suite, secret));
+  }
+
+  /** Install our application traffic secret (our next records are protected with it). */
+  setWriteSecret(suite: CipherSuiteParams, secret: Uint8Array): void {
+    this.suite = suite;
+    this.writeSecret = secret;
+    this.records.setWriteKeys(suite, trafficKeys(suite, secret));
+  }
+
+  /**
+   * The peer's Finished was read (RFC 9846 §5): every later record must be
+   * protected, a change_cipher_spec is an unexpected record.
+   */
+  peerFinished(): void {
+    this.records.peerFinished();
+  }
+
+  /** Encrypt and send application data; callers check the connection is open for writing. */
+  writeData(data: Uint8Array): void {
+    if (data.length === 0) return;
+    // RFC 9846 §5.5: rekey well before the AEAD limits (2^24.5 full-size
+    // records for AES-GCM) by sending a KeyUpdate first.
+    const limit = this.opts.keyUpdateAfterRecords;
+    if (limit !== undefined && this.records.writeSequence >= limit) this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
+    this.send(this.records.encode(ContentType.application_data, data));
+  }
+
+  /** Send close_notify (RFC 9846 §6.1): no more writes. Reading continues until the peer closes too. */
+  close(): void {
+    if (this.writeClosedValue || this.failure) return;
+    this.send(this.records.encodeAlert('close_notify'));
+    this.writeClosedValue = true;
+  }
+
+  /** A KeyUpdate from the peer (connected): switch to its next read key, answer if asked. */
+  readKeyUpdate(m: HandshakeMessage): void {
+    const request = decodeKeyUpdate(m.body);
+    this.keyUpdates.received++;
+    // §5.1: KeyUpdate precedes a key change, so it must end its record.
+    this.requireRecordBoundary('KeyUpdate');
+    const suite = this.suite!;
+    // §4.6.3: the sender's next messages use the next generation of keys.
+    this.setReadSecret(suite, nextTrafficSecret(suite.hash, this.readSecret!));
+    // §4.6.3: on update_requested "the receiver MUST send a KeyUpdate of its
+    // own with request_update set to "update_not_requested" prior to sending
+    // its next Application Data record".
+    if (request === KeyUpdateRequest.update_requested && !this.writeClosedValue) {
+      this.sendKeyUpdate(KeyUpdateRequest.update_not_requested);
+    }
+  }
+
+  /** Send a KeyUpdate and switch to our next write key (RFC 9846 §4.6.3). */
+  sendKeyUpdate(request: KeyUpdateRequest): void {
+    const suite = this.suite!;
+    this.send(this.records.encode(ContentType.handshake, encodeHandshake(HandshakeType.key_update, encodeKeyUpdate(request))));
+    this.keyUpdates.sent++;
+    this.setWriteSecret(suite, nextTrafficSecret(suite.hash, this.writeSecret!));
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The `Duplex` glue shared by `TlsSocket` (server) and
+ * `TlsClientSocket` (client): a transport-free engine on a raw
+ * transport, its plaintext as a stream. Records written only while the
+ * transport is writable, reads paused when the consumer is, writes held
+ * until the handshake completes, close_notify then FIN on `end()`.
+ *
+ * The deliberate differences between the two sides are options
+ * ({@link TlsDuplexOptions}): the server waits for the transport to drain
+ * before accepting more plaintext, and closes gracefully (flush, FIN, read
+ * until the peer's FIN); the client does neither.
+ *
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+
+/**
+ * What the glue needs of an engine (`ServerConnection` or
+ * `ClientConnection`).
+ * @example
+ * ```ts
+ * const engine: TlsEngine = new ServerConnection(config, sink);
+ * ```
+ */
+export interface TlsEngine {
+  /** Process bytes read from the transport. */
+  receive(data: Uint8Array): Promise<void>;
+  /** Encrypt and send application data. */
+  write(data: Uint8Array): void;
+  /** Send close_notify. */
+  close(): void;
+}
+
+/**
+ * The deliberate differences between the server's and the client's socket.
+ * @example
+ * ```ts
+ * const server: TlsDuplexOptions = { allowHalfOpen: false, writeBackpressure: true, gracefulClose: true };
+ * ```
+ */
+export interface TlsDuplexOptions {
+  /** Keep the writable side open after the peer's end of data. */
+  allowHalfOpen: boolean;
+  /** `write` callbacks wait for the transport's `drain` when it needs one (server). */
+  writeBackpressure: boolean;
+  /**
+   * Destroying flushes what is queued before the transport goes, and an
+   * orderly or failed close ends the transport's write side and reads until
+   * the peer's FIN, for at most 5 s, instead of resetting it (server).
+   */
+  gracefulClose: boolean;
+}
+
+/**
+ * How long a closed connection keeps its transport open, reading and
+ * discarding, for the peer's FIN (see `linger`).
+ */
+const LINGER_MS = 5000;
+
+/**
+ * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
+ * `TlsSocket` and `TlsClientSocket`, which add their handshake
+ * events and error policy.
+ * @example
+ * ```ts
+ * class MySocket extends TlsDuplex { readonly connection = engine; protected receiveFailed(e: Error) { this.destroy(e); } }
+ * ```
+ */
+export abstract class TlsDuplex extends Duplex {
+  /** The transport underneath. */
+  readonly socket: Duplex;
+  /** The transport-free engine. */
+  abstract readonly connection: TlsEngine;
+  /** The handshake completed: writes go through. @internal */
+  protected secured = false;
+  /** Settles once every byte read so far has been processed by the engine. @internal */
+  protected received: Promise<void> = Promise.resolve();
+  /** The transport is being closed gracefully (see `linger`); its input is discarded. @internal */
+  protected lingering = false;
+  private waiters: Array<() => void> = [];
+  private readonly glue: TlsDuplexOptions;
+
+  constructor(socket: Duplex, options: TlsDuplexOptions) {
+    super({ allowHalfOpen: options.allowHalfOpen });
+    this.socket = socket;
+    this.glue = options;
+  }
+
+  /** Records from the engine to the transport, while it is writable. @internal */
+  protected toTransport(b: Uint8Array): void {
+    const socket = this.socket;
+    if (!socket.destroyed && socket.writable) socket.write(b);
+  }
+
+  /** Plaintext from the engine to the reader; the transport pauses while the reader does. @internal */
+  protected deliver(b: Uint8Array): void {
+    if (this.destroyed) return;
+    if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) this.socket.pause();
+  }
+
+  /** Feed the transport's bytes to the engine (ignored while lingering). @internal */
+  protected readTransport(): void {
+    this.socket.on('data', (chunk: Buffer) => {
+      if (!this.lingering) this.feed(this.connection.receive(chunk));
+    });
+  }
+
+  /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */
+  protected feed(p: Promise<void>): void {
+    this.received = p.catch(() => undefined);
+    p.catch((err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  /** The engine failed on input (its alert is already written). @internal */
+  protected abstract receiveFailed(e: Error): void;
+
+  /** The handshake completed: release the writes held until now. @internal */
+  protected markSecure(): void {
+    this.secured = true;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  override _read(): void {
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (!this.secured) {
+      this.waiters.push(() => this._write(chunk, enc, cb));
+      return;
+    }
+    try {
+      this.connection.write(chunk);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    if (this.glue.writeBackpressure && (this.socket as Partial<Socket>).writableNeedDrain) this.socket.once('drain', () => cb());
+    else cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const finish = (): void => {
+      try {
+        this.connection.close();
+      } catch {
+        // already closed
+      }
+      this.socket.end();
+      cb();
+    };
+    if (!this.secured) this.waiters.push(finish);
+    else finish();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.waiters = [];
+    const raw = this.socket;
+    if (!this.glue.gracefulClose) {
+      if (!raw.destroyed) raw.destroy();
+    } else if (!raw.destroyed && !this.lingering) {
+      // Closed in order (close_notify and FIN written by _final): close the
+      // transport gracefully. Otherwise (destroy() without end(), an error)
+      // abort it, once what is already queued has gone out.
+      if (!err && raw.writableEnded) this.linger();
+      else {
+        const s = raw as Duplex & { destroySoon?: () => void };
+        if (typeof s.destroySoon === 'function' && raw.writableLength > 0) s.destroySoon();
+        else raw.destroy();
+      }
+    }
+    cb(err);
+  }
+
+  /**
+   * Close the transport without a reset: end its write side after what is
+   * queued (close_notify or an alert, then FIN), and keep reading, discarding,
+   * until the peer's FIN — at most 5 s (`LINGER_MS`) — before the transport
+   * closes. RFC 9846 §6.1: "It is assumed that closing the write side of a
+   * connection reliably delivers pending data before destroying the
+   * transport." A TCP socket closed while the peer's last bytes (typically
+   * its close_notify, sent right after the request) are unread, or arrive
+   * after the close, makes the kernel answer with a RST, which throws away
+   * our records not yet delivered: the client sees its answer vanish.
+   * @internal
+   */
+  protected linger(): void {
+    if (this.lingering) return;
+    this.lingering = true;
+    const raw = this.socket;
+    if (raw.destroyed) return;
+    if (!raw.writableEnded) raw.end();
+    // With allowHalfOpen (set by the server socket) the transport closes by
+    // itself once its FIN is out and the peer's FIN has been read.
+    const t = setTimeout(() => raw.destroy(), LINGER_MS);
+    t.unref?.();
+    raw.once('close', () => clearTimeout(t));
+    raw.resume();
+  }
+}
