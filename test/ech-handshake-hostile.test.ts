@@ -107,7 +107,7 @@ describe('hostile ECH ClientHellos get their alert and a clean close', () => {
     try {
       send(peer, s2.outerMessage);
       let sh = await peer.nextRecord();
-      // a change_cipher_spec for middlebox compatibility may come first (RFC 8446bis §D.4)
+      // a change_cipher_spec for middlebox compatibility may come first (RFC 9846 §D.4)
       while (sh.type === ContentType.change_cipher_spec) sh = await peer.nextRecord();
       expect(sh.type).toBe(ContentType.handshake);
       expect(sh.fragment[0]).toBe(HandshakeType.server_hello);

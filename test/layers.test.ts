@@ -26,6 +26,13 @@ describe('layers of src/', () => {
     );
     expect(bad.map(([f]) => f)).toEqual([]);
   });
+
+  it('TLS 1.3 is cited by its published number, RFC 9846 (../shared/spec), not the 8446bis draft', () => {
+    const files = readTree(SRC);
+    const draft = [...files].filter(([, s]) => /8446\s*bis/i.test(s)).map(([f]) => f);
+    expect(draft).toEqual([]);
+    expect([...files].filter(([, s]) => s.includes('RFC 9846')).length).toBeGreaterThan(20);
+  });
 });
 
 describe('the layer checker', () => {

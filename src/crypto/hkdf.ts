@@ -1,6 +1,6 @@
 /**
  * HKDF (RFC 5869) and the TLS 1.3 labelled derivations built on it
- * (RFC 8446bis §7.1): HKDF-Expand-Label, Derive-Secret, and an incremental
+ * (RFC 9846 §7.1): HKDF-Expand-Label, Derive-Secret, and an incremental
  * transcript hash. Used by the TLS 1.3 key schedule and by the ECH accept
  * confirmation (RFC 9849 §7.2), which is why it lives below both.
  *
@@ -106,7 +106,7 @@ export function hkdfExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, le
 const TLS13_PREFIX = new TextEncoder().encode('tls13 ');
 
 /**
- * The HkdfLabel structure of RFC 8446bis §7.1:
+ * The HkdfLabel structure of RFC 9846 §7.1:
  * `uint16 length; opaque label<7..255> = "tls13 " + Label; opaque context<0..255>`.
  * @group Crypto
  * @example
@@ -132,7 +132,7 @@ export function encodeHkdfLabel(length: number, label: string | Uint8Array, cont
 }
 
 /**
- * HKDF-Expand-Label(Secret, Label, Context, Length) (RFC 8446bis §7.1). The
+ * HKDF-Expand-Label(Secret, Label, Context, Length) (RFC 9846 §7.1). The
  * `"tls13 "` prefix is added here; pass the bare label (`"key"`,
  * `"ech accept confirmation"`).
  * @group Crypto
@@ -155,7 +155,7 @@ export function hkdfExpandLabel(
 
 /**
  * Derive-Secret(Secret, Label, Messages) = HKDF-Expand-Label(Secret, Label,
- * Transcript-Hash(Messages), Hash.length) (RFC 8446bis §7.1). Takes the
+ * Transcript-Hash(Messages), Hash.length) (RFC 9846 §7.1). Takes the
  * transcript hash already computed.
  * @group Crypto
  * @example
@@ -168,7 +168,7 @@ export function deriveSecret(hash: HashName, secret: Uint8Array, label: string, 
 }
 
 /**
- * Running transcript hash over handshake messages (RFC 8446bis §4.4.1).
+ * Running transcript hash over handshake messages (RFC 9846 §4.4.1).
  * {@link Transcript.digest} does not finish the running state, so the hash
  * can be read at every step. Before the cipher suite is known, buffer messages
  * with a `Transcript` per candidate hash or use {@link Transcript.fromMessages}.
@@ -226,7 +226,7 @@ export class Transcript {
 
 /**
  * The synthetic `message_hash` handshake message that replaces ClientHello1
- * in the transcript after a HelloRetryRequest (RFC 8446bis §4.4.1):
+ * in the transcript after a HelloRetryRequest (RFC 9846 §4.4.1):
  * `handshake_type message_hash (254) || 00 00 Hash.length || Hash(ClientHello1)`.
  * @group Crypto
  * @example

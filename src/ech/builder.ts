@@ -339,7 +339,7 @@ export async function buildSecondEchClientHello(
   first: EchClientHello,
   opts: EchHelloOptions,
 ): Promise<EchClientHello> {
-  // RFC 8446bis §4.1.2: the second ClientHello is the first "without
+  // RFC 9846 §4.1.2: the second ClientHello is the first "without
   // modification, except as follows" (key_share, cookie, early_data, PSK), so
   // both randoms and the session id carry over.
   return sealInto(

@@ -83,7 +83,7 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
     b.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
     b.vector16((x) => {
       const start = x.length;
-      // RFC 8446bis §4.1.2: `Extension extensions<8..2^16-1>`. Expansion of
+      // RFC 9846 §4.1.2: `Extension extensions<8..2^16-1>`. Expansion of
       // ech_outer_extensions can push the rebuilt block past what its length
       // prefix holds: that is the client's malformed input (decode_error),
       // not the writer's internal_error.
@@ -138,7 +138,7 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
   // The writer was sized for the message and is dropped here: keep its buffer.
   const message = w.finishView();
   // Checks the rebuilt hello's structure and that expansion introduced no
-  // duplicate (RFC 8446bis §4.2), and finds its extensions.
+  // duplicate (RFC 9846 §4.2), and finds its extensions.
   const scan = scanClientHello(message.subarray(4));
   return { message, scan, outerReferences };
 }

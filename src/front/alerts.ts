@@ -10,7 +10,7 @@ import { ContentType } from '../tls/constants.js';
 import { writeRecords } from '../tls/record.js';
 
 /**
- * A fatal alert as a plaintext record (RFC 8446bis §6).
+ * A fatal alert as a plaintext record (RFC 9846 §6).
  * @group Front end
  * @example
  * ```ts

@@ -197,7 +197,7 @@ class SplitModeRelay {
         this.serverHs.push(r.record.fragment);
         const m = this.serverHs.next();
         if (m) {
-          // RFC 8446bis §4.1.4: a HelloRetryRequest is a ServerHello with
+          // RFC 9846 §4.1.4: a HelloRetryRequest is a ServerHello with
           // the special random.
           const isHrr = m.type === HandshakeType.server_hello && m.body.length >= 34 && equalBytes(m.body.subarray(2, 34), HELLO_RETRY_REQUEST_RANDOM);
           this.firstServerMessage = isHrr ? 'hrr' : 'sh';

@@ -303,7 +303,7 @@ export function tlsKeyId(publicKey: KeyObject): Uint8Array {
 const CV_PREFIX = Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1')]);
 
 /**
- * Whether `data` is a TLS 1.3 server CertificateVerify input (RFC 8446bis
+ * Whether `data` is a TLS 1.3 server CertificateVerify input (RFC 9846
  * §4.4.3: 64 spaces, the server context string, 0, a 32/48/64-byte
  * transcript hash). The key server signs nothing else, so a front end cannot
  * use a customer key as a general-purpose signing oracle.

@@ -2,7 +2,7 @@
  * Server certificates: loading PEM chains and keys, choosing a certificate by
  * SNI (exact name, then `*.` wildcard, then the default), choosing the
  * signature scheme from the certificate's key and the client's
- * signature_algorithms (RFC 8446bis §4.4.2.2), and producing/verifying the
+ * signature_algorithms (RFC 9846 §4.4.2.2), and producing/verifying the
  * CertificateVerify signature (§4.4.3).
  *
  * @module
@@ -110,7 +110,7 @@ export function certificateNames(x: X509Certificate): string[] {
 }
 
 /**
- * The content signed in a CertificateVerify (RFC 8446bis §4.4.3): 64 spaces,
+ * The content signed in a CertificateVerify (RFC 9846 §4.4.3): 64 spaces,
  * the context string, a zero byte, then the transcript hash.
  * @group Server
  * @example
@@ -159,7 +159,7 @@ function isPss(scheme: number): boolean {
 export function signWithScheme(scheme: number, key: KeyObject, data: Uint8Array): Uint8Array {
   const h = hashOfScheme(scheme);
   if (isPss(scheme)) {
-    // RFC 8446bis §4.2.3: RSASSA-PSS with the salt length equal to the digest length.
+    // RFC 9846 §4.2.3: RSASSA-PSS with the salt length equal to the digest length.
     const saltLength = h === 'sha256' ? 32 : h === 'sha384' ? 48 : 64;
     return new Uint8Array(sign(h, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength }));
   }
@@ -168,7 +168,7 @@ export function signWithScheme(scheme: number, key: KeyObject, data: Uint8Array)
 
 /**
  * Verify a CertificateVerify-style signature; throws {@link DecryptError}
- * (`decrypt_error`, RFC 8446bis §4.4.3) when it does not verify.
+ * (`decrypt_error`, RFC 9846 §4.4.3) when it does not verify.
  * @group Server
  * @example
  * ```ts

@@ -1,5 +1,5 @@
 /**
- * ClientHello codec (RFC 8446bis §4.1.2). Unknown extensions are kept
+ * ClientHello codec (RFC 9846 §4.1.2). Unknown extensions are kept
  * byte-exact, in order; duplicate extension types are rejected.
  *
  * @module
@@ -63,7 +63,7 @@ export interface ParsedClientHello extends ClientHello {
  * Decode a ClientHello handshake body (without the 4-byte handshake header).
  * Throws {@link DecodeError} on malformed input and
  * {@link IllegalParameterError} on a duplicated extension
- * (RFC 8446bis §4.2: "There MUST NOT be more than one extension of the same
+ * (RFC 9846 §4.2: "There MUST NOT be more than one extension of the same
  * type in a given extension block").
  * @group TLS
  * @example
@@ -103,7 +103,7 @@ export function parseClientHelloOwned(raw: Uint8Array): ParsedClientHello {
   const legacyCompressionMethods = r.view(cm, 'legacy_compression_methods');
   const extensions: Extension[] = [];
   const extensionOffsets: number[] = [];
-  // RFC 8446bis §4.1.2: `Extension extensions<8..2^16-1>` — a TLS 1.3
+  // RFC 9846 §4.1.2: `Extension extensions<8..2^16-1>` — a TLS 1.3
   // ClientHello always has the block (a hello without it is pre-TLS 1.2 and
   // of no use to this library), so its absence is a decode error.
   const ex = r.vector16('extensions');

@@ -1,12 +1,12 @@
 /**
- * TLS 1.3 and ECH code points (RFC 8446bis §4, §B.3; RFC 9849 §11), as
+ * TLS 1.3 and ECH code points (RFC 9846 §4, §B.3; RFC 9849 §11), as
  * `as const` objects with a type of the same name.
  *
  * @module
  */
 
 /**
- * TLS record content types (RFC 8446bis §5.1).
+ * TLS record content types (RFC 9846 §5.1).
  * @group TLS
  */
 export const ContentType = {
@@ -19,7 +19,7 @@ export const ContentType = {
 export type ContentType = (typeof ContentType)[keyof typeof ContentType];
 
 /**
- * Handshake message types (RFC 8446bis §4).
+ * Handshake message types (RFC 9846 §4).
  * @group TLS
  */
 export const HandshakeType = {
@@ -39,7 +39,7 @@ export const HandshakeType = {
 export type HandshakeType = (typeof HandshakeType)[keyof typeof HandshakeType];
 
 /**
- * Extension types (RFC 8446bis §4.2, RFC 7301, RFC 9849 §11.1).
+ * Extension types (RFC 9846 §4.2, RFC 7301, RFC 9849 §11.1).
  * @group TLS
  */
 export const ExtensionType = {
@@ -91,7 +91,7 @@ export const ProtocolVersion = {
 export type ProtocolVersion = (typeof ProtocolVersion)[keyof typeof ProtocolVersion];
 
 /**
- * TLS 1.3 cipher suites (RFC 8446bis §B.4).
+ * TLS 1.3 cipher suites (RFC 9846 §B.4).
  * @group TLS
  */
 export const CipherSuite = {
@@ -103,7 +103,7 @@ export const CipherSuite = {
 export type CipherSuite = (typeof CipherSuite)[keyof typeof CipherSuite];
 
 /**
- * Named groups (RFC 8446bis §4.2.7, draft-ietf-tls-ecdhe-mlkem).
+ * Named groups (RFC 9846 §4.2.7, draft-ietf-tls-ecdhe-mlkem).
  * @group TLS
  */
 export const NamedGroup = {
@@ -118,7 +118,7 @@ export const NamedGroup = {
 export type NamedGroup = (typeof NamedGroup)[keyof typeof NamedGroup];
 
 /**
- * Signature schemes (RFC 8446bis §4.2.3).
+ * Signature schemes (RFC 9846 §4.2.3).
  * @group TLS
  */
 export const SignatureScheme = {
@@ -141,7 +141,7 @@ export const SignatureScheme = {
 export type SignatureScheme = (typeof SignatureScheme)[keyof typeof SignatureScheme];
 
 /**
- * PSK key exchange modes (RFC 8446bis §4.2.9).
+ * PSK key exchange modes (RFC 9846 §4.2.9).
  * @group TLS
  */
 export const PskKeyExchangeMode = {
@@ -163,13 +163,13 @@ export const EchClientHelloType = {
 export type EchClientHelloType = (typeof EchClientHelloType)[keyof typeof EchClientHelloType];
 
 /**
- * Maximum TLSPlaintext fragment length, 2^14 (RFC 8446bis §5.1).
+ * Maximum TLSPlaintext fragment length, 2^14 (RFC 9846 §5.1).
  * @group TLS
  */
 export const MAX_PLAINTEXT = 16384;
 
 /**
- * The fixed ServerHello.random of a HelloRetryRequest (RFC 8446bis §4.1.3):
+ * The fixed ServerHello.random of a HelloRetryRequest (RFC 9846 §4.1.3):
  * SHA-256("HelloRetryRequest").
  * @group TLS
  */

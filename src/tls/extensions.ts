@@ -1,6 +1,6 @@
 /**
  * Codecs for the ClientHello extensions this library reads or writes
- * (RFC 8446bis §4.2, RFC 6066 §3, RFC 7301, RFC 9849 §5). Each decoder takes
+ * (RFC 9846 §4.2, RFC 6066 §3, RFC 7301, RFC 9849 §5). Each decoder takes
  * the `extension_data` bytes, consumes all of them, and throws
  * {@link DecodeError} on malformed input.
  *
@@ -253,7 +253,7 @@ export function encodePskKeyExchangeModes(modes: readonly number[]): Uint8Array 
 // ------------------------------------------------------------------ key_share
 
 /**
- * One KeyShareEntry (RFC 8446bis §4.2.8).
+ * One KeyShareEntry (RFC 9846 §4.2.8).
  * @group TLS
  */
 export interface KeyShareEntry {
@@ -263,7 +263,7 @@ export interface KeyShareEntry {
 
 /**
  * Decode a ClientHello `key_share`: `KeyShareEntry client_shares<0..2^16-1>`.
- * A group offered twice is `illegal_parameter` (RFC 8446bis §4.2.8: "Clients
+ * A group offered twice is `illegal_parameter` (RFC 9846 §4.2.8: "Clients
  * MUST NOT offer multiple KeyShareEntry values for the same group").
  * @group TLS
  * @example
@@ -308,7 +308,7 @@ export function encodeKeyShareClient(shares: readonly KeyShareEntry[]): Uint8Arr
 // ------------------------------------------------------------- pre_shared_key
 
 /**
- * A PskIdentity (RFC 8446bis §4.2.11).
+ * A PskIdentity (RFC 9846 §4.2.11).
  * @group TLS
  */
 export interface PskIdentity {
@@ -356,7 +356,7 @@ export function decodeOfferedPsks(data: Uint8Array): OfferedPsks {
     binders.push(b);
   }
   if (identities.length === 0) throw new DecodeError('no PSK identities');
-  // RFC 8446bis §4.2.11: "Clients MUST NOT send more binders than identities
+  // RFC 9846 §4.2.11: "Clients MUST NOT send more binders than identities
   // and vice versa"; the server checks the counts match.
   if (binders.length !== identities.length) {
     throw new IllegalParameterError('pre_shared_key: number of binders differs from number of identities');
@@ -389,7 +389,7 @@ export function encodeOfferedPsks(psks: OfferedPsks): Uint8Array {
 /**
  * Length of the encoded `binders` vector (its 2-byte length prefix included)
  * of an OfferedPsks: how many bytes at the end of the ClientHello the binder
- * computation leaves out (RFC 8446bis §4.2.11.2).
+ * computation leaves out (RFC 9846 §4.2.11.2).
  * @group TLS
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 /**
  * Codecs for the TLS 1.3 handshake messages other than ClientHello
- * (RFC 8446bis §4): ServerHello / HelloRetryRequest, EncryptedExtensions,
+ * (RFC 9846 §4): ServerHello / HelloRetryRequest, EncryptedExtensions,
  * Certificate, CertificateVerify, Finished, NewSessionTicket, KeyUpdate, and
  * the server-side forms of the extensions that appear in them (key_share
  * server share and HRR selected_group, supported_versions selected_version,
@@ -24,7 +24,7 @@ const latin1 = new TextDecoder('latin1');
 // ----------------------------------------------------------- extension blocks
 
 /**
- * Read an `Extension extensions<0..2^16-1>` block. RFC 8446bis §4.2: "There
+ * Read an `Extension extensions<0..2^16-1>` block. RFC 9846 §4.2: "There
  * MUST NOT be more than one extension of the same type in a given extension
  * block" → `illegal_parameter`.
  * @group TLS
@@ -67,7 +67,7 @@ export function writeExtensionBlock(w: Writer, extensions: readonly Extension[])
 // ---------------------------------------------------------------- ServerHello
 
 /**
- * A ServerHello or HelloRetryRequest (RFC 8446bis §4.1.3, §4.1.4).
+ * A ServerHello or HelloRetryRequest (RFC 9846 §4.1.3, §4.1.4).
  *
  * ```
  * struct {
@@ -142,7 +142,7 @@ export function decodeServerHello(body: Uint8Array): ServerHello {
 
 /**
  * True when `sh.random` is the special HelloRetryRequest value
- * (RFC 8446bis §4.1.3).
+ * (RFC 9846 §4.1.3).
  * @group TLS
  * @example
  * ```ts
@@ -157,7 +157,7 @@ export function isHelloRetryRequest(sh: ServerHello): boolean {
 
 /**
  * Encode EncryptedExtensions: `Extension extensions<0..2^16-1>`
- * (RFC 8446bis §4.3.1).
+ * (RFC 9846 §4.3.1).
  * @group TLS
  * @example
  * ```ts
@@ -200,7 +200,7 @@ export interface CertificateEntry {
 }
 
 /**
- * A Certificate message (RFC 8446bis §4.4.2).
+ * A Certificate message (RFC 9846 §4.4.2).
  *
  * ```
  * struct {
@@ -265,7 +265,7 @@ export function decodeCertificate(body: Uint8Array): CertificateMessage {
 // ---------------------------------------------------------- CertificateVerify
 
 /**
- * A CertificateVerify message (RFC 8446bis §4.4.3):
+ * A CertificateVerify message (RFC 9846 §4.4.3):
  * `SignatureScheme algorithm; opaque signature<0..2^16-1>`.
  * @group TLS
  * @example
@@ -325,7 +325,7 @@ export function encodeFinished(verifyData: Uint8Array): Uint8Array {
 
 /**
  * Decode a Finished body whose verify_data must be `hashLength` bytes
- * (RFC 8446bis §4.4.4); any other length is `decode_error`.
+ * (RFC 9846 §4.4.4); any other length is `decode_error`.
  * @group TLS
  * @example
  * ```ts
@@ -342,7 +342,7 @@ export function decodeFinished(body: Uint8Array, hashLength: number): Uint8Array
 // ----------------------------------------------------------- NewSessionTicket
 
 /**
- * A NewSessionTicket (RFC 8446bis §4.6.1).
+ * A NewSessionTicket (RFC 9846 §4.6.1).
  *
  * ```
  * struct {
@@ -389,7 +389,7 @@ export function encodeNewSessionTicket(t: NewSessionTicket): Uint8Array {
 
 /**
  * Decode a NewSessionTicket body. A lifetime above 604800 seconds is
- * `illegal_parameter` (RFC 8446bis §4.6.1: "Servers MUST NOT use any value
+ * `illegal_parameter` (RFC 9846 §4.6.1: "Servers MUST NOT use any value
  * greater than 604800 seconds").
  * @group TLS
  * @example
@@ -413,7 +413,7 @@ export function decodeNewSessionTicket(body: Uint8Array): NewSessionTicket {
 // ----------------------------------------------------------------- KeyUpdate
 
 /**
- * KeyUpdateRequest values (RFC 8446bis §4.6.3).
+ * KeyUpdateRequest values (RFC 9846 §4.6.3).
  * @group TLS
  * @example
  * ```ts
@@ -440,7 +440,7 @@ export function encodeKeyUpdate(request: KeyUpdateRequest): Uint8Array {
 }
 
 /**
- * Decode a KeyUpdate body. RFC 8446bis §4.6.3: "If an implementation receives
+ * Decode a KeyUpdate body. RFC 9846 §4.6.3: "If an implementation receives
  * any other value, it MUST terminate the connection with an
  * "illegal_parameter" alert."
  * @group TLS
@@ -461,7 +461,7 @@ export function decodeKeyUpdate(body: Uint8Array): KeyUpdateRequest {
 
 /**
  * key_share in a ServerHello: one `KeyShareEntry server_share`
- * (RFC 8446bis §4.2.8).
+ * (RFC 9846 §4.2.8).
  * @group TLS
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 /**
  * TLSPlaintext record framing and handshake message reassembly
- * (RFC 8446bis §5.1, §4). A ClientHello may span several records, and records
+ * (RFC 9846 §5.1, §4). A ClientHello may span several records, and records
  * may arrive split across TCP reads; {@link HandshakeReassembler} takes
  * fragments in any split and yields whole handshake messages.
  *
@@ -26,7 +26,7 @@ export interface TlsRecord {
 export const RECORD_HEADER_LENGTH = 5;
 
 /**
- * Largest record body accepted: 2^14 + 256 for ciphertext (RFC 8446bis §5.2).
+ * Largest record body accepted: 2^14 + 256 for ciphertext (RFC 9846 §5.2).
  * @group TLS
  */
 export const MAX_CIPHERTEXT = MAX_PLAINTEXT + 256;
@@ -128,7 +128,7 @@ export function encodeHandshake(type: number, body: Uint8Array): Uint8Array {
 
 /**
  * Joins handshake-record fragments into whole handshake messages
- * (RFC 8446bis §5.1: messages may be coalesced into one record or fragmented
+ * (RFC 9846 §5.1: messages may be coalesced into one record or fragmented
  * across several). Enforces a per-message size cap.
  * @group TLS
  * @example
@@ -155,7 +155,7 @@ export class HandshakeReassembler {
   /** Append a handshake record's fragment. */
   push(fragment: Uint8Array): void {
     if (fragment.length === 0) {
-      // RFC 8446bis §5.1: "Implementations MUST NOT send zero-length fragments
+      // RFC 9846 §5.1: "Implementations MUST NOT send zero-length fragments
       // of Handshake types".
       throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'zero-length handshake fragment');
     }
@@ -218,7 +218,7 @@ export function readFirstHandshakeMessage(
     const m = hs.next();
     if (m) {
       if (hs.pending !== 0) {
-        // RFC 8446bis §5.1: a ClientHello must not share a record with the
+        // RFC 9846 §5.1: a ClientHello must not share a record with the
         // next message across a key change; nothing may follow it here.
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'data after the first handshake message');
       }

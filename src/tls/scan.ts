@@ -144,7 +144,7 @@ export function scanClientHello(b: Uint8Array, list?: ExtensionList): ClientHell
     const len = (b[p + 2]! << 8) | b[p + 3]!;
     p += 4;
     if (end - p < len) throw new DecodeError('truncated extension_data');
-    // RFC 8446bis §4.2: "There MUST NOT be more than one extension of the
+    // RFC 9846 §4.2: "There MUST NOT be more than one extension of the
     // same type in a given extension block."
     if (count < seen.length) {
       for (let i = 0; i < count; i++) {

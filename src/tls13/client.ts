@@ -1,5 +1,5 @@
 /**
- * A transport-free TLS 1.3 client (RFC 8446bis §4) on the same key schedule,
+ * A transport-free TLS 1.3 client (RFC 9846 §4) on the same key schedule,
  * record layer and message codecs as the server: used by tests and tools,
  * and the base an ECH client can build on (`mutateClientHello`).
  *
@@ -106,7 +106,7 @@ export interface ClientEchOffer {
    * engine's ClientHelloInner. On the second ClientHello `hrrAccepted` says
    * whether the HelloRetryRequest confirmed ECH: if it did, seal the second
    * inner with the same HPKE context (§6.1.5); if not, return the first
-   * ClientHelloOuter updated as RFC 8446bis §4.1.2 asks (key_share, cookie).
+   * ClientHelloOuter updated as RFC 9846 §4.1.2 asks (key_share, cookie).
    */
   outerClientHello?(inner: ClientHello, innerMessage: Uint8Array, retry: boolean, hrrAccepted: boolean): Uint8Array;
 }
@@ -507,7 +507,7 @@ export class ClientConnection {
     if (o.ech?.clientHello) ch = o.ech.clientHello(ch, retry);
     let message: Uint8Array;
     if (session) {
-      // RFC 8446bis §4.2.11: pre_shared_key last; binder over the truncated hello.
+      // RFC 9846 §4.2.11: pre_shared_key last; binder over the truncated hello.
       const hash = suiteById(session.suite)!.hash;
       const age = (Date.now() - session.receivedAt + session.ageAdd) >>> 0;
       const placeholder = encodeOfferedPsks({

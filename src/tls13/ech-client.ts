@@ -229,7 +229,7 @@ class RealEchOffer implements ClientEchOffer {
     const outer: ClientHello = {
       ...inner,
       // §6.1 rule 4: "It MUST generate a fresh ClientHelloOuter.random"
-      // (RFC 8446bis §4.1.2: the second hello keeps the first one's).
+      // (RFC 9846 §4.1.2: the second hello keeps the first one's).
       random: retry ? this.firstOuter!.random : new Uint8Array(randomBytes(32)),
       // rule 3: "It MUST copy the legacy_session_id field from ClientHelloInner."
       legacySessionId: inner.legacySessionId,
@@ -245,7 +245,7 @@ class RealEchOffer implements ClientEchOffer {
   /**
    * ECH rejected at the HelloRetryRequest: the handshake continues on
    * ClientHelloOuter, so the second ClientHello is the first outer one with
-   * the new key_share (and cookie), RFC 8446bis §4.1.2. Its ECH extension is
+   * the new key_share (and cookie), RFC 9846 §4.1.2. Its ECH extension is
    * kept; the server "does not decrypt the second ClientHello's
    * ECHClientHello.payload value" (RFC 9849 §7.1.1).
    */

@@ -153,13 +153,13 @@ export function generateEphemeralKey(group: number): EphemeralKey {
       group,
       publicKey: new Uint8Array(spki.subarray(spki.length - 32)),
       computeSecret(peer: Uint8Array): Uint8Array {
-        // RFC 8446bis §4.2.8.2 / RFC 7748: X25519 public values are 32 bytes.
+        // RFC 9846 §4.2.8.2 / RFC 7748: X25519 public values are 32 bytes.
         if (peer.length !== 32) throw new IllegalParameterError(`X25519 key_exchange of ${peer.length} bytes`);
         try {
           const pk = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, peer]), format: 'der', type: 'spki' });
           return new Uint8Array(diffieHellman({ privateKey, publicKey: pk }));
         } catch (cause) {
-          // RFC 8446bis §7.4.2: an all-zero X25519 result MUST abort
+          // RFC 9846 §7.4.2: an all-zero X25519 result MUST abort
           // (OpenSSL refuses small-order points, which produce it).
           throw new IllegalParameterError('X25519 key_exchange rejected', { cause });
         }
@@ -173,7 +173,7 @@ export function generateEphemeralKey(group: number): EphemeralKey {
       group,
       publicKey: new Uint8Array(ecdh.getPublicKey()),
       computeSecret(peer: Uint8Array): Uint8Array {
-        // RFC 8446bis §4.2.8.2: UncompressedPointRepresentation, legacy_form 4;
+        // RFC 9846 §4.2.8.2: UncompressedPointRepresentation, legacy_form 4;
         // peers "MUST validate each other's public key".
         if (peer.length !== 65 || peer[0] !== 4) {
           throw new IllegalParameterError('secp256r1 key_exchange is not an uncompressed point');

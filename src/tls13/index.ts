@@ -1,5 +1,5 @@
 /**
- * The library's own TLS 1.3 engine (RFC 8446bis): server (and client)
+ * The library's own TLS 1.3 engine (RFC 9846): server (and client)
  * handshake, key schedule, record layer, tickets, and the Node-facing
  * `createEchServer` / `TlsSocket`. See `server-handshake.ts` for the ECH
  * seams (ClientHello hook, accept confirmations, starting from a pre-read

@@ -1,5 +1,5 @@
 /**
- * The TLS 1.3 key schedule (RFC 8446bis §7.1), traffic key calculation
+ * The TLS 1.3 key schedule (RFC 9846 §7.1), traffic key calculation
  * (§7.3), Finished computation (§4.4.4), traffic secret updates (§7.2) and
  * the resumption PSK (§4.6.1). Side-agnostic: the client uses it too.
  *
@@ -115,7 +115,7 @@ export class KeySchedule {
 
 /**
  * `[sender]_write_key` / `[sender]_write_iv` from a traffic secret
- * (RFC 8446bis §7.3).
+ * (RFC 9846 §7.3).
  * @group Server
  * @example
  * ```ts
@@ -131,7 +131,7 @@ export function trafficKeys(suite: CipherSuiteParams, secret: Uint8Array): Traff
 
 /**
  * application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length)
- * (RFC 8446bis §7.2).
+ * (RFC 9846 §7.2).
  * @group Server
  * @example
  * ```ts
@@ -144,7 +144,7 @@ export function nextTrafficSecret(hash: HashName, secret: Uint8Array): Uint8Arra
 
 /**
  * finished_key = HKDF-Expand-Label(BaseKey, "finished", "", Hash.length);
- * verify_data = HMAC(finished_key, transcriptHash) (RFC 8446bis §4.4.4).
+ * verify_data = HMAC(finished_key, transcriptHash) (RFC 9846 §4.4.4).
  * Also computes PSK binders (§4.2.11.2) with the binder key as BaseKey.
  * @group Server
  * @example
@@ -159,7 +159,7 @@ export function finishedVerifyData(hash: HashName, baseKey: Uint8Array, transcri
 
 /**
  * The PSK for a ticket: HKDF-Expand-Label(resumption_master_secret,
- * "resumption", ticket_nonce, Hash.length) (RFC 8446bis §4.6.1).
+ * "resumption", ticket_nonce, Hash.length) (RFC 9846 §4.6.1).
  * @group Server
  * @example
  * ```ts
@@ -171,7 +171,7 @@ export function resumptionPsk(hash: HashName, resumptionMasterSecret: Uint8Array
 }
 
 /**
- * TLS-Exporter(label, context_value, key_length) (RFC 8446bis §7.5).
+ * TLS-Exporter(label, context_value, key_length) (RFC 9846 §7.5).
  * @group Server
  * @example
  * ```ts

@@ -1,5 +1,5 @@
 /**
- * TLS 1.3 record layer (RFC 8446bis §5): framing, AEAD record protection with
+ * TLS 1.3 record layer (RFC 9846 §5): framing, AEAD record protection with
  * per-record nonces and sequence numbers, inner-plaintext padding removal,
  * size limits (`record_overflow`), the middlebox-compatibility
  * change_cipher_spec record, and alert encoding. Side-agnostic and
@@ -27,7 +27,7 @@ import type { TrafficKeys } from './key-schedule.js';
 export const MAX_EMPTY_RECORDS = 32;
 
 /**
- * AEAD protection of one direction (RFC 8446bis §5.2, §5.3): the key, the
+ * AEAD protection of one direction (RFC 9846 §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
  * @group Server
  * @example
@@ -54,7 +54,7 @@ export class RecordProtection {
   }
 
   private nonce(): Buffer {
-    // RFC 8446bis §5.3: the 64-bit sequence number, left-padded to iv_length,
+    // RFC 9846 §5.3: the 64-bit sequence number, left-padded to iv_length,
     // XORed with the static IV. "If a TLS implementation would need to wrap a
     // sequence number, it MUST either rekey or terminate the connection."
     if (this.seq >= 0xffffffffffffffffn) {
@@ -72,7 +72,7 @@ export class RecordProtection {
 
   /**
    * Step the sequence number back after a failed {@link RecordProtection.open}
-   * whose record is being skipped (rejected 0-RTT, RFC 8446bis §4.2.10).
+   * whose record is being skipped (rejected 0-RTT, RFC 9846 §4.2.10).
    */
   rewind(): void {
     if (this.seq > 0n) this.seq--;
@@ -112,7 +112,7 @@ export class RecordProtection {
    */
   open(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } {
     const tagLen = this.suite.tagLength;
-    // RFC 8446bis §5.2: "The length MUST NOT exceed 2^14 + 256 bytes. An
+    // RFC 9846 §5.2: "The length MUST NOT exceed 2^14 + 256 bytes. An
     // endpoint that receives a record that exceeds this length MUST terminate
     // the connection with a "record_overflow" alert."
     if (fragment.length > MAX_CIPHERTEXT) {
@@ -132,11 +132,11 @@ export class RecordProtection {
       const b = d.final();
       inner = b.length ? Buffer.concat([a, b]) : a;
     } catch (cause) {
-      // RFC 8446bis §5.2: "If the decryption fails, the receiver MUST
+      // RFC 9846 §5.2: "If the decryption fails, the receiver MUST
       // terminate the connection with a "bad_record_mac" alert."
       throw new EchError('ERR_DECRYPT', 'bad_record_mac', 'record failed to deprotect', { cause });
     }
-    // RFC 8446bis §5.2: "The length MUST NOT exceed 2^14 + 1 octets ... An
+    // RFC 9846 §5.2: "The length MUST NOT exceed 2^14 + 1 octets ... An
     // endpoint that receives a record that exceeds this length MUST terminate
     // the connection with a "record_overflow" alert."
     if (inner.length > MAX_PLAINTEXT + 1) {
@@ -236,7 +236,7 @@ export class RecordLayer {
 
   /**
    * Allow or forbid dropping an unprotected `change_cipher_spec` record
-   * (RFC 8446bis §5: allowed after the first ClientHello and before the
+   * (RFC 9846 §5: allowed after the first ClientHello and before the
    * peer's Finished). One is dropped; a second is `unexpected_message`.
    */
   allowChangeCipherSpec(allowed: boolean): void {
@@ -260,7 +260,7 @@ export class RecordLayer {
 
   /**
    * After rejecting 0-RTT, skip up to `bytes` of records that fail to
-   * deprotect with the handshake key (RFC 8446bis §4.2.10).
+   * deprotect with the handshake key (RFC 9846 §4.2.10).
    */
   skipUndecryptable(bytes: number): void {
     this.skipBudget = bytes;
@@ -297,14 +297,14 @@ export class RecordLayer {
       if (buf.length - off < RECORD_HEADER_LENGTH) return undefined;
       const type = buf[off]!;
       const length = (buf[off + 3]! << 8) | buf[off + 4]!;
-      // RFC 8446bis §5: "If a TLS implementation receives an unexpected record
+      // RFC 9846 §5: "If a TLS implementation receives an unexpected record
       // type, it MUST terminate the connection with an "unexpected_message"
       // alert."
       if (type < ContentType.change_cipher_spec || type > ContentType.application_data) {
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unknown record content type ${type}`);
       }
       const limit = this.reader && type === ContentType.application_data ? MAX_CIPHERTEXT : MAX_PLAINTEXT;
-      // RFC 8446bis §5.1 / §5.2: lengths above 2^14 (plaintext) or
+      // RFC 9846 §5.1 / §5.2: lengths above 2^14 (plaintext) or
       // 2^14 + 256 (ciphertext) MUST be answered with "record_overflow".
       if (length > limit) {
         throw new EchError('ERR_PROTOCOL', 'record_overflow', `record of ${length} bytes exceeds ${limit}`);
@@ -315,7 +315,7 @@ export class RecordLayer {
       this.inputStart = off + RECORD_HEADER_LENGTH + length;
 
       if (type === ContentType.change_cipher_spec) {
-        // RFC 8446bis §5: an unprotected change_cipher_spec consisting of the
+        // RFC 9846 §5: an unprotected change_cipher_spec consisting of the
         // single byte 0x01 between the first ClientHello and the peer's
         // Finished "MUST simply [be dropped]"; any other value → abort with
         // "unexpected_message".
@@ -327,7 +327,7 @@ export class RecordLayer {
         continue;
       }
       if (!this.reader) {
-        // RFC 8446bis §5.1: "Application Data messages MUST NOT be written
+        // RFC 9846 §5.1: "Application Data messages MUST NOT be written
         // to the wire unprotected".
         if (type === ContentType.application_data) {
           if (this.skipBudget >= length) {
@@ -348,7 +348,7 @@ export class RecordLayer {
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unprotected record of type ${type} after keys were established`);
       }
       if (this.skipBudget > 0) {
-        // RFC 8446bis §4.2.10: skip records that fail to deprotect (rejected
+        // RFC 9846 §4.2.10: skip records that fail to deprotect (rejected
         // early data), up to max_early_data_size.
         let r: { type: number; content: Uint8Array };
         try {
@@ -403,7 +403,7 @@ export class RecordLayer {
   /**
    * Frame (and protect, once write keys are installed) `content` as records
    * of `type`, each holding at most `maxFragment` bytes; protected records
-   * get `padding` zero bytes of record padding (RFC 8446bis §5.4).
+   * get `padding` zero bytes of record padding (RFC 9846 §5.4).
    */
   encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT, padding = 0): Uint8Array {
     const chunks: Uint8Array[] = [];

@@ -1,5 +1,5 @@
 /**
- * The transport-free TLS 1.3 server (RFC 8446bis §4): a connection object
+ * The transport-free TLS 1.3 server (RFC 9846 §4): a connection object
  * that consumes bytes and produces bytes. The handshake reads as a linear
  * sequence of named steps, in the style of Go's handshake_server_tls13.go:
  *
@@ -127,7 +127,7 @@ export interface HandshakeInfo {
 }
 
 /**
- * States of the server handshake (RFC 8446bis Appendix A.2). @group Server
+ * States of the server handshake (RFC 9846 Appendix A.2). @group Server
  * @example
  * ```ts
  * if (conn.state === 'connected') conn.write(data);
@@ -138,7 +138,7 @@ export type ServerState = 'wait_client_hello' | 'wait_client_hello_2' | 'wait_fi
 /** Records sent under one key before we rotate it with a KeyUpdate (§5.5). */
 const KEY_UPDATE_AFTER_RECORDS = 1n << 24n;
 
-/** Bytes of rejected 0-RTT data we skip (RFC 8446bis §4.2.10). */
+/** Bytes of rejected 0-RTT data we skip (RFC 9846 §4.2.10). */
 const EARLY_DATA_SKIP = 1 << 16;
 
 /**
@@ -302,7 +302,7 @@ export class ServerConnection {
   }
 
   /**
-   * Send a KeyUpdate and switch to the next write key (RFC 8446bis §4.6.3);
+   * Send a KeyUpdate and switch to the next write key (RFC 9846 §4.6.3);
    * with `requestPeer` the peer is asked to update its key too.
    */
   keyUpdate(requestPeer = true): void {
@@ -313,7 +313,7 @@ export class ServerConnection {
   }
 
   /**
-   * Send close_notify (RFC 8446bis §6.1): no more writes. Reading continues
+   * Send close_notify (RFC 9846 §6.1): no more writes. Reading continues
    * until the peer closes too.
    */
   close(): void {
@@ -329,7 +329,7 @@ export class ServerConnection {
   }
 
   /**
-   * TLS-Exporter (RFC 8446bis §7.5), available once the handshake completed.
+   * TLS-Exporter (RFC 9846 §7.5), available once the handshake completed.
    * @example
    * ```ts
    * conn.exportKeyingMaterial('EXPORTER-my-app', new Uint8Array(0), 32);
@@ -346,7 +346,7 @@ export class ServerConnection {
     switch (this.stateValue) {
       case 'wait_client_hello':
       case 'wait_client_hello_2':
-        // RFC 8446bis §4.1.2: the ClientHello is "REQUIRED ... as its first TLS message".
+        // RFC 9846 §4.1.2: the ClientHello is "REQUIRED ... as its first TLS message".
         if (m.type !== HandshakeType.client_hello) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected ClientHello, got handshake type ${m.type}`);
         }
@@ -358,7 +358,7 @@ export class ServerConnection {
         return this.readClientFinished(m);
       case 'connected':
         if (m.type === HandshakeType.key_update) return this.core.readKeyUpdate(m);
-        // RFC 8446bis §4.1.2: "if a server has negotiated TLS 1.3 and receives
+        // RFC 9846 §4.1.2: "if a server has negotiated TLS 1.3 and receives
         // a ClientHello at any other time, it MUST terminate the connection
         // with an "unexpected_message" alert." Same for any other message.
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected post-handshake message type ${m.type}`);
@@ -381,7 +381,7 @@ export class ServerConnection {
     this.send(this.records.encode(ContentType.handshake, concatBytes(...messages)));
   }
 
-  /** RFC 8446bis §5.1: messages preceding a key change must end a record. */
+  /** RFC 9846 §5.1: messages preceding a key change must end a record. */
   private requireRecordBoundary(what: string): void {
     this.core.requireRecordBoundary(what);
   }
@@ -394,7 +394,7 @@ export class ServerConnection {
     this.checkAlive();
     const { ch } = facts;
 
-    // RFC 8446bis §4.2.1: a TLS 1.3 ClientHello carries supported_versions
+    // RFC 9846 §4.2.1: a TLS 1.3 ClientHello carries supported_versions
     // with 0x0304; we speak nothing older ("If this extension is not present,
     // servers which ... support TLS 1.2 MUST negotiate TLS 1.2").
     const sv = findExtension(ch.extensions, ExtensionType.supported_versions);
@@ -527,7 +527,7 @@ export class ServerConnection {
       }
     }
     // The first record may be a ClientHello only; after it an unprotected
-    // change_cipher_spec may be dropped (RFC 8446bis §5).
+    // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
     const ext = (t: number): Extension | undefined => findExtension(ch.extensions, t);
     const sni = ext(ExtensionType.server_name);
@@ -552,7 +552,7 @@ export class ServerConnection {
   }
 
   /**
-   * RFC 8446bis §4.1.2: after a HelloRetryRequest "the client MUST send the
+   * RFC 9846 §4.1.2: after a HelloRetryRequest "the client MUST send the
    * same ClientHello without modification, except": key_share (one share of
    * the requested group), early_data removed, cookie added, pre_shared_key
    * updated, padding changed. NOTE: encrypted_client_hello is also allowed to
@@ -666,7 +666,7 @@ export class ServerConnection {
       // §4.2.11: the PSK's hash must be the selected suite's hash.
       if (!original || original.hash !== suite.hash) continue;
       if (now - state.createdAt > state.lifetime * 1000 || now < state.createdAt) continue;
-      // RFC 8446bis §4.6.1 / RFC 6066 §3: resume only for the same server name.
+      // RFC 9846 §4.6.1 / RFC 6066 §3: resume only for the same server name.
       if (state.servername !== (facts.servername ?? '')) continue;
       this.verifyBinder(facts, suite.hash, state.psk, offered.binders[i]!);
       return { index: i, state };

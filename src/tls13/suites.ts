@@ -1,5 +1,5 @@
 /**
- * The three TLS 1.3 cipher suites this engine speaks (RFC 8446bis §B.4) and
+ * The three TLS 1.3 cipher suites this engine speaks (RFC 9846 §B.4) and
  * their parameters, with parsing of Node-style `ciphers` strings.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * Self-encrypted session tickets (RFC 8446bis §4.6.1, §2.2): the server keeps
+ * Self-encrypted session tickets (RFC 9846 §4.6.1, §2.2): the server keeps
  * no session cache; the ticket carries the resumption PSK and what the
  * server must re-check on resumption, sealed with AES-256-GCM under a key that
  * rotates every `rotationMs` (the previous key is kept one more period so

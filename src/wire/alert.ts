@@ -1,5 +1,5 @@
 /**
- * TLS alert descriptions (RFC 8446bis §6, RFC 9849 §11.2) and the error class
+ * TLS alert descriptions (RFC 9846 §6, RFC 9849 §11.2) and the error class
  * family that carries them. Every decode or protocol failure in this library is
  * an {@link EchError}: a `code` for programs and the `alert` the RFC names for
  * the wire. Conversion to an alert record happens in one place, in the TLS
@@ -148,7 +148,7 @@ export class EchError extends CodedError {
 
 /**
  * Malformed input: lengths that do not add up, truncation, trailing bytes.
- * Always `decode_error` (RFC 8446bis §6.2).
+ * Always `decode_error` (RFC 9846 §6.2).
  * @group Errors
  * @example
  * ```ts

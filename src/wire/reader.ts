@@ -1,5 +1,5 @@
 /**
- * Bounds-checked reader for the TLS presentation language (RFC 8446bis §3),
+ * Bounds-checked reader for the TLS presentation language (RFC 9846 §3),
  * after Go's cryptobyte: vectors with u8/u16/u24 length prefixes are read as
  * sub-readers, every read is length-checked and failures are
  * {@link DecodeError}s (`decode_error`).
