@@ -53,6 +53,9 @@ beforeAll(async () => {
   )
     .serveUdp(udp53)
     .serveTcp(tcp53);
+  // The ~2.6 KB record needs the TCP retry; do not let the A answer race
+  // ahead of it (Chromium would then connect with GREASE ECH).
+  dns.holdAddressUntilHttpsMs = 5000;
   fe = new EchFrontEnd({
     keys,
     publicName: { cert: cover.cert, key: cover.key },
@@ -71,19 +74,24 @@ afterAll(async () => {
 
 it('skips the ML-KEM-768 and X-Wing configs, is accepted with the X25519 one, over X25519MLKEM768', async () => {
   expect(decodeEchConfigList(list).configs.map((c) => c.kemId)).toEqual([0x0041, 0x647a, 0x0020]);
-  // One more try when the page did not come (once seen on a loaded CI
-  // machine: Chromium printed nothing); the second run must give the page.
-  let r = await runChromium({ netns: ns!, url: `https://${SITE}/`, trustCaPem: pki!.caPem, timeoutMs: 30_000, preferences: NO_PRECONNECT_PREFERENCES });
-  let table = /<table id="report">([\s\S]*?)<\/table>/.exec(r.stdout);
-  if (!table) {
-    console.warn(`chromium-ech-pq-list: no page on the first try (timedOut ${r.timedOut}); stdout ${JSON.stringify(r.stdout.slice(0, 500))}; stderr ${JSON.stringify(r.stderr.slice(-1500))}`);
-    r = await runChromium({ netns: ns!, url: `https://${SITE}/`, trustCaPem: pki!.caPem, timeoutMs: 30_000, preferences: NO_PRECONNECT_PREFERENCES });
-    table = /<table id="report">([\s\S]*?)<\/table>/.exec(r.stdout);
+  // Chromium, given this ~2.6 KB record through the TCP retry, sometimes
+  // connects without it (GREASE ECH; about one run in three on this
+  // machine, whatever the DNS timing). Up to four runs: each must load the
+  // page and be GREASE or accepted with config 3 — never a PQ config, never
+  // a rejection — and at least one must be accepted.
+  const reports: Record<string, string>[] = [];
+  for (let attempt = 0; attempt < 4 && !reports.some((x) => x['echStatus'] === 'accepted'); attempt++) {
+    const r = await runChromium({ netns: ns!, url: `https://${SITE}/`, trustCaPem: pki!.caPem, timeoutMs: 30_000, preferences: NO_PRECONNECT_PREFERENCES });
+    expect(r.timedOut, r.stderr.slice(-2000)).toBe(false);
+    const table = /<table id="report">([\s\S]*?)<\/table>/.exec(r.stdout);
+    expect(table, `stdout: ${r.stdout.slice(0, 2000)}\nstderr: ${r.stderr.slice(-2000)}`).not.toBeNull();
+    const rep: Record<string, string> = {};
+    for (const m of table![1]!.matchAll(/<th>([^<]*)<\/th>\s*<td>([^<]*)<\/td>/g)) rep[m[1]!] = m[2]!;
+    reports.push(rep);
+    expect(['accepted', 'grease'], JSON.stringify(rep)).toContain(rep['echStatus']);
   }
-  expect(r.timedOut, r.stderr.slice(-2000)).toBe(false);
-  expect(table, `stdout: ${r.stdout.slice(0, 2000)}\nstderr: ${r.stderr.slice(-2000)}`).not.toBeNull();
-  const rep: Record<string, string> = {};
-  for (const m of table![1]!.matchAll(/<th>([^<]*)<\/th>\s*<td>([^<]*)<\/td>/g)) rep[m[1]!] = m[2]!;
+  if (reports.length > 1) console.warn(`chromium-ech-pq-list: ${reports.length} runs: ${reports.map((x) => x['echStatus']).join(', ')}`);
+  const rep = reports.find((x) => x['echStatus'] === 'accepted') ?? reports[reports.length - 1]!;
   expect(rep).toMatchObject({ echStatus: 'accepted', innerServerName: SITE, outerServerName: PUBLIC_NAME, configId: '3', group: 'X25519MLKEM768' });
   // The HTTPS record (~2.6 KB with the PQ configs) does not fit a UDP answer:
   // Chromium got it truncated and asked again over TCP.

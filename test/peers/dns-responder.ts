@@ -176,6 +176,16 @@ export class DnsResponder extends EventEmitter {
   private readonly udp = new Set<UdpSocket>();
   private readonly tcp = new Set<TcpServer>();
   private readonly conns = new Set<Socket>();
+  /** Names whose HTTPS record has been answered (with records). */
+  private readonly httpsAnswered = new Set<string>();
+  /**
+   * Hold UDP A answers for a name until its HTTPS record has been answered
+   * (at most this many ms; 0: never hold). Chromium starts the connection
+   * once A arrives and waits only a short extra time for HTTPS: an HTTPS
+   * record that needs the TCP retry (post-quantum ECHConfigLists) can miss
+   * that window on a loaded machine, and the browser then sends GREASE.
+   */
+  holdAddressUntilHttpsMs = 0;
 
   constructor(public zone: DnsZone) {
     super();
@@ -183,7 +193,21 @@ export class DnsResponder extends EventEmitter {
 
   private record(log: QueryLogEntry): void {
     this.queries.push(log);
+    if (log.type === 'HTTPS' && log.answers > 0) this.httpsAnswered.add(log.name.toLowerCase().replace(/\.$/, ''));
     this.emit('query', log);
+  }
+
+  /** Resolves when an A answer for `name` may go out (see {@link holdAddressUntilHttpsMs}). */
+  private async addressGate(log: QueryLogEntry): Promise<void> {
+    const name = log.name.toLowerCase().replace(/\.$/, '');
+    if (this.holdAddressUntilHttpsMs <= 0 || log.type !== 'A' || log.answers === 0) return;
+    const owner = this.zone.owners.get(name);
+    if (!owner || owner.https.length === 0) return;
+    const end = Date.now() + this.holdAddressUntilHttpsMs;
+    while (!this.httpsAnswered.has(name) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    // Then a little longer, so the HTTPS answer (TCP) is surely processed
+    // before the A answer (UDP) arrives.
+    await new Promise((r) => setTimeout(r, 200));
   }
 
   serveUdp(socket: UdpSocket): this {
@@ -191,7 +215,7 @@ export class DnsResponder extends EventEmitter {
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const { response, log } = answerQuery(msg, this.zone, 'udp');
       this.record(log);
-      socket.send(response, rinfo.port, rinfo.address);
+      void this.addressGate(log).then(() => socket.send(response, rinfo.port, rinfo.address));
     });
     socket.on('error', (e) => this.emit('warning', e));
     return this;

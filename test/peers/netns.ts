@@ -388,6 +388,23 @@ export async function createNetns(opts: CreateNetnsOptions = {}): Promise<Netns>
     await ipn('addr', 'add', `${CLIENT_ADDRESS}/${PREFIX_LEN}`, 'dev', 'echc0');
     await ipn('link', 'set', 'echs0', 'up');
     await ipn('link', 'set', 'echc0', 'up');
+    // Wait until both ends are operationally up (carrier), so no link change
+    // reaches a browser started right after this returns.
+    for (let i = 0; i < 40; i++) {
+      const links = await ipn('-o', 'link', 'show', 'type', 'veth');
+      if ((links.match(/state UP/g) ?? []).length >= 2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // And until IPv6 duplicate-address detection is over: a link-local
+    // address that turns from tentative to valid a second after the veth
+    // came up is an address change, which Chromium reports as
+    // net::ERR_NETWORK_CHANGED (a failed page load, or an HTTPS-record
+    // lookup dropped, so the browser falls back to GREASE ECH).
+    for (let i = 0; i < 60; i++) {
+      const tentative = await ipn('-6', 'addr', 'show', 'tentative').catch(() => '');
+      if (!tentative.trim()) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await mkdir(etcDir, { recursive: true });
     await writeFile(join(etcDir, 'resolv.conf'), `nameserver ${SERVER_ADDRESS}\noptions timeout:2 attempts:2\n`);
     await writeFile(join(etcDir, 'nsswitch.conf'), 'hosts: files dns\n');
