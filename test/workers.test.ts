@@ -402,8 +402,9 @@ describe('serve with "workers": 2', () => {
       const file = join(dir, 'busy.json');
       await writeFile(file, JSON.stringify({ ...base, listen: `127.0.0.1:${port}` }));
       const r = await promisify(execFile)(process.execPath, [BIN, 'serve', '--config', file], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
-      expect((r as { code: number }).code).toBe(1);
-      expect((r as { stderr: string }).stderr.trim()).toBe(`ech-server serve: listen: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+      // As without workers (test/cli-errors.test.ts): exit 69, one line.
+      expect((r as { code: number }).code).toBe(69);
+      expect((r as { stderr: string }).stderr.trim()).toBe(`ech-server serve: listen: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`);
     } finally {
       busy.close();
     }

@@ -31,7 +31,7 @@ import { keyManagerOptions } from '../dns/rotation-config.js';
 import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd } from './front-end.js';
 import { jsonLines, type LogSink, silent } from './log.js';
-import { frontEndOptionsFromConfig, startServe, type RunningServe } from './serve.js';
+import { ServeListenError, frontEndOptionsFromConfig, startServe, type RunningServe } from './serve.js';
 
 /**
  * One ECH key as the primary sends it to a worker: the key file's text
@@ -267,7 +267,7 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
       current = { ...current, listen: { ...current.listen, port: await freePort(config.listen.host) } };
     } catch (e) {
       await manager?.stop();
-      throw new ServeConfigError('listen', `cannot listen on ${config.listen.host}:0: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ServeListenError('listen', { host: config.listen.host, port: 0 }, e);
     }
   }
 
@@ -319,11 +319,12 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
           log({ event: 'worker_started', worker: index, pid: worker.process.pid });
           res({ host: m.host, port: m.port });
         } else if (m.t === 'failed') {
-          const e = m.field
-            ? new ServeConfigError(m.field, m.message.replace(/^[^:]*: /, ''))
-            : m.code && /^E[A-Z]+$/.test(m.code)
-              ? new ServeConfigError('listen', `cannot listen on ${config.listen.host}:${config.listen.port}: ${m.code}`)
-              : new EchError('ERR_CONFIG', 'internal_error', m.message);
+          const e =
+            m.code && /^E[A-Z]+$/.test(m.code) && (m.field === undefined || m.field === 'listen')
+              ? new ServeListenError('listen', current.listen, Object.assign(new Error(m.message), { code: m.code }))
+              : m.field
+                ? new ServeConfigError(m.field, m.message.replace(/^[^:]*: /, ''))
+                : new EchError('ERR_CONFIG', 'internal_error', m.message);
           rej(e);
         } else if ('id' in m) pending.get(m.id)?.(m);
       });
@@ -426,8 +427,7 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
       stopping = true;
       for (const s of live()) s.worker.process.kill('SIGKILL');
       await manager?.stop();
-      const err = e as NodeJS.ErrnoException;
-      throw new ServeConfigError('admin', `cannot listen on ${config.admin.host}:${config.admin.port}: ${err.code ?? err.message}`);
+      throw new ServeListenError('admin', config.admin, e);
     }
     adminPort = (admin.address() as AddressInfo).port;
     log({ event: 'admin_listening', port: adminPort });
