@@ -19,7 +19,7 @@ function run(args: string[], timeout = 60_000): Promise<{ code: number | null; s
 
 describe('npm run fuzz', () => {
   it('10 s over every target: 0 failures, and the summary line', async () => {
-    const r = await run(['--seconds', '10', '--seed', '20261128']);
+    const r = await run(['--seconds', '10', '--seed', '20261128'], 170_000);
     expect(r.stderr).toBe('');
     const m = /^fuzz: (\d+) inputs, (\d+) failures$/m.exec(r.stdout);
     expect(m, r.stdout).not.toBeNull();
@@ -29,7 +29,9 @@ describe('npm run fuzz', () => {
       expect(r.stdout).toMatch(new RegExp(`^fuzz: ${t}: [1-9]\\d* inputs, 0 failures$`, 'm'));
     }
     expect(r.code).toBe(0);
-  }, 60_000);
+    // The budget is the fuzzer's own; on a CI machine busy with other test
+    // files (etcd, serve processes) the wall time can be several times it.
+  }, 180_000);
 
   it('is deterministic given --seed and --max-inputs, and --replay runs one input', async () => {
     const a = await run(['--seed', '3', '--max-inputs', '200', '--target', 'client-hello', '--target', 'ech-config-list']);

@@ -123,6 +123,8 @@ export interface FleetHealth {
 
 const RESYNC_MS = 5000;
 const RETRY_MS = 1000;
+/** How long a member-record write may take before the lease is replaced. */
+const PUT_TIMEOUT_MS = 3000;
 const TICKET_SECRET_BYTES = 48;
 
 function stamp(ms: number): string {
@@ -295,10 +297,27 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
     const lease = this.#lease;
     if (!lease || this.#closed) return;
     const rec: FleetMemberRecord = { name: this.#o.config.member, keyIds: this.#keyIds, ticketIds: this.#ticketIds, at: Date.now() };
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await lease.put(this.#p.member(this.#o.config.member)).value(JSON.stringify(rec));
+      // A lease that went bad in an etcd outage can leave a put waiting
+      // forever (the leader then waits for a report that never comes):
+      // bound it, and on a timeout start over with a new lease.
+      await Promise.race([
+        lease.put(this.#p.member(this.#o.config.member)).value(JSON.stringify(rec)),
+        new Promise((_, rej) => {
+          timer = setTimeout(() => rej(Object.assign(new Error('member record write timed out'), { timedOut: true })), PUT_TIMEOUT_MS);
+          timer.unref();
+        }),
+      ]);
     } catch (e) {
       this.#etcdFailed(e as Error);
+      if ((e as { timedOut?: boolean }).timedOut && lease === this.#lease && !this.#closed) {
+        this.#lease = undefined;
+        lease.revoke().catch(() => undefined);
+        setTimeout(() => this.#newLease(), RETRY_MS).unref();
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -330,6 +349,9 @@ export class FleetMember extends EventEmitter<FleetMemberEvents> {
     this.#resyncTimer = setTimeout(
       () => {
         this.#scheduleReload();
+        // Report again what this member holds (a heartbeat): a report lost
+        // in an outage must not block the leader's publish for good.
+        if (this.#etcdOk) void this.#putMember();
         this.#resync();
       },
       this.#etcdOk ? RESYNC_MS : RETRY_MS,
