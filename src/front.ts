@@ -16,6 +16,7 @@ export * from './front/first-flight.js';
 export * from './front/proxy-protocol.js';
 export * from './front/metrics.js';
 export * from './front/log.js';
+export * from './front/admin.js';
 export * from './front/ech-status.js';
 export * from './front/alerts.js';
 export * from './front/tls12.js';

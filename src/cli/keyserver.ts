@@ -13,6 +13,7 @@ import { EchError } from '../wire/alert.js';
 import { jsonLines } from '../front/log.js';
 import { describeCliError } from './errors.js';
 import { KeyServer } from '../keyless/server.js';
+import { listenAdmin } from '../front/admin.js';
 import { auditSink, keyServerOptionsFromConfig, loadKeyServerConfig } from '../keyless/keyserver-config.js';
 
 /**
@@ -100,24 +101,14 @@ export async function runKeyserver(args: string[]): Promise<number> {
     addr = await server.listen(config.listen.port, config.listen.host);
     if (config.admin) {
       const ks = server;
-      admin = http.createServer((req, res) => {
-        if (req.method === 'GET' && req.url === '/metrics') {
-          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(ks.renderMetrics());
-        } else if (req.method === 'GET' && req.url === '/healthz') {
-          res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ok: true, keys: ks.keys().length })}\n`);
-        } else {
-          res.writeHead(404).end();
-        }
-      });
       const a = config.admin;
-      const srv = admin;
-      adminPort = await new Promise<number>((res, rej) => {
-        srv.once('error', rej);
-        srv.listen(a.port, a.host, () => res((srv.address() as { port: number }).port));
+      ({ server: admin, port: adminPort } = await listenAdmin(a, {
+        metrics: () => ks.renderMetrics(),
+        health: () => ({ ok: true, body: `${JSON.stringify({ ok: true, keys: ks.keys().length })}\n`, contentType: 'application/json' }),
       }).catch(async (e: NodeJS.ErrnoException) => {
         await server.close();
         throw Object.assign(new Error(`admin ${a.host}:${a.port}: ${e.code ?? e.message}`), { code: e.code });
-      });
+      }));
     }
   } catch (e) {
     const os = describeCliError(e); // a busy port: exit 69

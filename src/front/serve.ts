@@ -7,12 +7,12 @@
  */
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { loadEchKeyDirectory } from '../keys/files.js';
 import { InsecureKeyFileError, readPrivateKeyFile } from '../keys/permissions.js';
 import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction } from './front-end.js';
+import { listenAdmin } from './admin.js';
 import { type LogSink, silent } from './log.js';
 import type { KeylessClient } from '../keyless/client.js';
 import { EchKeySet } from '../keys/key-set.js';
@@ -357,25 +357,15 @@ export async function startServe(config: ServeConfig, log: LogSink = silent, sha
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
   if (config.admin) {
-    admin = http.createServer((req, res) => {
-      if (req.url === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(metricsText());
-      } else if (req.url === '/healthz') {
-        const ok = !fe.draining;
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-        // Fleet mode: still 200 while etcd is away (keys are local), with the detail.
-        res.end(`${ok ? 'ok' : 'draining'}\n${fleet ? `fleet ${JSON.stringify(fleet.health())}\n` : ''}`);
-      } else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
     try {
-      await new Promise<void>((res, rej) => {
-        admin!.once('error', rej);
-        admin!.listen(config.admin!.port, config.admin!.host, () => res());
-      });
+      ({ server: admin, port: adminPort } = await listenAdmin(config.admin, {
+        metrics: metricsText,
+        health: () => {
+          const ok = !fe.draining;
+          // Fleet mode: still 200 while etcd is away (keys are local), with the detail.
+          return { ok, body: `${ok ? 'ok' : 'draining'}\n${fleet ? `fleet ${JSON.stringify(fleet.health())}\n` : ''}` };
+        },
+      }));
     } catch (e) {
       // The TLS port is already open: close it, so that a failed start
       // leaves nothing listening.
@@ -383,7 +373,6 @@ export async function startServe(config: ServeConfig, log: LogSink = silent, sha
       await stopAll();
       throw new ServeListenError('admin', config.admin, e);
     }
-    adminPort = (admin.address() as AddressInfo).port;
     log({ event: 'admin_listening', port: adminPort });
   }
   return {

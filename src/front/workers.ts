@@ -32,6 +32,7 @@ import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd } from './front-end.js';
 import { jsonLines, type LogSink, silent } from './log.js';
 import { ServeListenError, frontEndOptionsFromConfig, startServe, type RunningServe } from './serve.js';
+import { listenAdmin } from './admin.js';
 
 /**
  * One ECH key as the primary sends it to a worker: the key file's text
@@ -397,39 +398,20 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
   let admin: http.Server | undefined;
   let adminPort: number | undefined;
   if (config.admin) {
-    admin = http.createServer((req, res) => {
-      if (req.url === '/metrics') {
-        metrics().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-            res.end(text);
-          },
-          () => {
-            res.writeHead(500);
-            res.end();
-          },
-        );
-      } else if (req.url === '/healthz') {
-        const ok = !stopping && live().length > 0;
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-        res.end(ok ? 'ok\n' : 'draining\n');
-      } else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
     try {
-      await new Promise<void>((res, rej) => {
-        admin!.once('error', rej);
-        admin!.listen(config.admin!.port, config.admin!.host, () => res());
-      });
+      ({ server: admin, port: adminPort } = await listenAdmin(config.admin, {
+        metrics,
+        health: () => {
+          const ok = !stopping && live().length > 0;
+          return { ok, body: ok ? 'ok\n' : 'draining\n' };
+        },
+      }));
     } catch (e) {
       stopping = true;
       for (const s of live()) s.worker.process.kill('SIGKILL');
       await manager?.stop();
       throw new ServeListenError('admin', config.admin, e);
     }
-    adminPort = (admin.address() as AddressInfo).port;
     log({ event: 'admin_listening', port: adminPort });
   }
   log({ event: 'workers_listening', workers: count, host: addr.host, port: addr.port });
