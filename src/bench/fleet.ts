@@ -20,11 +20,10 @@ import { join } from 'node:path';
 import { EchKeySet } from '../keys/key-set.js';
 import { generateEchKey } from '../keys/generate.js';
 import { writeEchKeyFile } from '../keys/files.js';
-import { connectTls13 } from '../tls13/client-socket.js';
 import { EchFrontEnd } from '../front/front-end.js';
 import { FleetMember } from '../fleet/member.js';
 import { writeNewKekFile } from '../fleet/kek.js';
-import { echClientOptions, makeBenchPki } from './keyless.js';
+import { echClientOptions, echHandshake, makeBenchPki } from './keyless.js';
 import type { BenchCase, Measurement } from './harness.js';
 
 async function freePort(): Promise<number> {
@@ -100,23 +99,7 @@ export async function fleetBench(): Promise<{
     const refPort = (await ref.listen(0, '127.0.0.1')).port;
     const fleetPort = (await fleet.listen(0, '127.0.0.1')).port;
     const opts = echClientOptions(ech.config, 'alpha.example');
-    const handshake = (port: number) => () =>
-      new Promise<void>((res, rej) => {
-        const s = connectTls13({ host: '127.0.0.1', port, servername: 'alpha.example', rejectUnauthorized: false, ...opts });
-        const t = setTimeout(() => {
-          s.destroy();
-          rej(new Error('bench handshake did not finish in 5 s'));
-        }, 5000);
-        s.once('secureConnect', () => {
-          clearTimeout(t);
-          s.destroy();
-          res();
-        });
-        s.once('error', (e) => {
-          clearTimeout(t);
-          rej(e);
-        });
-      });
+    const handshake = (port: number) => () => echHandshake(port, opts, 'alpha.example');
     await handshake(refPort)();
     await handshake(fleetPort)();
     // Both accepted ECH (not a rejection completing with the public name).

@@ -108,6 +108,36 @@ export function echClientOptions(config: EchConfig, serverName: string) {
 }
 
 /**
+ * One whole ECH handshake with this library's client against 127.0.0.1:`port`
+ * with `opts` from {@link echClientOptions} (made once, outside the timed
+ * loop), closed once done; rejects after 5 s.
+ * @group Bench
+ * @example
+ * ```ts
+ * const opts = echClientOptions(key.config, 'alpha.example');
+ * await echHandshake(port, opts, 'alpha.example');
+ * ```
+ */
+export function echHandshake(port: number, opts: ReturnType<typeof echClientOptions>, serverName: string): Promise<void> {
+  return new Promise<void>((res, rej) => {
+    const s = connectTls13({ host: '127.0.0.1', port, servername: serverName, rejectUnauthorized: false, ...opts });
+    const t = setTimeout(() => {
+      s.destroy();
+      rej(new Error('bench handshake did not finish in 5 s'));
+    }, 5000);
+    s.once('secureConnect', () => {
+      clearTimeout(t);
+      s.destroy();
+      res();
+    });
+    s.once('error', (e) => {
+      clearTimeout(t);
+      rej(e);
+    });
+  });
+}
+
+/**
  * Cases `handshake_local_us` and `handshake_keyless_us`, the per-second
  * figures derived from them, and a `close()` that stops every server.
  * @group Bench
@@ -162,23 +192,7 @@ export async function keylessBench(): Promise<{
     const localPort = (await local.listen(0, '127.0.0.1')).port;
     const keylessPort = (await keyless.listen(0, '127.0.0.1')).port;
     const opts = echClientOptions(ech.config, 'alpha.example');
-    const handshake = (port: number) => () =>
-      new Promise<void>((res, rej) => {
-        const s = connectTls13({ host: '127.0.0.1', port, servername: 'alpha.example', rejectUnauthorized: false, ...opts });
-        const t = setTimeout(() => {
-          s.destroy();
-          rej(new Error('bench handshake did not finish in 5 s'));
-        }, 5000);
-        s.once('secureConnect', () => {
-          clearTimeout(t);
-          s.destroy();
-          res();
-        });
-        s.once('error', (e) => {
-          clearTimeout(t);
-          rej(e);
-        });
-      });
+    const handshake = (port: number) => () => echHandshake(port, opts, 'alpha.example');
     // Sanity before timing: both handshakes complete and the keyless one used the key server.
     await handshake(localPort)();
     await handshake(keylessPort)();
