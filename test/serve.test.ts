@@ -67,7 +67,7 @@ async function withServe<T>(extra: Record<string, unknown>, fn: (s: ServeProcess
   try {
     return await fn(s);
   } finally {
-    expect(await s.stop()).toBe(0);
+    expect(await s.stop(), s.output()).toBe(0);
   }
 }
 

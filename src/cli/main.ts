@@ -383,6 +383,11 @@ if (invokedDirectly) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
+      // The command is done (serve: drained and closed): the process exits
+      // within a second, as nginx's does after its drain, even if some
+      // handle (a late socket, a library's timer) would keep the event loop
+      // alive. Unref'd, so a clean exit does not wait for it.
+      setTimeout(() => process.exit(), 1000).unref();
     },
     (e: unknown) => {
       process.stderr.write(`ech-server: internal error: ${(e as Error).stack ?? String(e)}\n`);

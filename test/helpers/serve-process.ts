@@ -63,7 +63,12 @@ export async function startServe(dir: string, config: unknown, timeoutMs = 15_00
     output: () => out + err,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      // serve exits at most 1 s after its drain (drainTimeoutMs) ends; the
+      // SIGKILL is for a hang, and says so in the output.
+      const t = setTimeout(() => {
+        err += '\n[serve-process] no exit 10 s after SIGTERM: SIGKILL\n';
+        child.kill('SIGKILL');
+      }, 10_000);
       const code = await exited;
       clearTimeout(t);
       return code;
