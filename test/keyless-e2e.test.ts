@@ -451,7 +451,10 @@ describe('keyless mode across processes (BoringSSL client)', () => {
     expect(r2.handshake).toBe(false);
     expect(r2.alertReceived?.code).toBe(80);
     expect(s2.output()).toMatch(/"event":"keyless_refused".*"status":"forbidden"/);
-    expect((await auditOf(join(dir, 'audit-4.jsonl'))).map((e) => `${e.op} ${e.client} ${e.result}`)).toContain('decap stranger.test forbidden');
+    // The key server answers before its audit line reaches the file: wait for it (bounded).
+    const audited = async () => (await auditOf(join(dir, 'audit-4.jsonl'))).map((e) => `${e.op} ${e.client} ${e.result}`);
+    for (let i = 0; i < 100 && !(await audited()).includes('decap stranger.test forbidden'); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(await audited()).toContain('decap stranger.test forbidden');
     expect(await s2.stop()).toBe(0);
     expect(await ks.stop()).toBe(0);
   }, 90_000);
