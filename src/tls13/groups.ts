@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { NamedGroup } from '../tls/constants.js';
 import { MLKEM768, mlkem768, mlkemSeed } from '../crypto/mlkem.js';
@@ -51,6 +51,8 @@ export function isPostQuantumGroup(group: number): boolean {
 /** X25519MLKEM768 (draft-ietf-tls-ecdhe-mlkem §4.1): client share ek ‖ X25519, server share ct ‖ X25519. */
 const HYBRID_CLIENT_SHARE = MLKEM768.encapsulationKey + 32;
 const HYBRID_SERVER_SHARE = MLKEM768.ciphertext + 32;
+
+const JWK_PUBLIC = { publicKeyEncoding: { format: 'jwk' } } as const;
 
 function toB64u(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
@@ -160,10 +162,13 @@ export function generateEphemeralKey(group: number): EphemeralKey {
     // almost free and a JWK import costs ~7 µs, where the SPKI export costs
     // ~120 µs and the SPKI import ~90 µs (an ASN.1 round trip through the
     // OpenSSL decoder framework). Same OpenSSL raw-key functions underneath.
-    const { publicKey, privateKey } = generateKeyPairSync('x25519');
+    // The public key comes back as JWK straight from the key generation: no
+    // public KeyObject is made, no export called.
+    // (@types/node has no overload for a JWK publicKeyEncoding; Node ≥ 15.9 takes it.)
+    const { publicKey, privateKey } = generateKeyPairSync('x25519', JWK_PUBLIC as never) as unknown as { publicKey: { x?: string }; privateKey: KeyObject };
     return {
       group,
-      publicKey: fromB64u(publicKey.export({ format: 'jwk' }).x),
+      publicKey: fromB64u(publicKey.x),
       computeSecret(peer: Uint8Array): Uint8Array {
         // RFC 9846 §4.2.8.2 / RFC 7748: X25519 public values are 32 bytes.
         if (peer.length !== 32) throw new IllegalParameterError(`X25519 key_exchange of ${peer.length} bytes`);
