@@ -4,13 +4,18 @@
  * transcript hash. Used by the TLS 1.3 key schedule and by the ECH accept
  * confirmation (RFC 9849 §7.2), which is why it lives below both.
  *
- * Everything here is synchronous and uses `node:crypto` HMAC / hash, so the
- * same code serves SHA-256 and SHA-384 suites.
+ * Everything here is synchronous and uses `node:crypto` hashes, so the same
+ * code serves SHA-256 and SHA-384 suites. HMAC is built on the one-shot
+ * `crypto.hash()` (`HmacScratch` of `hpke-hmac.ts`, RFC 2104) rather than
+ * `createHmac`: an Hmac object costs more to set up than the hashing itself,
+ * and a full handshake computes about twenty HMACs.
  *
  * @module
  */
-import { createHash, createHmac, type Hash } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { InvalidArgumentError } from '../wire/alert.js';
+import { HmacScratch } from './hpke-hmac.js';
 
 /**
  * Hash functions used by TLS 1.3 cipher suites.
@@ -43,10 +48,25 @@ export function hashLength(hash: HashName): number {
  * ```
  */
 export function hashBytes(hash: HashName, ...parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1 && oneShot !== undefined) return new Uint8Array(oneShot(hash, parts[0]!, 'buffer') as unknown as Buffer);
   const h = createHash(hash);
   for (const p of parts) h.update(p);
   return new Uint8Array(h.digest());
 }
+
+// crypto.hash() exists from Node 20.12 / 21.7.
+const oneShot = (nodeCrypto as { hash?: typeof nodeCrypto.hash }).hash;
+
+/** The first `length` bytes of a binary (latin1) string, in a fresh Uint8Array (not a view of Buffer's pool). */
+function fromBinary(s: string, length = s.length): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+// HMAC state of this module, apart from the HPKE one: each call sets its
+// key and finishes before returning (synchronous, never across an await).
+const SCRATCH: { readonly [H in HashName]: HmacScratch } = { sha256: new HmacScratch('sha256'), sha384: new HmacScratch('sha384') };
 
 /**
  * HMAC of `data` under `key`.
@@ -57,7 +77,11 @@ export function hashBytes(hash: HashName, ...parts: Uint8Array[]): Uint8Array {
  * ```
  */
 export function hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac(hash, key).update(data).digest());
+  const h = SCRATCH[hash];
+  h.setKey(key);
+  const buf = Buffer.allocUnsafe(h.block + data.length);
+  buf.set(data, h.block);
+  return fromBinary(h.mac(buf));
 }
 
 /**
@@ -70,8 +94,8 @@ export function hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Ar
  * ```
  */
 export function hkdfExtract(hash: HashName, salt: Uint8Array, ikm: Uint8Array): Uint8Array {
-  const s = salt.length === 0 ? new Uint8Array(hashLength(hash)) : salt;
-  return hmac(hash, s, ikm);
+  // HMAC pads its key with zeros to a block: an empty salt and HashLen zeros are the same key.
+  return hmac(hash, salt, ikm);
 }
 
 /**
@@ -83,24 +107,40 @@ export function hkdfExtract(hash: HashName, salt: Uint8Array, ikm: Uint8Array): 
  * ```
  */
 export function hkdfExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
-  const n = hashLength(hash);
-  if (!Number.isInteger(length) || length < 0 || length > 255 * n) {
+  const h = SCRATCH[hash];
+  checkExpandLength(h, length);
+  const buf = Buffer.allocUnsafe(h.block + info.length + 1);
+  buf.set(info, h.block);
+  return expand(h, prk, buf, length);
+}
+
+function checkExpandLength(h: HmacScratch, length: number): void {
+  if (!Number.isInteger(length) || length < 0 || length > 255 * h.size) {
     throw new InvalidArgumentError(`HKDF-Expand length ${length} out of range`);
   }
+}
+
+/**
+ * HKDF-Expand with `first` = headroom ‖ info ‖ one spare byte (for the
+ * counter): T(1) = HMAC(PRK, info ‖ 0x01), T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
+ */
+function expand(h: HmacScratch, prk: Uint8Array, first: Buffer, length: number): Uint8Array {
+  h.setKey(prk);
+  first[first.length - 1] = 1;
+  let t = h.mac(first);
+  if (length <= h.size) return fromBinary(t, length);
   const out = new Uint8Array(length);
-  let prev = new Uint8Array(0);
+  const infoLen = first.length - 1 - h.block;
+  const next = Buffer.allocUnsafe(h.block + h.size + infoLen + 1);
+  first.copy(next, h.block + h.size, h.block, h.block + infoLen);
   let o = 0;
-  for (let i = 1; o < length; i++) {
-    const h = createHmac(hash, prk);
-    h.update(prev);
-    h.update(info);
-    h.update(Uint8Array.of(i));
-    prev = new Uint8Array(h.digest());
-    const take = Math.min(n, length - o);
-    out.set(prev.subarray(0, take), o);
-    o += take;
+  for (let i = 2; ; i++) {
+    for (let j = 0; j < h.size && o < length; j++) out[o++] = t.charCodeAt(j);
+    if (o >= length) return out;
+    next.write(t, h.block, 'latin1');
+    next[next.length - 1] = i;
+    t = h.mac(next);
   }
-  return out;
 }
 
 const TLS13_PREFIX = new TextEncoder().encode('tls13 ');
@@ -115,19 +155,28 @@ const TLS13_PREFIX = new TextEncoder().encode('tls13 ');
  * ```
  */
 export function encodeHkdfLabel(length: number, label: string | Uint8Array, context: Uint8Array): Uint8Array {
-  const l = typeof label === 'string' ? new TextEncoder().encode(label) : label;
-  const fullLen = TLS13_PREFIX.length + l.length;
+  return new Uint8Array(hkdfLabelBuffer(0, length, label, context, 0));
+}
+
+/** `head` spare bytes ‖ HkdfLabel ‖ `tail` spare bytes. */
+function hkdfLabelBuffer(head: number, length: number, label: string | Uint8Array, context: Uint8Array, tail: number): Buffer {
+  const labelLen = typeof label === 'string' ? Buffer.byteLength(label, 'utf8') : label.length;
+  const fullLen = TLS13_PREFIX.length + labelLen;
   if (fullLen > 255) throw new InvalidArgumentError('HKDF label longer than 255 bytes');
   if (context.length > 255) throw new InvalidArgumentError('HKDF context longer than 255 bytes');
   if (length > 0xffff) throw new InvalidArgumentError('HKDF label length out of range');
-  const out = new Uint8Array(2 + 1 + fullLen + 1 + context.length);
-  out[0] = length >>> 8;
-  out[1] = length & 0xff;
-  out[2] = fullLen;
-  out.set(TLS13_PREFIX, 3);
-  out.set(l, 3 + TLS13_PREFIX.length);
-  out[3 + fullLen] = context.length;
-  out.set(context, 4 + fullLen);
+  const out = Buffer.allocUnsafe(head + 2 + 1 + fullLen + 1 + context.length + tail);
+  let o = head;
+  out[o++] = length >>> 8;
+  out[o++] = length & 0xff;
+  out[o++] = fullLen;
+  out.set(TLS13_PREFIX, o);
+  o += TLS13_PREFIX.length;
+  if (typeof label === 'string') out.write(label, o, 'utf8');
+  else out.set(label, o);
+  o += labelLen;
+  out[o++] = context.length;
+  out.set(context, o);
   return out;
 }
 
@@ -150,7 +199,10 @@ export function hkdfExpandLabel(
   context: Uint8Array,
   length: number,
 ): Uint8Array {
-  return hkdfExpand(hash, secret, encodeHkdfLabel(length, label, context), length);
+  const h = SCRATCH[hash];
+  checkExpandLength(h, length);
+  // The HkdfLabel is written once, behind the HMAC headroom, with the counter byte after it.
+  return expand(h, secret, hkdfLabelBuffer(h.block, length, label, context, 1), length);
 }
 
 /**
@@ -185,6 +237,8 @@ export class Transcript {
   /** Hash function of the transcript. */
   readonly hash: HashName;
   private state: Hash;
+  /** Digest of the state as it is, until the next update. */
+  private last: Uint8Array | undefined;
 
   constructor(hash: HashName) {
     this.hash = hash;
@@ -201,12 +255,19 @@ export class Transcript {
   /** Append a whole handshake message (header included). */
   update(message: Uint8Array): this {
     this.state.update(message);
+    this.last = undefined;
     return this;
   }
 
-  /** Hash of everything so far; the transcript keeps running. */
+  /**
+   * Hash of everything so far; the transcript keeps running. Asked again
+   * with no update in between (a server derives the application secrets and
+   * the expected client Finished over the same transcript), the hash is not
+   * computed again.
+   */
   digest(): Uint8Array {
-    return new Uint8Array(this.state.copy().digest());
+    this.last ??= new Uint8Array(this.state.copy().digest());
+    return this.last.slice();
   }
 
   /** Hash of everything so far plus `extra` messages, without adding them. */
@@ -220,6 +281,7 @@ export class Transcript {
   clone(): Transcript {
     const t = new Transcript(this.hash);
     t.state = this.state.copy();
+    t.last = this.last;
     return t;
   }
 }

@@ -30,6 +30,12 @@ import { deriveSecret, hashBytes, hashLength, hkdfExpandLabel, hkdfExtract, hmac
 import { InvalidArgumentError } from '../wire/alert.js';
 import type { CipherSuiteParams } from './suites.js';
 
+/** Transcript-Hash("") of each hash: the context of the "derived" and "res binder" secrets. */
+const EMPTY_HASH: { readonly [H in HashName]: Uint8Array } = {
+  sha256: hashBytes('sha256', new Uint8Array(0)),
+  sha384: hashBytes('sha384', new Uint8Array(0)),
+};
+
 /**
  * Key and IV of one direction's record protection.
  * @group Server
@@ -70,7 +76,7 @@ export class KeySchedule {
   }
 
   private emptyHash(): Uint8Array {
-    return hashBytes(this.hash, new Uint8Array(0));
+    return EMPTY_HASH[this.hash];
   }
 
   /** binder_key for resumption PSKs: Derive-Secret(Early Secret, "res binder", ""). */

@@ -11,6 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { hkdfExpand, hkdfExtract } from '../crypto/hkdf.js';
+import { randomPublicBytes } from '../crypto/random.js';
 import { InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
 import { encode } from '../wire/writer.js';
@@ -117,11 +118,12 @@ export class TicketKeys {
       w.bytes16(Buffer.from(state.servername, 'latin1'));
       w.bytes8(Buffer.from(state.alpn, 'latin1'));
     });
-    const iv = randomBytes(12);
+    const iv = randomPublicBytes(12); // public (it is in the ticket); only unique per key
     const c = createCipheriv('aes-256-gcm', k.key, iv);
     c.setAAD(k.id);
-    const body = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
-    return new Uint8Array(Buffer.concat([k.id, iv, body]));
+    const body = c.update(plain);
+    c.final(); // GCM: no output, computes the tag
+    return new Uint8Array(Buffer.concat([k.id, iv, body, c.getAuthTag()]));
   }
 
   /** Open a ticket; `undefined` if it is not ours, forged, or malformed. */

@@ -1,0 +1,131 @@
+/**
+ * HMAC, HKDF and HKDF-Expand-Label of src/crypto/hkdf.ts (built on the
+ * one-shot hash) against node:crypto's createHmac / hkdfSync, for random
+ * inputs and both TLS 1.3 hashes; the running Transcript against a plain hash
+ * of the concatenated messages; and the structural fact that the key
+ * schedule makes no createHmac call. RFC 8448 vectors: test/tls13-engine.test.ts.
+ */
+import * as nodeCrypto from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
+import * as fc from 'fast-check';
+
+vi.mock('node:crypto', async (importOriginal) => {
+  const orig = await importOriginal<typeof import('node:crypto')>();
+  const native = orig as unknown as Record<string, unknown>;
+  // crypto/mlkem.ts probes for native ML-KEM (Node ≥ 24): keep those names defined.
+  return { ...orig, encapsulate: native.encapsulate, decapsulate: native.decapsulate, createHmac: vi.fn(orig.createHmac) };
+});
+
+const { createHash, createHmac, hkdfSync } = nodeCrypto;
+const hk = await import('../src/crypto/hkdf.js');
+const ks = await import('../src/tls13/key-schedule.js');
+const { acceptConfirmation } = await import('../src/ech/confirmation.js');
+const { suiteById } = await import('../src/tls13/suites.js');
+
+type HashName = 'sha256' | 'sha384';
+const HASHES: HashName[] = ['sha256', 'sha384'];
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const refHmac = (h: HashName, k: Uint8Array, d: Uint8Array) => new Uint8Array(createHmac(h, k).update(d).digest());
+
+/** RFC 9846 §7.1 HkdfLabel, built the plain way. */
+function refLabel(length: number, label: string, context: Uint8Array): Uint8Array {
+  const l = Buffer.from(`tls13 ${label}`, 'utf8');
+  return new Uint8Array(Buffer.concat([Buffer.from([length >> 8, length & 255, l.length]), l, Buffer.from([context.length]), context]));
+}
+
+describe('equals node:crypto for random inputs', () => {
+  for (const h of HASHES) {
+    const n = h === 'sha256' ? 32 : 48;
+    it(`${h}: hmac = createHmac (keys empty, short, one block, over-long)`, () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 400 }), (key, data) => {
+          expect(hex(hk.hmac(h, key, data))).toBe(hex(refHmac(h, key, data)));
+        }),
+        { numRuns: 150 },
+      );
+    });
+
+    it(`${h}: hkdfExtract / hkdfExpand = hkdfSync, lengths 0 .. 255·HashLen`, () => {
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ maxLength: 200 }),
+          fc.uint8Array({ maxLength: 100 }),
+          fc.uint8Array({ maxLength: 200 }),
+          fc.integer({ min: 0, max: 255 * n }),
+          (salt, ikm, info, length) => {
+            const prk = hk.hkdfExtract(h, salt, ikm);
+            expect(hex(prk)).toBe(hex(refHmac(h, salt.length ? salt : new Uint8Array(n), ikm)));
+            const okm = hk.hkdfExpand(h, prk, info, length);
+            expect(okm.length).toBe(length);
+            if (length > 0 && info.length <= 1024) {
+              // hkdfSync = Extract then Expand
+              expect(hex(okm)).toBe(Buffer.from(hkdfSync(h, ikm, salt, info, length)).toString('hex'));
+            }
+          },
+        ),
+        { numRuns: 120 },
+      );
+      expect(() => hk.hkdfExpand(h, new Uint8Array(n), new Uint8Array(0), 255 * n + 1)).toThrow();
+    });
+
+    it(`${h}: hkdfExpandLabel = HKDF-Expand over the RFC 9846 §7.1 HkdfLabel; encodeHkdfLabel too`, () => {
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: n, maxLength: n }),
+          fc.string({ maxLength: 40 }),
+          fc.uint8Array({ maxLength: 64 }),
+          fc.integer({ min: 0, max: 3 * n + 5 }),
+          (secret, label, context, length) => {
+            const info = refLabel(length, label, context);
+            expect(hex(hk.encodeHkdfLabel(length, label, context))).toBe(hex(info));
+            expect(hex(hk.encodeHkdfLabel(length, Buffer.from(label, 'utf8'), context))).toBe(hex(info));
+            // HKDF-Expand (RFC 5869 §2.3) step by step with createHmac
+            const t: Uint8Array[] = [];
+            let prev = new Uint8Array(0);
+            for (let i = 1; t.length * n < length; i++) {
+              prev = refHmac(h, secret, new Uint8Array([...prev, ...info, i]));
+              t.push(prev);
+            }
+            const ref = Buffer.concat(t).subarray(0, length).toString('hex');
+            expect(hex(hk.hkdfExpandLabel(h, secret, label, context, length))).toBe(ref);
+          },
+        ),
+        { numRuns: 120 },
+      );
+    });
+
+    it(`${h}: Transcript digests equal a hash of the concatenation at every step, and are independent copies`, () => {
+      const t = new hk.Transcript(h);
+      const msgs: Uint8Array[] = [];
+      for (let i = 0; i < 6; i++) {
+        const m = nodeCrypto.randomBytes(10 + i * 37);
+        t.update(m);
+        msgs.push(m);
+        const want = createHash(h).update(Buffer.concat(msgs)).digest('hex');
+        const a = t.digest();
+        expect(hex(a)).toBe(want);
+        a.fill(0); // a caller scribbling on its copy changes nothing
+        expect(hex(t.digest())).toBe(want);
+        expect(hex(t.clone().digest())).toBe(want);
+        expect(hex(t.digestWith(m))).toBe(createHash(h).update(Buffer.concat([...msgs, m])).digest('hex'));
+      }
+    });
+  }
+});
+
+describe('no createHmac on the handshake path', () => {
+  it('key schedule, traffic keys, Finished, resumption PSK and the ECH confirmation make no createHmac call', () => {
+    const suite = suiteById(0x1301)!;
+    vi.mocked(createHmac).mockClear();
+    const s = new ks.KeySchedule('sha256');
+    const th = hk.hashBytes('sha256', new Uint8Array([1, 2, 3]));
+    const hs = s.handshakeSecrets(new Uint8Array(32).fill(7), th);
+    ks.trafficKeys(suite, hs.server);
+    ks.finishedVerifyData('sha256', hs.server, th);
+    const ap = s.applicationSecrets(th);
+    ks.trafficKeys(suite, ap.client);
+    ks.resumptionPsk('sha256', s.resumptionMasterSecret(th), new Uint8Array(8));
+    acceptConfirmation('sha256', new Uint8Array(32).fill(1), th);
+    expect(vi.mocked(createHmac)).not.toHaveBeenCalled();
+  });
+});
