@@ -77,7 +77,9 @@ interface Rig {
   client: Socket;
   /** Resolves with the backend's first record (the forwarded ClientHelloInner) once seen. */
   inner: Promise<Buffer>;
-  /** Largest user-space buffering seen in the front end's sockets so far. */
+  /** With `holdServerHello`: the backend answers now; resolves when the client has the answer. */
+  serverHello(): Promise<void>;
+  /** Most bytes the front end held (read from one side, not yet passed to the kernel towards the other) at any sample so far. */
   maxBuffered(): number;
   backendData: (fn: (d: Buffer) => void) => void;
   clientData: (fn: (d: Buffer) => void) => void;
@@ -94,7 +96,7 @@ afterEach(async () => {
  * backend. The backend answers the forwarded ClientHelloInner with a
  * ServerHello-shaped record; the client waits for it before `clientData`.
  */
-async function rig(): Promise<Rig> {
+async function rig(opts: { holdServerHello?: boolean } = {}): Promise<Rig> {
   let onBackendData: (d: Buffer) => void = () => undefined;
   let onClientData: (d: Buffer) => void = () => undefined;
   let gotInner: (b: Buffer) => void = () => undefined;
@@ -108,7 +110,7 @@ async function rig(): Promise<Rig> {
       s,
       (record) => {
         gotInner(record);
-        s.write(SERVER_HELLO);
+        if (!opts.holdServerHello) s.write(SERVER_HELLO);
       },
       (d) => onBackendData(d),
     );
@@ -132,14 +134,25 @@ async function rig(): Promise<Rig> {
   });
   const frontPort = await listen(frontServer);
 
+  // What the front end holds: bytes it has read from one side and not yet
+  // handed to the kernel towards the other (its readable buffers, whatever
+  // the relay keeps, its writable buffers), counted from the sockets' byte
+  // counters. The ClientHello the front end reads becomes the
+  // ClientHelloInner it writes: their sizes are taken off once both are known.
   let max = 0;
   let sockets: { client: Socket; up: Socket } | undefined;
+  let helloBytes = 0;
+  let innerBytes = 0;
   void front.then((f) => (sockets = f));
+  void inner.then((b) => (innerBytes = b.length));
   const sample = () => {
-    if (!sockets) return 0;
+    if (!sockets || !innerBytes) return 0;
     const { client, up } = sockets;
-    const n = client.writableLength + client.readableLength + up.writableLength + up.readableLength;
-    max = Math.max(max, n);
+    const towardsBackend = client.bytesRead - helloBytes - (up.bytesWritten - up.writableLength - innerBytes);
+    const towardsClient = up.bytesRead - (client.bytesWritten - client.writableLength);
+    const n = towardsBackend + towardsClient;
+    // (A destroyed socket no longer counts what it wrote.)
+    if (Number.isFinite(n)) max = Math.max(max, n);
     return n;
   };
   const sampler = setInterval(sample, 2);
@@ -148,8 +161,10 @@ async function rig(): Promise<Rig> {
   client.on('error', () => undefined);
   await new Promise<void>((res) => client.once('connect', () => res()));
   const serverHello = new Promise<void>((res) => afterFirstRecord(client, () => res(), (d) => onClientData(d)));
-  client.write(await echHelloRecord());
-  await within(serverHello, 10_000, 'the ServerHello-shaped answer');
+  const hello = await echHelloRecord();
+  helloBytes = hello.length;
+  client.write(hello);
+  if (!opts.holdServerHello) await within(serverHello, 10_000, 'the ServerHello-shaped answer');
 
   const r: Rig = {
     backend: backendSocket,
@@ -157,6 +172,10 @@ async function rig(): Promise<Rig> {
     result,
     client,
     inner,
+    serverHello: async () => {
+      (await backendSocket).write(SERVER_HELLO);
+      await within(serverHello, 10_000, 'the ServerHello-shaped answer');
+    },
     maxBuffered: () => (sample(), max),
     backendData: (fn) => (onBackendData = fn),
     clientData: (fn) => (onClientData = fn),
@@ -265,6 +284,66 @@ describe('passthrough relay: backpressure both ways', () => {
     expect(last).toBe('bye');
     expect(r.maxBuffered()).toBeLessThanOrEqual(BOUND);
   }, 60_000);
+});
+
+describe('passthrough relay: the handshake phase and the hot path', () => {
+  it(`client bytes sent before the backend's first message (${STREAM_MIB} MiB): the front end holds ≤ 4 MiB of them, then forwards every byte in order`, async () => {
+    const { chunks, sha256 } = payload();
+    const r = await rig({ holdServerHello: true });
+    const backend = await r.backend;
+    await r.inner;
+    const h = createHash('sha256');
+    let got = 0;
+    r.backendData((d) => {
+      h.update(d);
+      got += d.length;
+    });
+    // The backend reads, but has not answered: the relay does not know yet
+    // whether a second ClientHello will follow, so it holds the client's bytes.
+    const sent = await send(r.client, chunks, 0, 400);
+    await sleep(200);
+    const held = r.maxBuffered();
+    expect(held, `front end buffered ${held} bytes before the backend's first message (client wrote ${sent} MiB)`).toBeLessThanOrEqual(BOUND);
+    expect(sent).toBeLessThan(STREAM_MIB);
+    expect(got).toBe(0);
+
+    await r.serverHello();
+    backend.on('end', () => backend.end(`sha256 ${h.digest('hex')} ${got}`));
+    let answer = '';
+    r.clientData((d) => (answer += d.toString('latin1')));
+    await send(r.client, chunks, sent);
+    r.client.end();
+    await within(closed(r.client), 20_000, 'client close');
+    expect(answer).toBe(`sha256 ${sha256} ${STREAM_MIB * MiB}`);
+    expect((await within(r.result, 10_000, 'passthrough result')).error).toBeUndefined();
+  }, 60_000);
+
+  it("after the backend's first message each client chunk is written to the backend as read: the same buffer, one write per chunk, no copy", async () => {
+    const r = await rig();
+    const f = await r.front;
+    const read: Buffer[] = [];
+    f.client.prependListener('data', (d: Buffer) => read.push(d));
+    const written: unknown[] = [];
+    const write = f.up.write.bind(f.up) as (chunk: unknown) => boolean;
+    (f.up as unknown as { write: (chunk: unknown) => boolean }).write = (chunk: unknown) => {
+      written.push(chunk);
+      return write(chunk);
+    };
+    const backend = await r.backend;
+    let got = 0;
+    const all = new Promise<void>((res) =>
+      r.backendData((d) => {
+        got += d.length;
+        if (got === 8 * MiB) res();
+      }),
+    );
+    await send(r.client, Array.from({ length: 8 }, () => randomBytes(MiB)), 0);
+    await within(all, 20_000, 'the stream at the backend');
+    expect(read.length).toBeGreaterThan(0);
+    expect(written.length).toBe(read.length);
+    expect(written.every((w, i) => w === read[i])).toBe(true);
+    backend.destroy();
+  }, 30_000);
 });
 
 describe('passthrough relay: resets while held by backpressure', () => {

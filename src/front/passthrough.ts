@@ -208,6 +208,7 @@ class SplitModeRelay {
       this.pending.push(d);
       this.pendingBytes += d.length;
       this.pumpClient();
+      this.flowClient();
     });
     backend.on('drain', () => this.flowClient());
     client.on('drain', () => this.flowBackend());
