@@ -35,7 +35,8 @@ import { randomBytes } from 'node:crypto';
 import { generateEchKey } from '../keys/generate.js';
 import { writeEchKeyFile } from '../keys/files.js';
 import { encodeEchConfigList } from '../ech/config.js';
-import { buildEchClientHello } from '../ech/builder.js';
+import { buildClientHello, buildEchClientHello } from '../ech/builder.js';
+import { encodeClientHelloMessage } from '../tls/client-hello.js';
 import { createEchSealer } from '../ech/sealer.js';
 import { NamedGroup, ContentType } from '../tls/constants.js';
 import { writeRecords } from '../tls/record.js';
@@ -505,11 +506,15 @@ async function main(): Promise<number> {
         { config: echKey.config, sealer: createEchSealer },
       );
       const helloRecord = b64(writeRecords(ContentType.handshake, hello.outerMessage, 0x0301));
-      const measure = async (port: number, pid: number, cpu: number[], calls: number[] = []) => {
+      // The same name without ECH: routed to the same backend by its outer
+      // name, relayed by passthroughRaw (`stream.pipe`) in the same process.
+      const plainHello = buildClientHello({ serverName: 'beta.example', alpn: ['http/1.1'], keyShares: [{ group: NamedGroup.x25519, keyExchange: new Uint8Array(randomBytes(32)) }], supportedGroups: [NamedGroup.x25519], supportedVersions: [0x0304] });
+      const plainRecord = b64(writeRecords(ContentType.handshake, encodeClientHelloMessage(plainHello), 0x0301));
+      const measure = async (port: number, pid: number, cpu: number[], calls: number[] = [], record = helloRecord) => {
         const at = client.lines.length;
         const before = cpuNs(pid);
         const callsBefore = ioSyscalls(pid);
-        client.child.stdin!.write(`127.0.0.1 ${port} ${helloRecord} ${relayMib}\n`);
+        client.child.stdin!.write(`127.0.0.1 ${port} ${record} ${relayMib}\n`);
         for (let i = 0; i < 6000 && client.lines.length === at; i++) await sleep(50);
         const line = client.lines[at];
         if (!line) throw new Error('relay client gave no answer');
@@ -517,21 +522,25 @@ async function main(): Promise<number> {
         calls.push((ioSyscalls(pid) - callsBefore) / relayMib);
         return (JSON.parse(line) as { bytesPerSecond: number }).bytesPerSecond;
       };
-      // One untimed run each (JIT, socket buffers), then rounds of both,
-      // interleaved, the order swapped every round so that a drift in the
-      // machine's load lands on both alike.
+      // One untimed run each (JIT, socket buffers), then rounds of all
+      // three, interleaved, the order reversed every other round so that a
+      // drift in the machine's load lands on all alike.
       await measure(relayFront.port, relayFront.p.pid, []);
       await measure(Number(pipe.first['listening']), pipe.pid, []);
+      await measure(relayFront.port, relayFront.p.pid, [], [], plainRecord);
       const relay: number[] = [];
       const plain: number[] = [];
       const relayCpu: number[] = [];
       const plainCpu: number[] = [];
       const relayCalls: number[] = [];
       const plainCalls: number[] = [];
+      const raw: number[] = [];
+      const rawCpu: number[] = [];
       for (let r = 0; r < relayRounds; r++) {
         const both = [
           async () => relay.push(await measure(relayFront.port, relayFront.p.pid, relayCpu, relayCalls)),
           async () => plain.push(await measure(Number(pipe.first['listening']), pipe.pid, plainCpu, plainCalls)),
+          async () => raw.push(await measure(relayFront.port, relayFront.p.pid, rawCpu, [], plainRecord)),
         ];
         if (r % 2) both.reverse();
         for (const m of both) await m();
@@ -559,6 +568,12 @@ async function main(): Promise<number> {
       figures['relay_over_pipe_rounds'] = relay.map((x, i) => ratio(x, plain[i]!));
       figures['relay_cpu_over_pipe'] = ratio(median(relayCpu.map((x, i) => x / plainCpu[i]!)), 1);
       figures['relay_cpu_over_pipe_least'] = ratio(least(relayCpu), least(plainCpu));
+      // The same process relaying with `stream.pipe` (a connection without
+      // ECH for the passthrough name): what the process costs, apart from the relay's code.
+      figures['raw_mib_per_s'] = { best: mibs(best(raw)), median: mibs(median(raw)) };
+      figures['raw_cpu_us_per_mib'] = { least: us(least(rawCpu)), median: us(median(rawCpu)) };
+      figures['relay_over_raw'] = ratio(median(relay.map((x, i) => x / raw[i]!)), 1);
+      figures['relay_cpu_over_raw'] = ratio(median(relayCpu.map((x, i) => x / rawCpu[i]!)), 1);
       // read/write system calls per MiB (/proc/PID/io syscr + syscw): a count, moved by load only through read sizes.
       figures['relay_syscalls_per_mib'] = Math.round(median(relayCalls));
       figures['pipe_syscalls_per_mib'] = Math.round(median(plainCalls));
