@@ -8,7 +8,7 @@
 // after the last byte and the answer still comes back, and every socket of
 // the front end is closed at the end. Resets in either direction while the
 // relay is held by backpressure close the other side too.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { EchKeySet } from '../src/keys/key-set.js';
@@ -20,6 +20,10 @@ import { ContentType, HandshakeType, NamedGroup } from '../src/tls/constants.js'
 import { writeRecords } from '../src/tls/record.js';
 import { readFirstFlight } from '../src/front/first-flight.js';
 import { type PassthroughResult, passthrough } from '../src/front/passthrough.js';
+import { encodeEchConfigList } from '../src/ech/config.js';
+import { connectEch } from '../src/tls13/ech-client.js';
+import { createEchHook } from '../src/tls13/ech-hook.js';
+import { makePki, startServer, type TestPki } from './tls13-helpers.js';
 
 const MiB = 1024 * 1024;
 const STREAM_MIB = 64;
@@ -379,4 +383,85 @@ describe('passthrough relay: resets while held by backpressure', () => {
     const f = await r.front;
     expect(f.client.destroyed && f.up.destroyed).toBe(true);
   }, 30_000);
+});
+
+describe('passthrough relay after a HelloRetryRequest (RFC 9849 §7.1.1)', () => {
+  let pki: TestPki;
+  beforeAll(() => {
+    pki = makePki();
+  }, 60_000);
+  afterAll(() => pki?.cleanup());
+
+  it('the second ClientHello is re-decrypted and forwarded, then 16 MiB each way go straight through, byte-exact, and the answer comes back after the FIN', async () => {
+    const secret = pki.leaf('ec', ['secret.example']);
+    const down = payload().chunks.slice(0, 16);
+    const downSha = createHash('sha256');
+    for (const c of down) downSha.update(c);
+    // Our engine in backend mode, P-256 only: a client offering an X25519
+    // share gets a HelloRetryRequest. It hashes what it reads, sends 16 MiB
+    // back, and answers the client's FIN with the hash.
+    const backend = await startServer(
+      { key: secret.key, cert: secret.cert, onClientHello: createEchHook({ role: 'backend' }), ecdhCurve: 'P-256', allowHalfOpen: true },
+      (s) => {
+        const h = createHash('sha256');
+        let got = 0;
+        s.on('error', () => undefined);
+        s.on('data', (d: Buffer) => {
+          h.update(d);
+          got += d.length;
+        });
+        s.on('end', () => s.end(`\nsha256 ${h.digest('hex')} ${got}`));
+        void send(s as unknown as Socket, down, 0);
+      },
+    );
+    let gotResult: (r: PassthroughResult) => void = () => undefined;
+    const result = new Promise<PassthroughResult>((r) => (gotResult = r));
+    const front = net.createServer({ allowHalfOpen: true }, async (socket) => {
+      socket.on('error', () => undefined);
+      const first = await readFirstFlight(socket);
+      const r = await decryptClientHello(first.message, keys);
+      if (r.status !== 'accepted') throw new Error(`expected ECH accepted, got ${r.status}`);
+      gotResult(await passthrough(socket, r, { host: '127.0.0.1', port: backend.port }, first.rest, first.recordVersion));
+    });
+    const port = await listen(front);
+    try {
+      const c = await connectEch({
+        host: '127.0.0.1',
+        port,
+        servername: 'secret.example',
+        echConfigList: encodeEchConfigList([key.config]),
+        ca: pki.caPem,
+        ecdhCurve: 'X25519:P-256',
+        keyShareGroups: [NamedGroup.x25519],
+      });
+      expect(c.echStatus).toBe('accepted');
+      const up = payload().chunks.slice(0, 16);
+      const upSha = createHash('sha256');
+      for (const u of up) upSha.update(u);
+      const h = createHash('sha256');
+      let got = 0;
+      let tail = '';
+      const ended = new Promise<void>((res, rej) => {
+        c.socket.on('data', (d: Buffer) => {
+          const take = Math.min(d.length, 16 * MiB - got);
+          h.update(d.subarray(0, take));
+          got += take;
+          tail += d.subarray(take).toString('latin1');
+        });
+        c.socket.on('end', () => res());
+        c.socket.on('error', rej);
+      });
+      await send(c.socket as unknown as Socket, up, 0);
+      c.socket.end();
+      await within(ended, 30_000, 'the backend stream and answer');
+      expect(h.digest('hex')).toBe(downSha.digest('hex'));
+      expect(tail).toBe(`\nsha256 ${upSha.digest('hex')} ${16 * MiB}`);
+      const done = await within(result, 10_000, 'passthrough result');
+      expect(done.helloRetry).toBe(true);
+      expect(done.error).toBeUndefined();
+    } finally {
+      await new Promise((res) => front.close(res));
+      await backend.close();
+    }
+  }, 60_000);
 });
