@@ -87,9 +87,22 @@ export function passthrough(
 }
 
 /**
+ * Client bytes the relay keeps while the backend's first message is not yet
+ * known (or the second ClientHello is being decrypted) before it stops
+ * reading from the client. Only a client sending early data waits here; it
+ * is held back by TCP, not dropped.
+ */
+const HOLD_BYTES = 64 * 1024;
+
+/**
  * One split-mode connection, in the order it happens: connect the backend,
  * write ClientHelloInner, sniff the backend's first flight for a
  * HelloRetryRequest, decrypt and forward the second ClientHello, relay.
+ *
+ * Flow control is `stream.pipe`'s: a side whose write() returned false
+ * stops the other side's reads until it emits 'drain', so a slow reader on
+ * either end makes the front end hold at most a socket buffer's worth per
+ * direction (plus {@link HOLD_BYTES} during the handshake phase).
  */
 class SplitModeRelay {
   private readonly result: PassthroughResult = { helloRetry: false, bytesFromClient: 0, bytesFromBackend: 0 };
@@ -100,7 +113,10 @@ class SplitModeRelay {
   private closedSides = 0;
   private clientEnded: boolean;
   /** Client bytes not yet forwarded (they wait for the backend's first message or a second ClientHello). */
-  private pending: Uint8Array;
+  private pending: Uint8Array[];
+  private pendingBytes: number;
+  /** The handshake phase is over: client bytes go straight to the backend, as read. */
+  private direct = false;
   /** The backend's bytes read so far while looking for its first message; undefined once known. */
   private sniff: Uint8Array | undefined = new Uint8Array(0);
   private firstServerMessage: 'unknown' | 'hrr' | 'sh' = 'unknown';
@@ -120,7 +136,8 @@ class SplitModeRelay {
     private readonly resolve: (r: PassthroughResult) => void,
   ) {
     this.backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    this.pending = rest.length ? new Uint8Array(rest) : new Uint8Array(0);
+    this.pending = rest.length ? [rest] : [];
+    this.pendingBytes = rest.length;
     // Half-close is relayed, not turned into a close: a client that sends its
     // request and its FIN at once still gets the backend's answer (the front
     // end's sockets are allowHalfOpen). The client's FIN goes on to the
@@ -153,6 +170,8 @@ class SplitModeRelay {
     client.on('error', (e) => this.finish(e));
     client.on('close', () => {
       if (!backend.destroyed) backend.end();
+      // Nothing waits for the client any more: read the backend to its FIN.
+      this.flowBackend();
       this.sideClosed();
     });
     backend.on('close', () => {
@@ -168,20 +187,49 @@ class SplitModeRelay {
     this.backend.write(writeRecords(ContentType.handshake, this.accepted.innerMessage, this.recordVersion));
   }
 
-  /** Step 5: relay both ways; the backend's first flight is sniffed on the side, the client's bytes held until it is known. */
+  /**
+   * Step 5: relay both ways. The backend's bytes go to the client as read
+   * (its first flight is sniffed on the side); the client's are held until
+   * the backend's first message is known, then written on as read.
+   */
   relay(): void {
-    this.backend.on('data', (d: Buffer) => {
+    const { client, backend } = this;
+    backend.on('data', (d: Buffer) => {
       this.result.bytesFromBackend += d.length;
-      if (!this.client.destroyed && !this.client.writableEnded) this.client.write(d);
-      this.sniffFirstFlight(d);
+      if (!client.destroyed && !client.writableEnded && !client.write(d)) backend.pause();
+      if (this.sniff) this.sniffFirstFlight(d);
     });
-    this.client.on('data', (d: Buffer) => {
+    client.on('data', (d: Buffer) => {
       this.result.bytesFromClient += d.length;
-      this.pending = concat(this.pending, d);
+      if (this.direct) {
+        if (!backend.destroyed && !backend.writableEnded && !backend.write(d)) client.pause();
+        return;
+      }
+      this.pending.push(d);
+      this.pendingBytes += d.length;
       this.pumpClient();
+      this.flowClient();
     });
-    // The first-flight reader leaves the socket paused.
-    this.client.resume();
+    backend.on('drain', () => this.flowClient());
+    client.on('drain', () => this.flowBackend());
+    // The first-flight reader leaves the client's socket paused.
+    this.flowClient();
+  }
+
+  /** Read from the client unless the backend has not drained, or too much waits for the handshake phase. */
+  private flowClient(): void {
+    if (this.done) return;
+    const { backend } = this;
+    const full = !backend.destroyed && !backend.writableEnded && backend.writableNeedDrain;
+    if (full || this.pendingBytes > HOLD_BYTES) this.client.pause();
+    else this.client.resume();
+  }
+
+  /** Read from the backend unless the client has not drained. */
+  private flowBackend(): void {
+    const { client } = this;
+    if (!client.destroyed && !client.writableEnded && client.writableNeedDrain) this.backend.pause();
+    else this.backend.resume();
   }
 
   /** Step 3: read the backend's first handshake message to learn whether it is a HelloRetryRequest. */
@@ -214,31 +262,44 @@ class SplitModeRelay {
     }
   }
 
-  /** Client → backend: everything once the backend's first message is known, except a second ClientHello after a HelloRetryRequest. */
+  /**
+   * Client → backend during the handshake phase: nothing until the
+   * backend's first message is known; after a ServerHello everything, and
+   * from then on the client's bytes go straight through (`direct`); after a
+   * HelloRetryRequest everything but the second ClientHello, which is
+   * re-encrypted first.
+   */
   private pumpClient(): void {
-    if (this.firstServerMessage === 'unknown' || this.rebuilding) return;
+    if (this.direct || this.firstServerMessage === 'unknown' || this.rebuilding) return;
     if (this.firstServerMessage === 'sh' || this.secondDone) {
-      if (this.pending.length) {
-        this.toBackend(this.pending);
-        this.pending = new Uint8Array(0);
-      }
+      this.direct = true;
+      const held = this.pending;
+      this.pending = [];
+      this.pendingBytes = 0;
+      for (const b of held) this.toBackend(b);
       this.endBackendWhenFlushed();
+      this.flowClient();
       return;
     }
     // After a HelloRetryRequest: change_cipher_spec passes through, the
     // handshake records are gathered into ClientHello2.
-    let out: Uint8Array = new Uint8Array(0);
+    let buf = this.pending.length === 1 ? this.pending[0]! : concatAll(this.pending);
+    const out: Uint8Array[] = [];
+    const keep = () => {
+      this.pending = buf.length ? [buf] : [];
+      this.pendingBytes = buf.length;
+    };
     for (;;) {
       let r;
       try {
-        r = readRecord(this.pending, 0);
+        r = readRecord(buf, 0);
       } catch (e) {
         this.finish(e as Error);
         return;
       }
       if (!r) break;
-      const raw = this.pending.subarray(0, r.next);
-      this.pending = this.pending.subarray(r.next);
+      const raw = buf.subarray(0, r.next);
+      buf = buf.subarray(r.next);
       if (r.record.type === ContentType.handshake) {
         try {
           this.clientHs.push(r.record.fragment);
@@ -252,25 +313,29 @@ class SplitModeRelay {
             this.finish(new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'expected the second ClientHello'));
             return;
           }
+          keep();
           this.forwardSecondClientHello(m.raw, out, r.record.version);
+          this.flowClient();
           return;
         }
       } else {
-        out = concat(out, raw);
+        out.push(raw);
       }
     }
-    if (out.length) this.toBackend(out);
+    keep();
+    for (const b of out) this.toBackend(b);
+    this.flowClient();
   }
 
   /** Step 4: decrypt the second ClientHelloOuter with the same HPKE context (RFC 9849 §7.1.1) and forward its inner, after `before`. */
-  private forwardSecondClientHello(outer: Uint8Array, before: Uint8Array, version: number): void {
+  private forwardSecondClientHello(outer: Uint8Array, before: Uint8Array[], version: number): void {
     this.rebuilding = true;
     decryptSecondClientHello(outer, this.accepted).then(
       (second) => {
         this.result.helloRetry = true;
         this.secondDone = true;
         this.rebuilding = false;
-        this.toBackend(concat(before, writeRecords(ContentType.handshake, second.innerMessage, version)));
+        this.toBackend(concatAll([...before, writeRecords(ContentType.handshake, second.innerMessage, version)]));
         this.pumpClient();
       },
       (e: Error) => this.finish(e),
@@ -284,7 +349,7 @@ class SplitModeRelay {
 
   /** Relay the client's FIN once nothing before it waits. */
   private endBackendWhenFlushed(): void {
-    if (this.clientEnded && this.pending.length === 0 && !this.rebuilding && !this.backend.writableEnded) this.backend.end();
+    if (this.clientEnded && this.pendingBytes === 0 && !this.rebuilding && !this.backend.writableEnded) this.backend.end();
   }
 
   /** Record `err`; on the first error, alert the client (TLS errors) or drop it, drop the backend, and resolve. */
@@ -347,6 +412,16 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const o = new Uint8Array(a.length + b.length);
   o.set(a);
   o.set(b, a.length);
+  return o;
+}
+
+function concatAll(parts: Uint8Array[]): Uint8Array {
+  const o = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    o.set(p, at);
+    at += p.length;
+  }
   return o;
 }
 
