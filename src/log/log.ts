@@ -12,18 +12,106 @@
 export type LogSink = (event: Record<string, unknown>) => void;
 
 /**
+ * Options of {@link jsonLines}.
+ * @group Front end
+ */
+export interface JsonLinesOptions {
+  /**
+   * Gather the lines logged during one turn of the event loop and write
+   * them with one `write` at the end of that turn (a `setImmediate`), or
+   * sooner once 64 KiB are waiting. Lines still waiting when the process
+   * exits (`process.exit()`, the loop running empty, an uncaught exception)
+   * are written synchronously from the process's `exit` event; a sink
+   * created on `process.stderr` or `process.stdout` writes synchronously
+   * there (files and pipes), so no line is lost at exit. Only a kill that
+   * the process cannot handle (SIGKILL) can lose the lines of the turn in
+   * progress. Default false: each line is written when it is logged.
+   */
+  batch?: boolean;
+}
+
+/** Buffered bytes (approximately: UTF-16 code units) that force a write before the end of the turn. */
+const BATCH_LIMIT = 64 * 1024;
+
+/**
+ * One JSON line for `{ time, ...event }`, byte for byte what
+ * `JSON.stringify({ time: new Date().toISOString(), ...event })` gives,
+ * without building the merged object (a log line per handshake is on the
+ * hot path).
+ */
+function line(event: Record<string, unknown>): string {
+  let out = '';
+  let time: unknown = undefined;
+  let hasTime = false;
+  for (const k in event) {
+    if (!Object.prototype.hasOwnProperty.call(event, k)) continue;
+    const c = k.charCodeAt(0);
+    // An array-index key sorts before `time` in the merged object: rare
+    // enough to take the slow, obviously identical path.
+    if (c >= 48 && c <= 57) return `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`;
+    const v = event[k];
+    if (k === 'time') {
+      hasTime = true;
+      time = v;
+      continue;
+    }
+    let s: string | undefined;
+    if (typeof v === 'string') s = JSON.stringify(v);
+    else if (typeof v === 'number') s = Number.isFinite(v) ? String(v) : 'null';
+    else if (typeof v === 'boolean') s = v ? 'true' : 'false';
+    else if (v === null) s = 'null';
+    else s = JSON.stringify(v);
+    if (s === undefined) continue; // undefined, functions, symbols: left out, as JSON.stringify does
+    out += `,${JSON.stringify(k)}:${s}`;
+  }
+  const t = hasTime ? JSON.stringify(time) : `"${new Date().toISOString()}"`;
+  return t === undefined ? `{${out.slice(1)}}\n` : `{"time":${t}${out}}\n`;
+}
+
+/**
  * A sink writing JSON lines to a stream (default stderr).
  * @group Front end
  * @example
  * ```ts
  * const log = jsonLines(process.stdout);
  * log({ event: 'listening', port: 443 });
+ * const batched = jsonLines(process.stderr, { batch: true }); // one write per event-loop turn
  * ```
  */
-export function jsonLines(stream: { write(s: string): unknown } = process.stderr): LogSink {
-  return (event) => {
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
+export function jsonLines(stream: { write(s: string): unknown } = process.stderr, options: JsonLinesOptions = {}): LogSink {
+  if (!options.batch) return (event) => void stream.write(line(event));
+  let pending = '';
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    unflushed.delete(flush);
+    if (pending === '') return;
+    const s = pending;
+    pending = '';
+    stream.write(s);
   };
+  return (event) => {
+    pending += line(event);
+    if (pending.length >= BATCH_LIMIT) return flush();
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(flush);
+    unflushed.add(flush);
+    if (!exitHook) {
+      exitHook = true;
+      process.once('exit', flushAll);
+    }
+  };
+}
+
+/** Flush functions of batching sinks holding lines not yet written. */
+const unflushed = new Set<() => void>();
+let exitHook = false;
+
+/** At exit: write every line still waiting, synchronously for stderr and stdout. */
+function flushAll(): void {
+  exitHook = false;
+  for (const f of [...unflushed]) f();
 }
 
 /** A sink that drops everything. @group Front end */
