@@ -480,13 +480,15 @@ export class EchFrontEnd {
     // A client offering only TLS 1.2 (so no ECH): node:tls terminates it
     // with the certificate our engine would pick, then the route as usual.
     if (tls12Only && c.tls12?.serves(result.outerServerName)) {
+      // Before node:tls takes the socket over (its address is read here, as it always was).
+      const info = connectionInfo(status, result, chosen, socket);
       c.tls12.accept(socket, first.raw, result.outerServerName).then(
         (s) => {
           handshakeDone();
           this.metrics.connection('tls12');
           this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
           this.#log({ event: 'handshake', ...logInfo, protocol: s.getProtocol(), alpn: s.alpnProtocol || null, cipher: s.getCipher()?.name, group: (s.getEphemeralKeyInfo() as { name?: string } | null)?.name ?? null });
-          this.#deliver(s, chosen, status, result, socket, label);
+          this.#deliver(s, chosen, () => info, label);
         },
         (e: Error) => {
           handshakeDone();
@@ -520,7 +522,7 @@ export class EchFrontEnd {
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name, group: tlsSocket.group ?? null });
-      this.#deliver(tlsSocket, chosen, status, result, socket, label);
+      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
     });
     // After the handshake: the client's ech_required alert is counted, not
     // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
@@ -534,7 +536,7 @@ export class EchFrontEnd {
     });
   }
 
-  #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, status: EchStatus, result: DecryptResult, raw: Socket, label: string): void {
+  #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, infoOf: () => ConnectionInfo, label: string): void {
     const a = route.action;
     if ('respond' in a) {
       // One-shot requests are answered without an http.Server connection;
@@ -542,7 +544,7 @@ export class EchFrontEnd {
       serveEchStatus(tlsSocket, route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName, this.#appOf);
       return;
     }
-    const info = connectionInfo(status, result, route, raw);
+    const info = infoOf();
     if ('handler' in a) {
       a.handler(tlsSocket, info);
     } else if ('forward' in a) {
