@@ -65,6 +65,19 @@ describe('jsonLines', () => {
     expect(JSON.parse(writes[1]!).event).toBe('next turn');
   });
 
+  it('batch: flush() writes what is waiting at once (serve flushes before its listening line)', async () => {
+    const { writes, log } = capture(true);
+    log({ event: 'worker_started', worker: 1 });
+    log({ event: 'worker_started', worker: 2 });
+    log.flush();
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.trim().split('\n').map((l) => JSON.parse(l).worker)).toEqual([1, 2]);
+    await tick();
+    expect(writes).toHaveLength(1);
+    jsonLines({ write: (s: string) => writes.push(s) }).flush(); // unbatched: nothing to do
+    expect(writes).toHaveLength(1);
+  });
+
   it('batch: a turn that logs more than 64 KiB writes before the end of the turn, in order', async () => {
     const { writes, log } = capture(true);
     const pad = 'x'.repeat(1000);

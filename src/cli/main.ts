@@ -264,6 +264,9 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
       const log = jsonLines(process.stderr, { batch: true });
       // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
       const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
+      // The log lines of the start (worker_started...) come out before the
+      // listening line that tells a supervisor the server is up.
+      log.flush();
       process.stdout.write(
         `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );

@@ -30,6 +30,16 @@ export interface JsonLinesOptions {
   batch?: boolean;
 }
 
+/**
+ * The sink {@link jsonLines} returns: a {@link LogSink} that can also be
+ * flushed on demand (a no-op unless `batch`).
+ * @group Front end
+ */
+export type JsonLinesSink = LogSink & {
+  /** Write the lines still waiting now (e.g. before a line on another stream that must come after them). */
+  flush(): void;
+};
+
 /** Buffered bytes (approximately: UTF-16 code units) that force a write before the end of the turn. */
 const BATCH_LIMIT = 64 * 1024;
 
@@ -62,8 +72,8 @@ function line(event: Record<string, unknown>): string {
  * const batched = jsonLines(process.stderr, { batch: true }); // one write per event-loop turn
  * ```
  */
-export function jsonLines(stream: { write(s: string): unknown } = process.stderr, options: JsonLinesOptions = {}): LogSink {
-  if (!options.batch) return (event) => void stream.write(line(event));
+export function jsonLines(stream: { write(s: string): unknown } = process.stderr, options: JsonLinesOptions = {}): JsonLinesSink {
+  if (!options.batch) return Object.assign((event: Record<string, unknown>) => void stream.write(line(event)), { flush: () => undefined });
   let pending = '';
   let scheduled = false;
   const flush = () => {
@@ -74,7 +84,7 @@ export function jsonLines(stream: { write(s: string): unknown } = process.stderr
     pending = '';
     stream.write(s);
   };
-  return (event) => {
+  const sink = (event: Record<string, unknown>) => {
     pending += line(event);
     if (pending.length >= BATCH_LIMIT) return flush();
     if (scheduled) return;
@@ -86,6 +96,7 @@ export function jsonLines(stream: { write(s: string): unknown } = process.stderr
       process.once('exit', flushAll);
     }
   };
+  return Object.assign(sink, { flush });
 }
 
 /** Flush functions of batching sinks holding lines not yet written. */
