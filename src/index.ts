@@ -60,5 +60,5 @@ export { connectEch, type EchConnectOptions, type EchConnectResult } from './tls
 
 // the front end
 export { EchFrontEnd, type FrontEndOptions, type FrontEndRoute, type RouteAction, type FrontEndLimits, type ConnectionInfo } from './front/front-end.js';
-export { jsonLines, type LogSink } from './front/log.js';
+export { jsonLines, type JsonLinesOptions, type JsonLinesSink, type LogSink } from './front/log.js';
 export type { EchStatusReport } from './front/ech-status.js';

@@ -259,9 +259,14 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
         process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
         return 0;
       }
-      const log = jsonLines(process.stderr);
+      // One write per event-loop turn for the per-connection lines; what is
+      // still waiting at exit is written synchronously (src/log/log.ts).
+      const log = jsonLines(process.stderr, { batch: true });
       // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
       const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
+      // The log lines of the start (worker_started...) come out before the
+      // listening line that tells a supervisor the server is up.
+      log.flush();
       process.stdout.write(
         `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
       );

@@ -402,8 +402,10 @@ export async function decryptClientHello(
 ): Promise<DecryptResult> {
   const body = clientHelloBody(clientHello);
   // One validating pass without allocations: enough to answer GREASE and
-  // unknown config_ids, which cost no HPKE work and no parsing.
-  const scan = scanClientHello(body);
+  // unknown config_ids, which cost no HPKE work and no parsing. It also
+  // lists every extension's offsets (into the reused scratch list), which
+  // hold for the copy made below: the accepted path does not scan twice.
+  const scan = scanClientHello(body, scratchList);
   // RFC 9849 §5.1: ""ech_outer_extensions" extension can only be included in
   // EncodedClientHelloInner, and MUST NOT appear in either ClientHelloOuter
   // or ClientHelloInner."
@@ -418,7 +420,6 @@ export async function decryptClientHello(
 
   // The body is copied once; the result's views point into the copy.
   const owned = copyBytes(body);
-  scanClientHello(owned, scratchList);
   const o = openWith(owned, scan.echAt, candidates, suite, scratchList);
   const opened = isThenable(o) ? await o : o;
   if (!opened) {

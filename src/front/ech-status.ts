@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import tls from 'node:tls';
 import type { TlsSocket } from '../tls13/socket.js';
 
@@ -73,7 +73,8 @@ export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusRep
   };
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const ESCAPED = /[&<>"']/;
+const esc = (s: string) => (ESCAPED.test(s) ? s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`) : s);
 
 function html(r: EchStatusReport, site: string): string {
   const verdict =
@@ -84,9 +85,11 @@ function html(r: EchStatusReport, site: string): string {
           ? 'Your client speaks TLS 1.2 only: ECH needs TLS 1.3.'
           : 'Your client did not offer ECH.'
         : `ECH ${esc(r.echStatus)}: the handshake ran for the public name; retry_configs were sent.`;
-  const rows = Object.entries(r)
-    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`)
-    .join('\n');
+  let rows = '';
+  for (const k in r) {
+    const v = r[k as keyof EchStatusReport];
+    rows += `${rows === '' ? '' : '\n'}<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`;
+  }
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>ECH status — ${esc(site)}</title></head>
 <body><h1>${esc(site)}</h1><p id="verdict">${verdict}</p>
@@ -94,6 +97,13 @@ function html(r: EchStatusReport, site: string): string {
 ${rows}
 </table></body></html>
 `;
+}
+
+/** The page for one request: JSON when `accept` asks for it, else HTML. */
+function page(socket: TlsSocket | tls.TLSSocket, site: string, accept: string | undefined): { json: boolean; body: string } {
+  const report = echStatusReport(socket);
+  const json = accept !== undefined && accept.includes('application/json');
+  return { json, body: json ? `${JSON.stringify({ site, ...report })}\n` : html(report, site) };
 }
 
 /**
@@ -108,14 +118,134 @@ ${rows}
  */
 export function echStatusHandler(site: string): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const report = echStatusReport(req.socket as unknown as TlsSocket | tls.TLSSocket);
-    const wantsJson = /application\/json/.test(req.headers.accept ?? '');
-    const body = wantsJson ? `${JSON.stringify({ site, ...report })}\n` : html(report, site);
+    const { json, body } = page(req.socket as unknown as TlsSocket | tls.TLSSocket, site, req.headers.accept);
     res.writeHead(200, {
-      'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',
+      'content-type': json ? 'application/json' : 'text/html; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       'cache-control': 'no-store',
     });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
+}
+
+/** What {@link simpleRequest} found in a one-shot request. */
+interface SimpleRequest {
+  head: boolean;
+  /** The `Accept` values joined with `, ` as `http` joins them, or undefined. */
+  accept: string | undefined;
+}
+
+/** Largest request the fast path reads; anything longer goes to `http.Server` (its own limit is 16 KiB). */
+const SIMPLE_MAX = 8192;
+/** GET or HEAD, an RFC 3986 target, HTTP/1.0 or 1.1. */
+const REQUEST_LINE = /^(GET|HEAD) [A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]+ HTTP\/1\.([01])$/;
+/** A token, a colon, a value of visible ASCII, spaces and tabs (no obs-text, no obs-fold). */
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?)[ \t]*$/;
+
+/**
+ * The request in `chunk` when it is one whole, plain, one-shot request:
+ * GET or HEAD, no body, nothing after it, and a connection that closes
+ * after the answer (HTTP/1.1 with `Connection: close`, HTTP/1.0 without
+ * keep-alive). Undefined for anything else — a keep-alive request, a
+ * partial or pipelined one, a body, `Expect`, `Upgrade`, any byte the
+ * strict grammar here does not take — which `http.Server` then handles.
+ * Every request taken here is one `http.Server` (Node's llhttp) parses the
+ * same way; the answer is then byte for byte the one it would send.
+ */
+function simpleRequest(chunk: Buffer): SimpleRequest | undefined {
+  const n = chunk.length;
+  if (n > SIMPLE_MAX || n < 4 || chunk[n - 4] !== 13 || chunk[n - 3] !== 10 || chunk[n - 2] !== 13 || chunk[n - 1] !== 10) return undefined;
+  const lines = chunk.toString('latin1', 0, n - 4).split('\r\n');
+  const rl = REQUEST_LINE.exec(lines[0]!);
+  if (!rl) return undefined;
+  const http11 = rl[2] === '1';
+  let hosts = 0;
+  let close = false;
+  let accept: string | undefined;
+  for (let i = 1; i < lines.length; i++) {
+    const h = HEADER_LINE.exec(lines[i]!);
+    if (!h) return undefined;
+    const name = h[1]!.toLowerCase();
+    const value = h[2]!;
+    switch (name) {
+      case 'host':
+        hosts++;
+        break;
+      case 'accept':
+        accept = accept === undefined ? value : `${accept}, ${value}`;
+        break;
+      case 'connection':
+        // Only `close` tokens: keep-alive, upgrade and the rest go to http.Server.
+        for (const t of value.split(',')) {
+          if (t.trim().toLowerCase() !== 'close') return undefined;
+        }
+        close = true;
+        break;
+      case 'content-length':
+      case 'transfer-encoding':
+      case 'expect':
+      case 'upgrade':
+      case 'keep-alive':
+        return undefined;
+    }
+  }
+  // http.Server answers an HTTP/1.1 request without Host with 400.
+  if (hosts > 1 || (http11 && hosts !== 1)) return undefined;
+  // HTTP/1.1 keeps the connection alive unless told to close.
+  if (http11 && !close) return undefined;
+  return { head: rl[1] === 'HEAD', accept };
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** The `Date` header's value, made once a second as `http` does. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/**
+ * Serve the ech-status page of `site` on a terminated connection. A
+ * one-shot request (GET or HEAD with `Connection: close`, or HTTP/1.0;
+ * see `simpleRequest`) that arrives whole in the first read is answered
+ * here, with the bytes `http.Server` and {@link echStatusHandler} would
+ * write (same status line, headers in the same order, `Date`, `Connection:
+ * close`, same body), and the socket is then closed as `http.Server` closes
+ * it (`destroySoon`). Everything else — keep-alive, pipelining, bodies, a
+ * request split over reads, anything unusual — is handed, bytes unread, to
+ * the `http.Server` that `app(site)` returns (one per site), as before. The
+ * fast path spares a one-shot request the server's per-connection set-up
+ * (parser, listeners, IncomingMessage, ServerResponse).
+ * @group Front end
+ * @example
+ * ```ts
+ * const app = http.createServer(echStatusHandler('alpha.example'));
+ * tlsSocket.once('secure', () => serveEchStatus(tlsSocket, 'alpha.example', () => app));
+ * ```
+ */
+export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, app: (site: string) => Server): void {
+  const onData = (chunk: Buffer) => {
+    socket.off('data', onData);
+    const req = simpleRequest(chunk);
+    if (!req) {
+      // Back to the stream, then to http.Server as a new connection: it
+      // reads this chunk first.
+      socket.pause();
+      socket.unshift(chunk);
+      app(site).emit('connection', socket);
+      socket.resume();
+      return;
+    }
+    const { json, body } = page(socket, site, req.accept);
+    socket.write(
+      `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${req.head ? '' : body}`,
+    );
+    socket.destroySoon();
+  };
+  socket.on('data', onData);
 }

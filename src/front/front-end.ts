@@ -20,7 +20,7 @@ import { TlsSocket } from '../tls13/socket.js';
 import { createEchHook, type EchStatus } from '../tls13/ech-hook.js';
 import type { CertificateKeyPair } from '../tls13/certificates.js';
 import { alertRecord } from './alerts.js';
-import { echStatusHandler } from './ech-status.js';
+import { echStatusHandler, serveEchStatus } from './ech-status.js';
 import { readFirstFlight } from './first-flight.js';
 import { type LogSink, silent } from './log.js';
 import { FrontEndMetrics } from './metrics.js';
@@ -167,6 +167,8 @@ interface Compiled {
   options: FrontEndOptions;
   /** Backend pools of the routes that connect to backends. */
   pools: Map<FrontEndRoute, BackendPool>;
+  /** {@link routeLabel} of each route, made once per configuration. */
+  labels: Map<FrontEndRoute, string>;
 }
 
 function compile(options: FrontEndOptions): Compiled {
@@ -190,10 +192,14 @@ function compile(options: FrontEndOptions): Compiled {
     ...(options.ecdhCurve ? { ecdhCurve: options.ecdhCurve } : {}),
     handshakeTimeout: options.limits?.handshakeTimeoutMs ?? 30_000,
   });
+  const publicRoute: FrontEndRoute = { serverName: 'public', action: options.publicName.action ?? { respond: 'ech-status' } };
+  const labels = new Map<FrontEndRoute, string>([[publicRoute, 'public']]);
+  for (const [i, r] of options.routes.entries()) if (!labels.has(r)) labels.set(r, options.logInnerNames ? r.serverName : `routes[${i}]`);
   return {
     keys: options.keys,
     table: new RoutingTable(options.routes),
-    publicRoute: { serverName: 'public', action: options.publicName.action ?? { respond: 'ech-status' } },
+    publicRoute,
+    labels,
     engine,
     tls12:
       options.tls12 === false
@@ -350,6 +356,9 @@ export class EchFrontEnd {
     return undefined;
   }
 
+  /** {@link EchFrontEnd.#app}, bound once. */
+  readonly #appOf = (site: string): http.Server => this.#app(site);
+
   #app(site: string): http.Server {
     let app = this.#apps.get(site);
     if (!app) {
@@ -390,25 +399,28 @@ export class EchFrontEnd {
     const limits = c.options.limits ?? {};
     this.#live.add(socket);
     this.metrics.active(1);
-    socket.once('close', () => {
-      this.#live.delete(socket);
-      this.metrics.active(-1);
-    });
-    socket.on('error', () => undefined);
-    if (this.#draining || this.#handshaking >= (limits.maxConcurrentHandshakes ?? 10_000)) {
-      this.metrics.handshakeError(this.#draining ? 'DRAINING' : 'TOO_MANY_HANDSHAKES');
-      socket.destroy();
-      return;
-    }
-    this.#handshaking++;
-    let handshakeOpen = true;
+    let handshakeOpen = false;
     const handshakeDone = () => {
       if (handshakeOpen) {
         handshakeOpen = false;
         this.#handshaking--;
       }
     };
-    socket.once('close', handshakeDone);
+    // One listener for the connection's whole life (the gauge, the live set
+    // and the handshake count).
+    socket.once('close', () => {
+      this.#live.delete(socket);
+      this.metrics.active(-1);
+      handshakeDone();
+    });
+    socket.on('error', ignore);
+    if (this.#draining || this.#handshaking >= (limits.maxConcurrentHandshakes ?? 10_000)) {
+      this.metrics.handshakeError(this.#draining ? 'DRAINING' : 'TOO_MANY_HANDSHAKES');
+      socket.destroy();
+      return;
+    }
+    this.#handshaking++;
+    handshakeOpen = true;
 
     let first;
     let result: DecryptResult;
@@ -432,25 +444,21 @@ export class EchFrontEnd {
     // says so (`forwardGrease`: the backend ignores the extension).
     const route =
       result.status === 'accepted' ? c.table.lookup(result.innerServerName, result.alpn) : c.table.lookup(result.outerServerName, alpnOffered(result));
-    const passthroughOk = (r: FrontEndRoute) =>
-      !('passthrough' in r.action) || status === 'accepted' || status === 'not-offered' || (status === 'grease' && r.action.passthrough.forwardGrease === true);
-    const chosen = route && passthroughOk(route) ? route : c.publicRoute;
-    const info: ConnectionInfo = {
-      echStatus: status,
-      outerServerName: result.outerServerName,
-      innerServerName: result.status === 'accepted' ? result.innerServerName : undefined,
-      route: chosen.serverName,
-      remoteAddress: socket.remoteAddress,
-      remotePort: socket.remotePort,
-      alpnOffered: result.status === 'accepted' ? result.alpn : alpnOffered(result),
+    const chosen = route && passthroughOk(route, status) ? route : c.publicRoute;
+    const label = routeLabel(c, chosen);
+    const logInfo = {
+      status,
+      outer: result.outerServerName,
+      route: label,
+      inner: c.options.logInnerNames && result.status === 'accepted' ? result.innerServerName : undefined,
+      ...this.#client(socket),
     };
-    const logInfo = { status, outer: info.outerServerName, route: routeLabel(c, chosen), inner: c.options.logInnerNames ? info.innerServerName : undefined, ...this.#client(socket) };
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
       const target = chosen.action.passthrough;
       this.metrics.connection(status);
-      const up = await this.#backend(chosen, info, socket, true);
+      const up = await this.#backend(chosen, connectionInfo(status, result, chosen, socket), socket, true);
       if (!up) return handshakeDone();
       const r =
         result.status === 'accepted'
@@ -458,8 +466,8 @@ export class EchFrontEnd {
           : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
       handshakeDone();
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.metrics.relayed(routeLabel(c, chosen), 'client_to_backend', r.bytesFromClient);
-      this.metrics.relayed(routeLabel(c, chosen), 'backend_to_client', r.bytesFromBackend);
+      this.metrics.relayed(label, 'client_to_backend', r.bytesFromClient);
+      this.metrics.relayed(label, 'backend_to_client', r.bytesFromBackend);
       if (r.error) {
         const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
         this.metrics.handshakeError(code);
@@ -472,13 +480,15 @@ export class EchFrontEnd {
     // A client offering only TLS 1.2 (so no ECH): node:tls terminates it
     // with the certificate our engine would pick, then the route as usual.
     if (tls12Only && c.tls12?.serves(result.outerServerName)) {
+      // Before node:tls takes the socket over (its address is read here, as it always was).
+      const info = connectionInfo(status, result, chosen, socket);
       c.tls12.accept(socket, first.raw, result.outerServerName).then(
         (s) => {
           handshakeDone();
           this.metrics.connection('tls12');
           this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
           this.#log({ event: 'handshake', ...logInfo, protocol: s.getProtocol(), alpn: s.alpnProtocol || null, cipher: s.getCipher()?.name, group: (s.getEphemeralKeyInfo() as { name?: string } | null)?.name ?? null });
-          this.#deliver(s, chosen, info, routeLabel(c, chosen));
+          this.#deliver(s, chosen, () => info, label);
         },
         (e: Error) => {
           handshakeDone();
@@ -512,7 +522,7 @@ export class EchFrontEnd {
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name, group: tlsSocket.group ?? null });
-      this.#deliver(tlsSocket, chosen, info, routeLabel(c, chosen));
+      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
     });
     // After the handshake: the client's ech_required alert is counted, not
     // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
@@ -526,11 +536,16 @@ export class EchFrontEnd {
     });
   }
 
-  #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, info: ConnectionInfo, label: string): void {
+  #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, infoOf: () => ConnectionInfo, label: string): void {
     const a = route.action;
     if ('respond' in a) {
-      this.#app(route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName).emit('connection', tlsSocket);
-    } else if ('handler' in a) {
+      // One-shot requests are answered without an http.Server connection;
+      // anything else goes to the site's http.Server (src/front/ech-status.ts).
+      serveEchStatus(tlsSocket, route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName, this.#appOf);
+      return;
+    }
+    const info = infoOf();
+    if ('handler' in a) {
       a.handler(tlsSocket, info);
     } else if ('forward' in a) {
       void this.#backend(route, info, tlsSocket).then((up) => {
@@ -584,9 +599,31 @@ export class EchFrontEnd {
  * names ECH hides.
  */
 function routeLabel(c: Compiled, route: FrontEndRoute): string {
-  if (route === c.publicRoute) return 'public';
-  if (c.options.logInnerNames) return route.serverName;
-  return `routes[${c.options.routes.indexOf(route)}]`;
+  return c.labels.get(route) ?? (route === c.publicRoute ? 'public' : c.options.logInnerNames ? route.serverName : `routes[${c.options.routes.indexOf(route)}]`);
+}
+
+/** The socket `error` listener: errors end the connection through `close`. */
+function ignore(): void {}
+
+/**
+ * A split-mode route takes this connection: always without ECH, with ECH
+ * only when accepted, GREASE only where the route says so (`forwardGrease`).
+ */
+function passthroughOk(r: FrontEndRoute, status: EchStatus): boolean {
+  return !('passthrough' in r.action) || status === 'accepted' || status === 'not-offered' || (status === 'grease' && r.action.passthrough.forwardGrease === true);
+}
+
+/** What a route's handler or backend pool is told about the connection (made only for those). */
+function connectionInfo(status: EchStatus, result: DecryptResult, route: FrontEndRoute, socket: Socket): ConnectionInfo {
+  return {
+    echStatus: status,
+    outerServerName: result.outerServerName,
+    innerServerName: result.status === 'accepted' ? result.innerServerName : undefined,
+    route: route.serverName,
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    alpnOffered: result.status === 'accepted' ? result.alpn : alpnOffered(result),
+  };
 }
 
 function alpnOffered(r: DecryptResult): string[] {

@@ -5,4 +5,4 @@
  *
  * @module
  */
-export { type LogSink, jsonLines, silent } from '../log/log.js';
+export { type JsonLinesOptions, type JsonLinesSink, type LogSink, jsonLines, silent } from '../log/log.js';

@@ -15,16 +15,33 @@ function key(labels: Labels): string {
     .join(',');
 }
 
+/** Most distinct values a single-label family remembers the rendered label set of. */
+const KEY_CACHE = 256;
+
 class Family {
   readonly values = new Map<string, number>();
+  /** Rendered label sets of a one-label family, by value (the per-connection counters). */
+  readonly #keyOf = new Map<string, string>();
   constructor(
     readonly name: string,
     readonly help: string,
     readonly type: 'counter' | 'gauge',
   ) {}
   add(labels: Labels, v: number): void {
-    const k = key(labels);
+    this.addKey(key(labels), v);
+  }
+  /** Add to the series whose rendered label set is `k`. */
+  addKey(k: string, v: number): void {
     this.values.set(k, (this.values.get(k) ?? 0) + v);
+  }
+  /** {@link Family.add} for one label, without building the label set each time. */
+  add1(label: string, value: string, v: number): void {
+    let k = this.#keyOf.get(value);
+    if (k === undefined) {
+      k = key({ [label]: value });
+      if (this.#keyOf.size < KEY_CACHE) this.#keyOf.set(value, k);
+    }
+    this.addKey(k, v);
   }
   get(labels: Labels): number {
     return this.values.get(key(labels)) ?? 0;
@@ -63,25 +80,26 @@ export class FrontEndMetrics {
   readonly #poolExhausted = new Family('ech_backend_pool_exhausted_total', 'Connections closed because no backend of the route was usable.', 'counter');
   /** Live pools' state, read at render time (set by the front end). */
   backendGauges: (() => Array<{ route: string; backend: string; up: boolean; active: number }>) | undefined;
-  readonly #hist = new Map<number, number>(BUCKETS.map((b) => [b, 0]));
+  /** Cumulative count per bucket of {@link BUCKETS}, in order. */
+  readonly #hist: number[] = BUCKETS.map(() => 0);
   #histSum = 0;
   #histCount = 0;
 
   /** Count a connection by its ECH status. */
   connection(status: string): void {
-    this.#connections.add({ status }, 1);
+    this.#connections.add1('status', status, 1);
   }
   /** Count an ech_required alert. */
   echRequired(): void {
-    this.#echRequired.add({}, 1);
+    this.#echRequired.addKey('', 1);
   }
   /** Count an alert sent. */
   alertSent(alert: string): void {
-    this.#alerts.add({ alert }, 1);
+    this.#alerts.add1('alert', alert, 1);
   }
   /** Count a handshake error. */
   handshakeError(reason: string): void {
-    this.#handshakeErrors.add({ reason }, 1);
+    this.#handshakeErrors.add1('reason', reason, 1);
   }
   /** Count relayed bytes. */
   relayed(route: string, direction: 'client_to_backend' | 'backend_to_client', n: number): void {
@@ -89,7 +107,7 @@ export class FrontEndMetrics {
   }
   /** Change the active-connection gauge. */
   active(delta: number): void {
-    this.#active.add({}, delta);
+    this.#active.addKey('', delta);
   }
   /** Count a reload. */
   reload(ok: boolean): void {
@@ -109,7 +127,8 @@ export class FrontEndMetrics {
   }
   /** Record one handshake's duration, seconds. */
   handshakeSeconds(s: number): void {
-    for (const b of BUCKETS) if (s <= b) this.#hist.set(b, this.#hist.get(b)! + 1);
+    const h = this.#hist;
+    for (let i = 0; i < BUCKETS.length; i++) if (s <= BUCKETS[i]!) h[i]!++;
     this.#histSum += s;
     this.#histCount++;
   }
@@ -137,7 +156,7 @@ export class FrontEndMetrics {
     const hist = [
       '# HELP ech_handshake_duration_seconds Time from the first byte to a completed handshake (terminated) or to the backend connection (passthrough).',
       '# TYPE ech_handshake_duration_seconds histogram',
-      ...BUCKETS.map((b) => `ech_handshake_duration_seconds_bucket{le="${b}"} ${this.#hist.get(b)}`),
+      ...BUCKETS.map((b, i) => `ech_handshake_duration_seconds_bucket{le="${b}"} ${this.#hist[i]}`),
       `ech_handshake_duration_seconds_bucket{le="+Inf"} ${this.#histCount}`,
       `ech_handshake_duration_seconds_sum ${this.#histSum}`,
       `ech_handshake_duration_seconds_count ${this.#histCount}`,

@@ -1,0 +1,229 @@
+// The ech-status page's fast path (serveEchStatus): a one-shot request is
+// answered without an http.Server connection, byte for byte as http.Server
+// with echStatusHandler answers it; everything else is handed to that
+// http.Server with nothing lost. Then end to end through EchFrontEnd with
+// Node's TLS client.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import http from 'node:http';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
+import { EchKeySet } from '../src/keys/key-set.js';
+import { generateEchKey } from '../src/keys/generate.js';
+import { EchFrontEnd } from '../src/front/front-end.js';
+import { echStatusHandler, serveEchStatus } from '../src/front/ech-status.js';
+import type { TlsSocket } from '../src/tls13/socket.js';
+import { makePki, type TestPki } from './tls13-helpers.js';
+
+/** A stand-in for a TlsSocket after the handshake: records what is written. */
+class FakeTls extends Duplex {
+  readonly written: Buffer[] = [];
+  ended = false;
+  destroySoonCalls = 0;
+  noDelay: boolean | undefined;
+  readonly encrypted = true;
+  readonly attributes = { echStatus: 'accepted', outerServerName: 'cover.example', innerServerName: 'alpha.example', echConfigId: 7 };
+  readonly handshake = { helloRetry: false, resumed: false };
+  readonly servername = 'alpha.example';
+  readonly alpnProtocol = 'http/1.1';
+  readonly group = 'X25519';
+  constructor() {
+    super();
+  }
+  override _read(): void {}
+  override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.written.push(Buffer.from(c));
+    cb();
+  }
+  override _final(cb: () => void): void {
+    this.ended = true;
+    cb();
+  }
+  getProtocol(): string {
+    return 'TLSv1.3';
+  }
+  getCipher() {
+    return { name: 'TLS_AES_128_GCM_SHA256', standardName: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' };
+  }
+  setNoDelay(v = true): this {
+    this.noDelay = v;
+    return this;
+  }
+  setTimeout(): this {
+    return this;
+  }
+  destroySoon(): void {
+    this.destroySoonCalls++;
+    this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+  text(): string {
+    // The only byte that may differ between two answers: the Date header's second.
+    return Buffer.concat(this.written)
+      .toString('latin1')
+      .replace(/\r\nDate: [^\r]*\r\n/g, '\r\nDate: X\r\n');
+  }
+}
+
+const SITE = 'alpha.example';
+const settle = () => new Promise((r) => setTimeout(r, 30));
+
+function appWithCounter() {
+  const app = http.createServer(echStatusHandler(SITE));
+  app.on('clientError', (_e, s) => s.destroy());
+  let connections = 0;
+  app.on('connection', () => connections++);
+  return { app, connections: () => connections };
+}
+
+/** What http.Server alone answers to these chunks, and what the fast path does. */
+async function both(chunks: string[], end = false) {
+  const ref = new FakeTls();
+  const { app: refApp } = appWithCounter();
+  refApp.emit('connection', ref);
+  for (const c of chunks) ref.push(Buffer.from(c, 'latin1'));
+  if (end) ref.push(null);
+  await settle();
+
+  const fast = new FakeTls();
+  const { app, connections } = appWithCounter();
+  serveEchStatus(fast as unknown as TlsSocket, SITE, () => app);
+  for (const c of chunks) fast.push(Buffer.from(c, 'latin1'));
+  if (end) fast.push(null);
+  await settle();
+  return { ref, fast, handedOver: connections() === 1 };
+}
+
+const ONE_SHOT: Array<[string, string]> = [
+  ['HTTP/1.1, Connection: close', 'GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n'],
+  ['HTTP/1.1, Connection: Close, odd header spacing', 'GET /x?y=1 HTTP/1.1\r\nHost:alpha.example \r\nconnection:   Close\r\nUser-Agent: t/1.0\r\n\r\n'],
+  ['HTTP/1.0 without keep-alive', 'GET / HTTP/1.0\r\n\r\n'],
+  ['HEAD', 'HEAD / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n'],
+  ['Accept: application/json', 'GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\nAccept: application/json\r\nConnection: close\r\n\r\n'],
+  ['Accept without JSON', 'GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html, */*;q=0.8\r\nConnection: close\r\n\r\n'],
+];
+
+const HANDED_OVER: Array<[string, string[]]> = [
+  ['keep-alive (HTTP/1.1 default), two pipelined requests', ['GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n']],
+  ['HTTP/1.0 keep-alive', ['GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n']],
+  ['a request split over two reads', ['GET / HTTP/1.1\r\nHost: a\r\n', 'Connection: close\r\n\r\n']],
+  ['a POST with a body', ['POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc']],
+  ['HTTP/1.1 without Host (http.Server: 400, then the socket is destroyed)', ['GET / HTTP/1.1\r\nConnection: close\r\n\r\n']],
+  ['two Host headers', ['GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n']],
+  ['Connection: close, upgrade', ['GET / HTTP/1.1\r\nHost: a\r\nConnection: close, upgrade\r\nUpgrade: h2c\r\n\r\n']],
+  ['obs-text in a header value', ['GET / HTTP/1.1\r\nHost: a\r\nX-A: \xe9\r\nConnection: close\r\n\r\n']],
+  ['bare LF line ends', ['GET / HTTP/1.1\nHost: a\nConnection: close\n\n']],
+  ['not HTTP', ['\x16\x03\x01 hello\r\n\r\n']],
+  ['Expect: 100-continue', ['GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n']],
+];
+
+describe('serveEchStatus', () => {
+  it.each(ONE_SHOT)('one-shot request (%s): answered without http.Server, the same bytes, then destroySoon', async (_name, request) => {
+    const { ref, fast, handedOver } = await both([request]);
+    expect(handedOver).toBe(false);
+    expect(ref.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(fast.text()).toBe(ref.text());
+    expect(fast.destroySoonCalls).toBe(1);
+    expect(ref.destroySoonCalls).toBe(1);
+    expect(fast.noDelay).toBe(ref.noDelay);
+    expect(fast.ended).toBe(true);
+  });
+
+  it.each(HANDED_OVER)('anything else (%s): handed to http.Server, which answers as it does alone', async (_name, chunks) => {
+    const { ref, fast, handedOver } = await both(chunks);
+    expect(handedOver).toBe(true);
+    expect(fast.text()).toBe(ref.text());
+    expect(fast.destroyed).toBe(ref.destroyed);
+    expect(fast.destroySoonCalls).toBe(ref.destroySoonCalls);
+  });
+
+  it('a client that half-closes right after its one-shot request still gets the answer', async () => {
+    const { ref, fast, handedOver } = await both(['GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'], true);
+    expect(handedOver).toBe(false);
+    expect(fast.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(fast.text()).toBe(ref.text());
+  });
+
+  it('a keep-alive client half-closing after its request: http.Server answers, nothing lost', async () => {
+    const { ref, fast, handedOver } = await both(['GET / HTTP/1.1\r\nHost: a\r\n\r\n'], true);
+    expect(handedOver).toBe(true);
+    expect(fast.text()).toBe(ref.text());
+  });
+
+  it('the page reports what the socket saw, HTML and JSON', async () => {
+    const { fast } = await both(['GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nConnection: close\r\n\r\n']);
+    const body = fast.text().split('\r\n\r\n')[1]!;
+    expect(JSON.parse(body)).toEqual({
+      site: SITE,
+      echStatus: 'accepted',
+      protocol: 'TLSv1.3',
+      outerServerName: 'cover.example',
+      innerServerName: 'alpha.example',
+      servername: 'alpha.example',
+      cipher: 'TLS_AES_128_GCM_SHA256',
+      group: 'X25519',
+      alpn: 'http/1.1',
+      helloRetryRequest: false,
+      resumed: false,
+      configId: 7,
+    });
+    const { fast: h } = await both(['GET / HTTP/1.0\r\n\r\n']);
+    expect(h.text()).toContain('<tr><th>innerServerName</th><td>alpha.example</td></tr>');
+    expect(h.text()).toContain('you reached <b>alpha.example</b>');
+  });
+});
+
+describe('EchFrontEnd ech-status route', () => {
+  let pki: TestPki;
+  let fe: EchFrontEnd;
+  let port: number;
+  beforeAll(async () => {
+    pki = makePki();
+    const leaf = pki.leaf('ec', ['alpha.example', 'cover.example']);
+    const key = generateEchKey({ publicName: 'cover.example', configId: 9 });
+    fe = new EchFrontEnd({
+      keys: new EchKeySet([key]),
+      publicName: { cert: leaf.cert, key: leaf.key },
+      routes: [{ serverName: 'alpha.example', cert: leaf.cert, key: leaf.key, action: { respond: 'ech-status' } }],
+    });
+    ({ port } = await fe.listen(0));
+  }, 60_000);
+  afterAll(async () => {
+    await fe?.close();
+    pki?.cleanup();
+  });
+
+  function get(requests: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'alpha.example', ca: pki.caPem, ALPNProtocols: ['http/1.1'] }, () => {
+        for (const r of requests) s.write(r);
+      });
+      let got = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (got += d));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+  }
+
+  it('a one-shot GET is answered without an http.Server connection; a keep-alive client gets http.Server, both the same page', async () => {
+    const emit = vi.spyOn(http.Server.prototype, 'emit');
+    const httpConnections = () => emit.mock.calls.filter(([e]) => (e as string) === 'connection').length;
+    try {
+      const one = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+      expect(httpConnections()).toBe(0);
+      // Keep-alive, then a second request that closes: both answered by http.Server.
+      const two = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\n\r\n', 'GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+      expect(httpConnections()).toBe(1);
+      const norm = (t: string) => t.replace(/\r\nDate: [^\r]*\r\n/g, '\r\nDate: X\r\n');
+      const [first, rest] = [norm(one), norm(two)];
+      expect(first).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*Connection: close\r\n\r\n<!doctype html>/);
+      expect(first).toContain('<tr><th>echStatus</th><td>not-offered</td></tr>');
+      expect(first).toContain('<tr><th>servername</th><td>alpha.example</td></tr>');
+      expect(rest.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+      expect(rest.endsWith(first.slice(first.indexOf('\r\n\r\n')))).toBe(true);
+    } finally {
+      emit.mockRestore();
+    }
+  });
+});
