@@ -26,6 +26,8 @@ import type { TrafficKeys } from './key-schedule.js';
  */
 export const MAX_EMPTY_RECORDS = 32;
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * AEAD protection of one direction (RFC 9846 §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
@@ -185,8 +187,10 @@ export interface PlainRecord {
  * ```
  */
 export class RecordLayer {
-  private input: Uint8Array = new Uint8Array(0);
+  private input: Uint8Array = EMPTY;
   private inputStart = 0;
+  /** False while `input` is the caller's buffer (see `detach`). */
+  private owned = true;
   private reader: RecordProtection | undefined;
   private writer: RecordProtection | undefined;
   /** Whether an unprotected change_cipher_spec may still be dropped. */
@@ -266,22 +270,49 @@ export class RecordLayer {
     this.skipBudget = bytes;
   }
 
-  /** Append bytes read from the transport. */
+  /**
+   * Append bytes read from the transport. With nothing buffered the bytes
+   * are not copied: the layer reads `data` in place until
+   * {@link RecordLayer.detach}.
+   */
   push(data: Uint8Array): void {
     if (data.length === 0) return;
+    if (this.inputStart >= this.input.length) {
+      this.input = data;
+      this.inputStart = 0;
+      this.owned = false;
+      return;
+    }
     const rest = this.input.subarray(this.inputStart);
     const next = new Uint8Array(rest.length + data.length);
     next.set(rest, 0);
     next.set(data, rest.length);
     this.input = next;
     this.inputStart = 0;
+    this.owned = true;
+  }
+
+  /**
+   * Stop referring to the caller's bytes: the part of an incomplete record
+   * still buffered is copied (the caller may reuse its buffer).
+   */
+  detach(): void {
+    if (this.inputStart >= this.input.length) {
+      this.input = EMPTY;
+      this.inputStart = 0;
+    } else if (this.inputStart > 0 || !this.owned) {
+      this.input = this.input.slice(this.inputStart);
+      this.inputStart = 0;
+    }
+    this.owned = true;
   }
 
   /** Bytes not yet consumed, then forget them (used to hand over a stream). */
   takeBuffered(): Uint8Array {
     const out = this.input.slice(this.inputStart);
-    this.input = new Uint8Array(0);
+    this.input = EMPTY;
     this.inputStart = 0;
+    this.owned = true;
     return out;
   }
 

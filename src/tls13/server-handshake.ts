@@ -342,7 +342,12 @@ export class ServerConnection {
 
   // ------------------------------------------------------------- plumbing
 
-  private async handleHandshake(m: HandshakeMessage): Promise<void> {
+  /**
+   * One handshake message; synchronous except for a ClientHello (its hooks
+   * and the signature may be asynchronous), so that the client's Finished
+   * and what follows it are handled in the turn they arrive.
+   */
+  private handleHandshake(m: HandshakeMessage): void | Promise<void> {
     switch (this.stateValue) {
       case 'wait_client_hello':
       case 'wait_client_hello_2':
