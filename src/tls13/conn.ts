@@ -118,10 +118,7 @@ export class ConnectionCore {
   private running = false;
   /** Lets the tasks enqueued from inside a running one go, once it has ended. */
   private release: (() => void) | undefined;
-  /**
-   * Records written while a task runs, sent as one transport write when it
-   * ends (one write per flight); `undefined` outside a task.
-   */
+  /** Records held by `cork` for one transport write; `undefined` when not corked. */
   private out: Uint8Array[] | undefined;
   private failure: Error | undefined;
   private writeClosedValue = false;
@@ -156,7 +153,6 @@ export class ConnectionCore {
    * When nothing is pending the task runs at once, synchronously: a
    * synchronous task (a record of application data, the client's Finished)
    * costs no promise hop, and the returned promise is already settled.
-   * Everything the task writes leaves in one transport write when it ends.
    */
   enqueue(task: () => void | Promise<void>): Promise<void> {
     if (!this.chain && !this.running) return this.run(task);
@@ -172,15 +168,13 @@ export class ConnectionCore {
   /** Run one task now: synchronously, then (if it returns a promise) to its end. */
   private run(task: () => void | Promise<void>): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    const outer = this.out === undefined;
-    if (outer) this.out = [];
     let r: void | Promise<void> = undefined;
     let thrown: Error | undefined;
     this.running = true;
     try {
       r = task();
     } catch (e) {
-      thrown = this.failed(e, outer);
+      thrown = this.fail(e);
     }
     this.running = false;
     // Tasks enqueued from inside this one wait for `release`.
@@ -191,28 +185,15 @@ export class ConnectionCore {
       return Promise.reject(thrown);
     }
     if (!r) {
-      if (outer) this.flush();
       release?.();
       return RESOLVED;
     }
-    const p = r.then(
-      () => {
-        if (outer) this.flush();
-      },
-      (e: unknown) => {
-        throw this.failed(e, outer);
-      },
-    );
+    const p = r.then(undefined, (e: unknown) => {
+      throw this.fail(e);
+    });
     if (release) p.then(release, release);
     else this.track(p);
     return p;
-  }
-
-  /** A task threw: fail (the alert joins what the task wrote), then write. */
-  private failed(e: unknown, outer: boolean): Error {
-    const err = this.fail(e);
-    if (outer) this.flush();
-    return err;
   }
 
   /** Later tasks wait for `p`; once it and everything before settled, the core is idle. */
@@ -224,8 +205,18 @@ export class ConnectionCore {
     });
   }
 
-  /** Hand what the current task wrote to the transport, as one write. */
-  private flush(): void {
+  /**
+   * Hold what is sent until {@link ConnectionCore.uncork}, then hand it to
+   * the transport in one write: the server builds a flight across awaits
+   * (hooks, the signature) and it still leaves in one write. A failure
+   * meanwhile sends what is held and the alert together.
+   */
+  cork(): void {
+    this.out ??= [];
+  }
+
+  /** Send what {@link ConnectionCore.cork} held, as one write. */
+  uncork(): void {
     const out = this.out;
     this.out = undefined;
     if (!out || out.length === 0) return;
@@ -271,18 +262,18 @@ export class ConnectionCore {
     this.failure = err;
     if (!(err instanceof PeerAlertError) && !this.writeClosedValue) {
       try {
-        // The alert follows what the current task wrote (the flight whose
-        // keys protect it), in the same transport write.
+        // The alert follows the flight held by `cork` (whose keys protect
+        // it), in the same transport write.
         this.emit(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
       } catch {
         // The transport is gone; nothing more to say.
       }
     }
     this.writeClosedValue = true;
-    // An abort (timeout) may come while a task waits: what it wrote and
-    // the alert go out now, before the transport is closed.
+    // An abort (timeout) may come while a flight is held: it and the
+    // alert go out now, before the transport is closed.
     try {
-      this.flush();
+      this.uncork();
     } catch {
       // The transport is gone.
     }

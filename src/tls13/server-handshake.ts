@@ -355,7 +355,7 @@ export class ServerConnection {
         if (m.type !== HandshakeType.client_hello) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected ClientHello, got handshake type ${m.type}`);
         }
-        return this.processClientHello(m.raw, this.stateValue === 'wait_client_hello_2');
+        return this.flight(m.raw, this.stateValue === 'wait_client_hello_2');
       case 'wait_finished':
         if (m.type !== HandshakeType.finished) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected Finished, got handshake type ${m.type}`);
@@ -392,6 +392,25 @@ export class ServerConnection {
   }
 
   // ------------------------------------------------------ processClientHello
+
+  /**
+   * Answer one ClientHello with one transport write: the HelloRetryRequest
+   * and its change_cipher_spec, or ServerHello, change_cipher_spec and the
+   * protected EncryptedExtensions..Finished (built across the hook's and the
+   * signature's awaits). On failure the alert follows what was built, in the
+   * same write (it is protected with the handshake key once ServerHello is
+   * out).
+   */
+  private async flight(received: Uint8Array, retry: boolean): Promise<void> {
+    this.core.cork();
+    try {
+      await this.processClientHello(received, retry);
+    } catch (e) {
+      throw this.core.fail(e);
+    } finally {
+      this.core.uncork();
+    }
+  }
 
   private async processClientHello(received: Uint8Array, retry: boolean): Promise<void> {
     this.requireRecordBoundary('ClientHello');
