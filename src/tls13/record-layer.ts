@@ -42,7 +42,8 @@ export class RecordProtection {
   readonly suite: CipherSuiteParams;
   private readonly key: Uint8Array;
   private readonly iv: Uint8Array;
-  private seq = 0n;
+  /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
+  private seq = 0;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
     this.suite = suite;
@@ -52,23 +53,23 @@ export class RecordProtection {
 
   /** Records protected so far with this key. */
   get sequenceNumber(): bigint {
-    return this.seq;
+    return BigInt(this.seq);
   }
 
   private nonce(): Buffer {
     // RFC 9846 §5.3: the 64-bit sequence number, left-padded to iv_length,
     // XORed with the static IV. "If a TLS implementation would need to wrap a
     // sequence number, it MUST either rekey or terminate the connection."
-    if (this.seq >= 0xffffffffffffffffn) {
+    // NOTE: we terminate at 2^53 - 1 records (the server rekeys every 2^24).
+    if (this.seq >= Number.MAX_SAFE_INTEGER) {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
     }
-    const n = Buffer.from(this.iv);
-    let s = this.seq;
-    for (let i = n.length - 1; i >= n.length - 8; i--) {
-      n[i]! ^= Number(s & 0xffn);
-      s >>= 8n;
-    }
-    this.seq++;
+    const len = this.iv.length;
+    const n = Buffer.allocUnsafe(len);
+    n.set(this.iv);
+    const seq = this.seq++;
+    n.writeUInt32BE((n.readUInt32BE(len - 4) ^ seq) >>> 0, len - 4);
+    n.writeUInt32BE((n.readUInt32BE(len - 8) ^ Math.floor(seq / 0x100000000)) >>> 0, len - 8);
     return n;
   }
 
@@ -77,7 +78,7 @@ export class RecordProtection {
    * whose record is being skipped (rejected 0-RTT, RFC 9846 §4.2.10).
    */
   rewind(): void {
-    if (this.seq > 0n) this.seq--;
+    if (this.seq > 0) this.seq--;
   }
 
   /**
@@ -89,17 +90,22 @@ export class RecordProtection {
     const innerLen = content.length + 1 + padding;
     const length = innerLen + this.suite.tagLength;
     if (length > MAX_CIPHERTEXT) throw new RangeError('protected record too long');
-    const header = Buffer.from([ContentType.application_data, 0x03, 0x03, length >> 8, length & 0xff]);
-    const inner = Buffer.alloc(innerLen);
+    // The record is built in place: header (the AAD), then ciphertext and tag.
+    const out = new Uint8Array(RECORD_HEADER_LENGTH + length);
+    out[0] = ContentType.application_data;
+    out[1] = 0x03;
+    out[2] = 0x03;
+    out[3] = length >> 8;
+    out[4] = length & 0xff;
+    const inner = Buffer.allocUnsafe(innerLen);
     inner.set(content, 0);
     inner[content.length] = type;
+    if (padding > 0) inner.fill(0, content.length + 1);
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
-    (c as unknown as { setAAD(b: Buffer): void }).setAAD(header);
+    (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
     const body = c.update(inner);
     c.final();
     const tag = (c as unknown as { getAuthTag(): Buffer }).getAuthTag();
-    const out = new Uint8Array(RECORD_HEADER_LENGTH + length);
-    out.set(header, 0);
     out.set(body, RECORD_HEADER_LENGTH);
     out.set(tag, RECORD_HEADER_LENGTH + body.length);
     return out;
