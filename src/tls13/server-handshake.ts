@@ -153,6 +153,9 @@ const EARLY_DATA_SKIP = 1 << 16;
  */
 export const MAX_PSK_IDENTITIES = 5;
 
+/** Offset of ServerHello.random in the handshake message (header, legacy_version). */
+const SERVER_HELLO_RANDOM_OFFSET = 4 + 2;
+
 /** Length of the ticket_nonce we send: a big-endian per-connection counter. */
 const TICKET_NONCE_LENGTH = 8;
 
@@ -839,10 +842,16 @@ export class ServerConnection {
       // RFC 9849 §7.2: the confirmation is computed over the transcript with
       // the last 8 bytes of ServerHello.random set to zero.
       random.fill(0, 24);
-      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
-      random.set(checkLength(confirm(transcript.digestWith(zeroed), suite.hash), 8), 24);
     }
     const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+    if (confirm) {
+      const c = checkLength(confirm(transcript.digestWith(message), suite.hash), 8);
+      random.set(c, 24);
+      // Written into the encoded message rather than encoding it again:
+      // random follows the 4-byte handshake header and legacy_version
+      // (RFC 9846 §4.1.3).
+      message.set(c, SERVER_HELLO_RANDOM_OFFSET + 24);
+    }
     transcript.update(message);
     this.sendHandshake([message]);
     this.sendCompatChangeCipherSpec(facts);
