@@ -190,4 +190,45 @@ describe('ConnectionCore', () => {
     expect(h.sent.length).toBe(1);
     expect(h.state().failed).toBe(1);
   });
+
+  test('input stays in order when records are fed from inside a running receive, and behind an asynchronous handler', async () => {
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let connected = false;
+    // eslint-disable-next-line prefer-const
+    let core: ConnectionCore;
+    core = new ConnectionCore({
+      send: () => undefined,
+      handshake: (m) => {
+        order.push(`hs${m.type}`);
+        if (m.type === HandshakeType.client_hello) return gate.then(() => void order.push('hello done'));
+        if (m.type === HandshakeType.finished) connected = true;
+        return undefined;
+      },
+      connected: () => connected,
+      data: (b) => {
+        const t = new TextDecoder().decode(b);
+        order.push(t);
+        // Re-entrant: fed while this record is being handled.
+        if (t === 'a') void core.receive(peer.encode(ContentType.application_data, text('c')));
+      },
+    });
+    let peer = new RecordLayer();
+    // An asynchronous handler: what comes after it waits, even fed synchronously.
+    const p1 = core.receive(plain(ContentType.handshake, encodeHandshake(HandshakeType.client_hello, Uint8Array.of(1))));
+    const p2 = core.receive(plain(ContentType.handshake, encodeHandshake(HandshakeType.finished, Uint8Array.of(2))));
+    expect(order).toEqual([`hs${HandshakeType.client_hello}`]);
+    release();
+    await Promise.all([p1, p2]);
+    expect(order).toEqual([`hs${HandshakeType.client_hello}`, 'hello done', `hs${HandshakeType.finished}`]);
+    // Connected, synchronous: 'a' is handled inside receive(); 'c', fed while
+    // 'a' is handled, waits for it, and 'b', fed after, waits for 'c'.
+    peer = keyedPeer(core);
+    const pa = core.receive(peer.encode(ContentType.application_data, text('a')));
+    const rb = peer.encode(ContentType.application_data, text('b'));
+    expect(order.slice(3)).toEqual(['a']);
+    await Promise.all([pa, core.receive(rb)]);
+    expect(order.slice(3)).toEqual(['a', 'c', 'b']);
+  });
 });

@@ -84,7 +84,9 @@ describe('X25519MLKEM768 group', () => {
     expect(p.serverErrors).toEqual([]);
     expect(p.serverInfo?.helloRetry).toBe(true);
     expect(p.serverInfo?.group).toBe(H);
-    const hrr = decodeServerHello(p.wire.server[0]!.subarray(9));
+    // The first record of the server's first write (its CCS follows in the same write).
+    const first = p.wire.server[0]!;
+    const hrr = decodeServerHello(first.subarray(9, 5 + ((first[3]! << 8) | first[4]!)));
     expect(isHelloRetryRequest(hrr)).toBe(true);
     expect(findExtension(hrr.extensions, ExtensionType.key_share)!.data).toEqual(Uint8Array.of(0x11, 0xec));
     // a server that ranks X25519 first takes the X25519 share without a round trip

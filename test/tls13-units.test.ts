@@ -12,7 +12,7 @@ import { parseCipherList, suiteById } from '../src/tls13/suites.js';
 import { parseEcdhCurve, generateEphemeralKey } from '../src/tls13/groups.js';
 import { resolveServerConfig } from '../src/tls13/config.js';
 import { ContentType, NamedGroup, SignatureScheme } from '../src/tls/constants.js';
-import { generateKeyPairSync } from 'node:crypto';
+import { createDecipheriv, generateKeyPairSync } from 'node:crypto';
 
 let pki: TestPki;
 let ecA: ReturnType<TestPki['leaf']>;
@@ -128,6 +128,25 @@ describe('record protection', () => {
     }
     expect(w.sequenceNumber).toBe(3n);
     expect(r.sequenceNumber).toBe(3n);
+  });
+
+  test('the nonce XORs all 64 bits of the sequence number into the IV (RFC 9846 §5.3), past 2^32', () => {
+    const aes = suiteById(0x1301)!;
+    const k = { key: new Uint8Array(16).fill(3), iv: Uint8Array.from({ length: 12 }, (_, i) => 0xa0 + i) };
+    const w = new RecordProtection(aes, k);
+    const seq = 2 ** 32 + 0x01020304;
+    (w as unknown as { seq: number }).seq = seq;
+    const rec = w.seal(ContentType.application_data, Uint8Array.of(42));
+    expect(w.sequenceNumber).toBe(BigInt(seq) + 1n);
+    // The nonce computed independently, with BigInt.
+    const nonce = Buffer.from(k.iv);
+    let s = BigInt(seq);
+    for (let i = 11; i >= 4; i--, s >>= 8n) nonce[i]! ^= Number(s & 0xffn);
+    const d = createDecipheriv('aes-128-gcm', k.key, nonce);
+    d.setAAD(rec.subarray(0, 5));
+    d.setAuthTag(rec.subarray(rec.length - 16));
+    const inner = Buffer.concat([d.update(rec.subarray(5, rec.length - 16)), d.final()]);
+    expect([...inner]).toEqual([42, ContentType.application_data]);
   });
 
   test('a record replayed (wrong sequence number) is bad_record_mac', () => {

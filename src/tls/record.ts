@@ -9,6 +9,8 @@
 import { DecodeError, EchError } from '../wire/alert.js';
 import { ContentType, MAX_PLAINTEXT } from './constants.js';
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * One record as read off the wire.
  * @group TLS
@@ -139,7 +141,7 @@ export function encodeHandshake(type: number, body: Uint8Array): Uint8Array {
  * ```
  */
 export class HandshakeReassembler {
-  private buf: Uint8Array = new Uint8Array(0);
+  private buf: Uint8Array = EMPTY;
   private readonly maxMessage: number;
 
   /** @param maxMessage largest handshake body accepted (default 64 KiB) */
@@ -179,6 +181,13 @@ export class HandshakeReassembler {
       throw new DecodeError(`handshake message of ${len} bytes exceeds the ${this.maxMessage}-byte limit`);
     }
     if (this.buf.length < 4 + len) return undefined;
+    // `buf` is ours (push builds a new array): the message that fills it
+    // is handed over without a copy.
+    if (this.buf.length === 4 + len) {
+      const raw = this.buf;
+      this.buf = EMPTY;
+      return { type: raw[0]!, body: raw.subarray(4), raw };
+    }
     const raw = this.buf.slice(0, 4 + len);
     this.buf = this.buf.slice(4 + len);
     return { type: raw[0]!, body: raw.subarray(4), raw };

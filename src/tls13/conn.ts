@@ -28,6 +28,24 @@ import { nextTrafficSecret, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
 import type { CipherSuiteParams } from './suites.js';
 
+/** The settled promise a synchronous task returns. */
+const RESOLVED: Promise<void> = Promise.resolve();
+
+function noop(): void {}
+
+/** One buffer holding `parts` in order. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 /**
  * The peer sent a fatal alert (or closed during the handshake). Carries the
  * alert received; no alert is sent back.
@@ -91,7 +109,17 @@ export class ConnectionCore {
   /** KeyUpdate messages sent and received so far. */
   readonly keyUpdates = { sent: 0, received: 0 };
   private readonly opts: ConnectionCoreOptions;
-  private chain: Promise<void> = Promise.resolve();
+  /**
+   * Settles after every task enqueued so far; `undefined` when none is
+   * pending (the next task may then run synchronously).
+   */
+  private chain: Promise<void> | undefined;
+  /** A task is running synchronously (a nested `enqueue` waits for it). */
+  private running = false;
+  /** Lets the tasks enqueued from inside a running one go, once it has ended. */
+  private release: (() => void) | undefined;
+  /** Records held by `cork` for one transport write; `undefined` when not corked. */
+  private out: Uint8Array[] | undefined;
   private failure: Error | undefined;
   private writeClosedValue = false;
   private readClosedValue = false;
@@ -122,29 +150,101 @@ export class ConnectionCore {
   /**
    * Run `task` after every earlier one, unless the connection has failed;
    * an error it throws fails the connection (alert sent) and is rethrown.
+   * When nothing is pending the task runs at once, synchronously: a
+   * synchronous task (a record of application data, the client's Finished)
+   * costs no promise hop, and the returned promise is already settled.
    */
   enqueue(task: () => void | Promise<void>): Promise<void> {
-    const p = this.chain.then(async () => {
-      if (this.failure) throw this.failure;
-      try {
-        await task();
-      } catch (e) {
-        throw this.fail(e);
-      }
+    if (!this.chain && !this.running) return this.run(task);
+    // Called from inside a running task: wait until it has ended.
+    this.chain ??= new Promise<void>((resolve) => {
+      this.release = resolve;
     });
-    this.chain = p.catch(() => undefined);
+    const p = this.chain.then(() => this.run(task));
+    this.track(p);
     return p;
+  }
+
+  /** Run one task now: synchronously, then (if it returns a promise) to its end. */
+  private run(task: () => void | Promise<void>): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    let r: void | Promise<void> = undefined;
+    let thrown: Error | undefined;
+    this.running = true;
+    try {
+      r = task();
+    } catch (e) {
+      thrown = this.fail(e);
+    }
+    this.running = false;
+    // Tasks enqueued from inside this one wait for `release`.
+    const release = this.release;
+    this.release = undefined;
+    if (thrown) {
+      release?.();
+      return Promise.reject(thrown);
+    }
+    if (!r) {
+      release?.();
+      return RESOLVED;
+    }
+    const p = r.then(undefined, (e: unknown) => {
+      throw this.fail(e);
+    });
+    if (release) p.then(release, release);
+    else this.track(p);
+    return p;
+  }
+
+  /** Later tasks wait for `p`; once it and everything before settled, the core is idle. */
+  private track(p: Promise<void>): void {
+    const settled = p.then(noop, noop);
+    this.chain = settled;
+    void settled.then(() => {
+      if (this.chain === settled) this.chain = undefined;
+    });
+  }
+
+  /**
+   * Hold what is sent until {@link ConnectionCore.uncork}, then hand it to
+   * the transport in one write: the server builds a flight across awaits
+   * (hooks, the signature) and it still leaves in one write. A failure
+   * meanwhile sends what is held and the alert together.
+   */
+  cork(): void {
+    this.out ??= [];
+  }
+
+  /** Send what {@link ConnectionCore.cork} held, as one write. */
+  uncork(): void {
+    const out = this.out;
+    this.out = undefined;
+    if (!out || out.length === 0) return;
+    this.opts.send(out.length === 1 ? out[0]! : concat(out));
+  }
+
+  /** To the transport now, or with the rest of the current task's output. */
+  private emit(bytes: Uint8Array): void {
+    if (this.out) this.out.push(bytes);
+    else this.opts.send(bytes);
   }
 
   /**
    * Process bytes read from the peer. Resolves when they are consumed;
-   * rejects with the error that ended the connection.
+   * rejects with the error that ended the connection. The core may keep a
+   * reference to `data` until then (not after: bytes of an incomplete record
+   * are copied).
    */
   receive(data: Uint8Array): Promise<void> {
     return this.enqueue(() => {
       if (this.readClosedValue) return;
       this.records.push(data);
-      return this.pump();
+      const r = this.pump();
+      if (!r) {
+        this.records.detach();
+        return;
+      }
+      return r.then(() => this.records.detach());
     });
   }
 
@@ -162,12 +262,21 @@ export class ConnectionCore {
     this.failure = err;
     if (!(err instanceof PeerAlertError) && !this.writeClosedValue) {
       try {
-        this.opts.send(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
+        // The alert follows the flight held by `cork` (whose keys protect
+        // it), in the same transport write.
+        this.emit(this.records.encodeAlert(err.alert === 'close_notify' ? 'internal_error' : err.alert));
       } catch {
         // The transport is gone; nothing more to say.
       }
     }
     this.writeClosedValue = true;
+    // An abort (timeout) may come while a flight is held: it and the
+    // alert go out now, before the transport is closed.
+    try {
+      this.uncork();
+    } catch {
+      // The transport is gone.
+    }
     this.opts.failed?.();
     return err;
   }
@@ -186,7 +295,7 @@ export class ConnectionCore {
   /** Every byte the core writes leaves through here; nothing after a failure or close_notify. */
   send(bytes: Uint8Array): void {
     if (this.failure || this.writeClosedValue) return;
-    this.opts.send(bytes);
+    this.emit(bytes);
   }
 
   /** RFC 9846 §5.1: messages preceding a key change must end a record. */
@@ -196,7 +305,15 @@ export class ConnectionCore {
     }
   }
 
-  private async pump(): Promise<void> {
+  /**
+   * Handle the records buffered so far, synchronously while the handshake
+   * handlers are; an asynchronous one (the server's ClientHello hooks)
+   * returns a promise, and the rest continues when it settles.
+   */
+  private pump(): void | Promise<void> {
+    // Whole handshake messages left by a record already read.
+    const r = this.handshakeMessages();
+    if (r) return r;
     for (;;) {
       if (this.failure || this.readClosedValue) return;
       const rec = this.records.next();
@@ -210,16 +327,12 @@ export class ConnectionCore {
         case ContentType.alert:
           this.readAlert(rec.content);
           break;
-        case ContentType.handshake:
+        case ContentType.handshake: {
           this.hs.push(rec.content);
-          for (let m = this.hs.next(); m; m = this.hs.next()) {
-            const r = this.opts.handshake(m);
-            // Only a real await yields: a synchronous state machine runs
-            // its whole flight in the same turn.
-            if (r) await r;
-            if (this.failure) return;
-          }
+          const r2 = this.handshakeMessages();
+          if (r2) return r2;
           break;
+        }
         case ContentType.application_data:
           // RFC 9846 §2: application data only after the handshake (no
           // 0-RTT is accepted here).
@@ -231,6 +344,19 @@ export class ConnectionCore {
         default:
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unexpected record type ${rec.type}`);
       }
+    }
+  }
+
+  /** Hand every whole reassembled message to the handshake; a promise if one handler is asynchronous. */
+  private handshakeMessages(): Promise<void> | undefined {
+    for (;;) {
+      if (this.failure) return undefined;
+      const m = this.hs.next();
+      if (!m) return undefined;
+      const r = this.opts.handshake(m);
+      // Only a real promise yields: a synchronous state machine runs its
+      // whole flight in the same turn.
+      if (r) return r.then(() => this.pump());
     }
   }
 

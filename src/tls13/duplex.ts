@@ -59,6 +59,12 @@ export interface TlsDuplexOptions {
 const LINGER_MS = 5000;
 
 /**
+ * Bytes of records held for one transport write (see `toTransport`): a
+ * full record and a little more, so that bulk data goes out as it comes.
+ */
+const COALESCE_BYTES = 16 * 1024 + 1024;
+
+/**
  * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
  * `TlsSocket` and `TlsClientSocket`, which add their handshake
  * events and error policy.
@@ -80,6 +86,10 @@ export abstract class TlsDuplex extends Duplex {
   protected lingering = false;
   private waiters: Array<() => void> = [];
   private readonly glue: TlsDuplexOptions;
+  /** Records written by the engine in this turn, not yet on the transport. */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
 
   constructor(socket: Duplex, options: TlsDuplexOptions) {
     super({ allowHalfOpen: options.allowHalfOpen });
@@ -87,11 +97,60 @@ export abstract class TlsDuplex extends Duplex {
     this.glue = options;
   }
 
-  /** Records from the engine to the transport, while it is writable. @internal */
+  /**
+   * Records from the engine to the transport, while it is writable. What
+   * the engine writes in one turn of the event loop leaves in one transport
+   * write (at `setImmediate`, or before the transport ends or is
+   * destroyed): the server's session tickets go out with the application's
+   * first answer and its close_notify when the application answers in that
+   * turn, as an HTTP server does when the request came with the client's
+   * Finished. Every write on a loopback or LAN socket costs the writer the
+   * whole TCP path in the kernel. At {@link COALESCE_BYTES} pending, the
+   * records go out at once (bulk data is not held). @internal
+   */
   protected toTransport(b: Uint8Array): void {
     const socket = this.socket;
-    if (!socket.destroyed && socket.writable) socket.write(b);
+    if (socket.destroyed || !socket.writable) return;
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= COALESCE_BYTES) this.flushTransport();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushLater);
+    }
   }
+
+  /** Write what {@link TlsDuplex.toTransport} holds, in one write. @internal */
+  protected flushTransport(): void {
+    const list = this.pending;
+    if (list.length === 0) return;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    if (list.length === 1) {
+      socket.write(list[0]!);
+    } else if (bytes <= COALESCE_BYTES) {
+      const out = Buffer.allocUnsafe(bytes);
+      let o = 0;
+      for (const c of list) {
+        out.set(c, o);
+        o += c.length;
+      }
+      socket.write(out);
+    } else {
+      // Large: one writev, no copy.
+      socket.cork();
+      for (const c of list) socket.write(c);
+      socket.uncork();
+    }
+  }
+
+  private readonly flushLater = (): void => {
+    this.flushScheduled = false;
+    this.flushTransport();
+  };
 
   /** Plaintext from the engine to the reader; the transport pauses while the reader does. @internal */
   protected deliver(b: Uint8Array): void {
@@ -108,8 +167,7 @@ export abstract class TlsDuplex extends Duplex {
 
   /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */
   protected feed(p: Promise<void>): void {
-    this.received = p.catch(() => undefined);
-    p.catch((err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
+    this.received = p.then(undefined, (err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
   }
 
   /** The engine failed on input (its alert is already written). @internal */
@@ -138,8 +196,18 @@ export abstract class TlsDuplex extends Duplex {
       cb(e as Error);
       return;
     }
-    if (this.glue.writeBackpressure && (this.socket as Partial<Socket>).writableNeedDrain) this.socket.once('drain', () => cb());
-    else cb();
+    if (this.glue.writeBackpressure) {
+      const raw = this.socket;
+      // Records held for the turn's one write count as written: if they
+      // would fill the transport's buffer, they go now, and the callback
+      // waits for the drain.
+      if (this.pendingBytes > 0 && raw.writableLength + this.pendingBytes >= raw.writableHighWaterMark) this.flushTransport();
+      if ((raw as Partial<Socket>).writableNeedDrain) {
+        raw.once('drain', () => cb());
+        return;
+      }
+    }
+    cb();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -149,6 +217,7 @@ export abstract class TlsDuplex extends Duplex {
       } catch {
         // already closed
       }
+      this.flushTransport();
       this.socket.end();
       cb();
     };
@@ -159,6 +228,8 @@ export abstract class TlsDuplex extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.waiters = [];
     const raw = this.socket;
+    // What the engine wrote (an alert, close_notify) goes before the end.
+    this.flushTransport();
     if (!this.glue.gracefulClose) {
       if (!raw.destroyed) raw.destroy();
     } else if (!raw.destroyed && !this.lingering) {
@@ -192,6 +263,7 @@ export abstract class TlsDuplex extends Duplex {
     this.lingering = true;
     const raw = this.socket;
     if (raw.destroyed) return;
+    this.flushTransport();
     if (!raw.writableEnded) raw.end();
     // With allowHalfOpen (set by the server socket) the transport closes by
     // itself once its FIN is out and the peer's FIN has been read.

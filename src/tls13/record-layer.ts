@@ -26,6 +26,8 @@ import type { TrafficKeys } from './key-schedule.js';
  */
 export const MAX_EMPTY_RECORDS = 32;
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * AEAD protection of one direction (RFC 9846 §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
@@ -40,7 +42,8 @@ export class RecordProtection {
   readonly suite: CipherSuiteParams;
   private readonly key: Uint8Array;
   private readonly iv: Uint8Array;
-  private seq = 0n;
+  /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
+  private seq = 0;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
     this.suite = suite;
@@ -50,23 +53,23 @@ export class RecordProtection {
 
   /** Records protected so far with this key. */
   get sequenceNumber(): bigint {
-    return this.seq;
+    return BigInt(this.seq);
   }
 
   private nonce(): Buffer {
     // RFC 9846 §5.3: the 64-bit sequence number, left-padded to iv_length,
     // XORed with the static IV. "If a TLS implementation would need to wrap a
     // sequence number, it MUST either rekey or terminate the connection."
-    if (this.seq >= 0xffffffffffffffffn) {
+    // NOTE: we terminate at 2^53 - 1 records (the server rekeys every 2^24).
+    if (this.seq >= Number.MAX_SAFE_INTEGER) {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
     }
-    const n = Buffer.from(this.iv);
-    let s = this.seq;
-    for (let i = n.length - 1; i >= n.length - 8; i--) {
-      n[i]! ^= Number(s & 0xffn);
-      s >>= 8n;
-    }
-    this.seq++;
+    const len = this.iv.length;
+    const n = Buffer.allocUnsafe(len);
+    n.set(this.iv);
+    const seq = this.seq++;
+    n.writeUInt32BE((n.readUInt32BE(len - 4) ^ seq) >>> 0, len - 4);
+    n.writeUInt32BE((n.readUInt32BE(len - 8) ^ Math.floor(seq / 0x100000000)) >>> 0, len - 8);
     return n;
   }
 
@@ -75,7 +78,7 @@ export class RecordProtection {
    * whose record is being skipped (rejected 0-RTT, RFC 9846 §4.2.10).
    */
   rewind(): void {
-    if (this.seq > 0n) this.seq--;
+    if (this.seq > 0) this.seq--;
   }
 
   /**
@@ -87,17 +90,22 @@ export class RecordProtection {
     const innerLen = content.length + 1 + padding;
     const length = innerLen + this.suite.tagLength;
     if (length > MAX_CIPHERTEXT) throw new RangeError('protected record too long');
-    const header = Buffer.from([ContentType.application_data, 0x03, 0x03, length >> 8, length & 0xff]);
-    const inner = Buffer.alloc(innerLen);
+    // The record is built in place: header (the AAD), then ciphertext and tag.
+    const out = new Uint8Array(RECORD_HEADER_LENGTH + length);
+    out[0] = ContentType.application_data;
+    out[1] = 0x03;
+    out[2] = 0x03;
+    out[3] = length >> 8;
+    out[4] = length & 0xff;
+    const inner = Buffer.allocUnsafe(innerLen);
     inner.set(content, 0);
     inner[content.length] = type;
+    if (padding > 0) inner.fill(0, content.length + 1);
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
-    (c as unknown as { setAAD(b: Buffer): void }).setAAD(header);
+    (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
     const body = c.update(inner);
     c.final();
     const tag = (c as unknown as { getAuthTag(): Buffer }).getAuthTag();
-    const out = new Uint8Array(RECORD_HEADER_LENGTH + length);
-    out.set(header, 0);
     out.set(body, RECORD_HEADER_LENGTH);
     out.set(tag, RECORD_HEADER_LENGTH + body.length);
     return out;
@@ -185,8 +193,10 @@ export interface PlainRecord {
  * ```
  */
 export class RecordLayer {
-  private input: Uint8Array = new Uint8Array(0);
+  private input: Uint8Array = EMPTY;
   private inputStart = 0;
+  /** False while `input` is the caller's buffer (see `detach`). */
+  private owned = true;
   private reader: RecordProtection | undefined;
   private writer: RecordProtection | undefined;
   /** Whether an unprotected change_cipher_spec may still be dropped. */
@@ -266,22 +276,49 @@ export class RecordLayer {
     this.skipBudget = bytes;
   }
 
-  /** Append bytes read from the transport. */
+  /**
+   * Append bytes read from the transport. With nothing buffered the bytes
+   * are not copied: the layer reads `data` in place until
+   * {@link RecordLayer.detach}.
+   */
   push(data: Uint8Array): void {
     if (data.length === 0) return;
+    if (this.inputStart >= this.input.length) {
+      this.input = data;
+      this.inputStart = 0;
+      this.owned = false;
+      return;
+    }
     const rest = this.input.subarray(this.inputStart);
     const next = new Uint8Array(rest.length + data.length);
     next.set(rest, 0);
     next.set(data, rest.length);
     this.input = next;
     this.inputStart = 0;
+    this.owned = true;
+  }
+
+  /**
+   * Stop referring to the caller's bytes: the part of an incomplete record
+   * still buffered is copied (the caller may reuse its buffer).
+   */
+  detach(): void {
+    if (this.inputStart >= this.input.length) {
+      this.input = EMPTY;
+      this.inputStart = 0;
+    } else if (this.inputStart > 0 || !this.owned) {
+      this.input = this.input.slice(this.inputStart);
+      this.inputStart = 0;
+    }
+    this.owned = true;
   }
 
   /** Bytes not yet consumed, then forget them (used to hand over a stream). */
   takeBuffered(): Uint8Array {
     const out = this.input.slice(this.inputStart);
-    this.input = new Uint8Array(0);
+    this.input = EMPTY;
     this.inputStart = 0;
+    this.owned = true;
     return out;
   }
 

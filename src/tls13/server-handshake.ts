@@ -153,6 +153,9 @@ const EARLY_DATA_SKIP = 1 << 16;
  */
 export const MAX_PSK_IDENTITIES = 5;
 
+/** Offset of ServerHello.random in the handshake message (header, legacy_version). */
+const SERVER_HELLO_RANDOM_OFFSET = 4 + 2;
+
 /** Length of the ticket_nonce we send: a big-endian per-connection counter. */
 const TICKET_NONCE_LENGTH = 8;
 
@@ -342,7 +345,12 @@ export class ServerConnection {
 
   // ------------------------------------------------------------- plumbing
 
-  private async handleHandshake(m: HandshakeMessage): Promise<void> {
+  /**
+   * One handshake message; synchronous except for a ClientHello (its hooks
+   * and the signature may be asynchronous), so that the client's Finished
+   * and what follows it are handled in the turn they arrive.
+   */
+  private handleHandshake(m: HandshakeMessage): void | Promise<void> {
     switch (this.stateValue) {
       case 'wait_client_hello':
       case 'wait_client_hello_2':
@@ -350,7 +358,7 @@ export class ServerConnection {
         if (m.type !== HandshakeType.client_hello) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected ClientHello, got handshake type ${m.type}`);
         }
-        return this.processClientHello(m.raw, this.stateValue === 'wait_client_hello_2');
+        return this.flight(m.raw, this.stateValue === 'wait_client_hello_2');
       case 'wait_finished':
         if (m.type !== HandshakeType.finished) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `expected Finished, got handshake type ${m.type}`);
@@ -387,6 +395,25 @@ export class ServerConnection {
   }
 
   // ------------------------------------------------------ processClientHello
+
+  /**
+   * Answer one ClientHello with one transport write: the HelloRetryRequest
+   * and its change_cipher_spec, or ServerHello, change_cipher_spec and the
+   * protected EncryptedExtensions..Finished (built across the hook's and the
+   * signature's awaits). On failure the alert follows what was built, in the
+   * same write (it is protected with the handshake key once ServerHello is
+   * out).
+   */
+  private async flight(received: Uint8Array, retry: boolean): Promise<void> {
+    this.core.cork();
+    try {
+      await this.processClientHello(received, retry);
+    } catch (e) {
+      throw this.core.fail(e);
+    } finally {
+      this.core.uncork();
+    }
+  }
 
   private async processClientHello(received: Uint8Array, retry: boolean): Promise<void> {
     this.requireRecordBoundary('ClientHello');
@@ -815,10 +842,16 @@ export class ServerConnection {
       // RFC 9849 §7.2: the confirmation is computed over the transcript with
       // the last 8 bytes of ServerHello.random set to zero.
       random.fill(0, 24);
-      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
-      random.set(checkLength(confirm(transcript.digestWith(zeroed), suite.hash), 8), 24);
     }
     const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+    if (confirm) {
+      const c = checkLength(confirm(transcript.digestWith(message), suite.hash), 8);
+      random.set(c, 24);
+      // Written into the encoded message rather than encoding it again:
+      // random follows the 4-byte handshake header and legacy_version
+      // (RFC 9846 §4.1.3).
+      message.set(c, SERVER_HELLO_RANDOM_OFFSET + 24);
+    }
     transcript.update(message);
     this.sendHandshake([message]);
     this.sendCompatChangeCipherSpec(facts);
