@@ -33,7 +33,8 @@
  *
  * @module
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { randomPublicBytes } from '../crypto/random.js';
 import { DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError } from '../wire/alert.js';
 import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
@@ -826,7 +827,7 @@ export class ServerConnection {
       { type: ExtensionType.key_share, data: encodeKeyShareServer({ group: share.group, keyExchange }) },
     ];
     if (psk) exts.push({ type: ExtensionType.pre_shared_key, data: encodePreSharedKeySelected(psk.index) });
-    const random = new Uint8Array(randomBytes(32));
+    const random = randomPublicBytes(32);
     const sh: ServerHello = {
       legacyVersion: ProtocolVersion.TLS12,
       random,
