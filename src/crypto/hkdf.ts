@@ -312,7 +312,7 @@ export class Transcript {
 }
 
 const NO_BYTES = new Uint8Array(0);
-const TRANSCRIPT_SLACK = 512;
+const TRANSCRIPT_SLACK = 256;
 
 /** Hash of `data` (a view, not copied) into a fresh Uint8Array. */
 function hashView(hash: HashName, data: Uint8Array): Uint8Array {
