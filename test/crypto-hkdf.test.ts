@@ -3,7 +3,7 @@
  * one-shot hash) against node:crypto's createHmac / hkdfSync, for random
  * inputs and both TLS 1.3 hashes; the running Transcript against a plain hash
  * of the concatenated messages; and the structural fact that the key
- * schedule makes no createHmac call. RFC 8448 vectors: test/tls13-engine.test.ts.
+ * schedule makes no createHmac call and the transcript no native Hash object. RFC 8448 vectors: test/tls13-engine.test.ts.
  */
 import * as nodeCrypto from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
@@ -13,7 +13,7 @@ vi.mock('node:crypto', async (importOriginal) => {
   const orig = await importOriginal<typeof import('node:crypto')>();
   const native = orig as unknown as Record<string, unknown>;
   // crypto/mlkem.ts probes for native ML-KEM (Node ≥ 24): keep those names defined.
-  return { ...orig, encapsulate: native.encapsulate, decapsulate: native.decapsulate, createHmac: vi.fn(orig.createHmac) };
+  return { ...orig, encapsulate: native.encapsulate, decapsulate: native.decapsulate, createHmac: vi.fn(orig.createHmac), createHash: vi.fn(orig.createHash) };
 });
 
 const { createHash, createHmac, hkdfSync } = nodeCrypto;
@@ -127,5 +127,39 @@ describe('no createHmac on the handshake path', () => {
     ks.resumptionPsk('sha256', s.resumptionMasterSecret(th), new Uint8Array(8));
     acceptConfirmation('sha256', new Uint8Array(32).fill(1), th);
     expect(vi.mocked(createHmac)).not.toHaveBeenCalled();
+  });
+});
+
+describe('no native Hash object in the transcript', () => {
+  it("a server handshake's transcript steps (ECH confirmation, five digests) make no createHash and no Hash copy", () => {
+    // Every node:crypto Hash is a native object freed by a weak callback in the
+    // GC pause; the transcript hashes its buffered bytes with crypto.hash instead.
+    const copy = vi.spyOn(Object.getPrototypeOf(createHash('sha256')) as { copy: () => unknown }, 'copy');
+    vi.mocked(createHash).mockClear();
+    const m = (n: number) => nodeCrypto.randomBytes(n);
+    const ch = m(600), sh = m(90), ee = m(20), cert = m(450), cv = m(80), fin = m(36), cfin = m(36);
+    const t = hk.Transcript.fromMessages('sha256', ch);
+    const confirm = t.digestWith(sh);
+    t.update(sh);
+    const hs = t.digest();
+    t.update(ee).update(cert);
+    const cvInput = t.digest();
+    t.update(cv);
+    const finInput = t.digest();
+    t.digest();
+    t.update(fin);
+    const ap = t.digest();
+    t.update(cfin);
+    const res = t.digest();
+    expect(vi.mocked(createHash)).not.toHaveBeenCalled();
+    expect(copy).not.toHaveBeenCalled();
+    copy.mockRestore();
+    const ref = (...parts: Uint8Array[]) => createHash('sha256').update(Buffer.concat(parts)).digest('hex');
+    expect(hex(confirm)).toBe(ref(ch, sh));
+    expect(hex(hs)).toBe(ref(ch, sh));
+    expect(hex(cvInput)).toBe(ref(ch, sh, ee, cert));
+    expect(hex(finInput)).toBe(ref(ch, sh, ee, cert, cv));
+    expect(hex(ap)).toBe(ref(ch, sh, ee, cert, cv, fin));
+    expect(hex(res)).toBe(ref(ch, sh, ee, cert, cv, fin, cfin));
   });
 });

@@ -13,7 +13,7 @@
  * @module
  */
 import * as nodeCrypto from 'node:crypto';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../wire/alert.js';
 import { HmacScratch } from './hpke-hmac.js';
 
@@ -221,9 +221,16 @@ export function deriveSecret(hash: HashName, secret: Uint8Array, label: string, 
 
 /**
  * Running transcript hash over handshake messages (RFC 9846 §4.4.1).
- * {@link Transcript.digest} does not finish the running state, so the hash
- * can be read at every step. Before the cipher suite is known, buffer messages
- * with a `Transcript` per candidate hash or use {@link Transcript.fromMessages}.
+ * {@link Transcript.digest} does not finish anything, so the hash can be read
+ * at every step. Before the cipher suite is known, buffer messages with a
+ * `Transcript` per candidate hash or use {@link Transcript.fromMessages}.
+ *
+ * The messages are kept as bytes and each digest is one `crypto.hash()` over
+ * them (a handshake's transcript is one to two KiB, a few microseconds of
+ * SHA-2): a running `node:crypto` Hash would need a native `copy()` per
+ * digest, and every native object is freed by a weak callback inside the
+ * garbage collector's pause (measured in `serve`: the largest part of a
+ * scavenge's time, see docs/performance.md).
  * @group Crypto
  * @example
  * ```ts
@@ -236,13 +243,14 @@ export function deriveSecret(hash: HashName, secret: Uint8Array, label: string, 
 export class Transcript {
   /** Hash function of the transcript. */
   readonly hash: HashName;
-  private state: Hash;
-  /** Digest of the state as it is, until the next update. */
+  /** The messages so far, in `bytes[0, length)`; spare room after. */
+  private bytes: Uint8Array = NO_BYTES;
+  private length = 0;
+  /** Digest of the messages as they are, until the next update. */
   private last: Uint8Array | undefined;
 
   constructor(hash: HashName) {
     this.hash = hash;
-    this.state = createHash(hash);
   }
 
   /** A transcript over `messages` (whole handshake messages, headers included). */
@@ -254,7 +262,7 @@ export class Transcript {
 
   /** Append a whole handshake message (header included). */
   update(message: Uint8Array): this {
-    this.state.update(message);
+    this.append(message);
     this.last = undefined;
     return this;
   }
@@ -266,24 +274,50 @@ export class Transcript {
    * computed again.
    */
   digest(): Uint8Array {
-    this.last ??= new Uint8Array(this.state.copy().digest());
+    this.last ??= hashView(this.hash, this.bytes.subarray(0, this.length));
     return this.last.slice();
   }
 
   /** Hash of everything so far plus `extra` messages, without adding them. */
   digestWith(...extra: Uint8Array[]): Uint8Array {
-    const h = this.state.copy();
-    for (const m of extra) h.update(m);
-    return new Uint8Array(h.digest());
+    const mark = this.length;
+    for (const m of extra) this.append(m);
+    const out = hashView(this.hash, this.bytes.subarray(0, this.length));
+    this.length = mark; // the extra bytes stay as spare room, never hashed again
+    return out;
   }
 
   /** An independent copy. */
   clone(): Transcript {
     const t = new Transcript(this.hash);
-    t.state = this.state.copy();
+    t.bytes = this.bytes.slice(0, this.length);
+    t.length = this.length;
     t.last = this.last;
     return t;
   }
+
+  private append(m: Uint8Array): void {
+    const need = this.length + m.length;
+    if (need > this.bytes.length) {
+      // Room for the next few messages (ServerHello, EncryptedExtensions,
+      // Finished) without doubling: the transcript stays with the
+      // connection, so spare room is memory per connection.
+      const grown = new Uint8Array(need + TRANSCRIPT_SLACK);
+      grown.set(this.bytes.subarray(0, this.length));
+      this.bytes = grown;
+    }
+    this.bytes.set(m, this.length);
+    this.length = need;
+  }
+}
+
+const NO_BYTES = new Uint8Array(0);
+const TRANSCRIPT_SLACK = 256;
+
+/** Hash of `data` (a view, not copied) into a fresh Uint8Array. */
+function hashView(hash: HashName, data: Uint8Array): Uint8Array {
+  if (oneShot !== undefined) return new Uint8Array(oneShot(hash, data, 'buffer') as unknown as Buffer);
+  return new Uint8Array(createHash(hash).update(data).digest());
 }
 
 /**
