@@ -943,6 +943,9 @@ export class ServerConnection {
     this.core.peerFinished();
     this.records.skipUndecryptable(0);
     this.resumptionSecret = this.schedule!.resumptionMasterSecret(this.transcript!.digest());
+    // The transcript (the handshake's bytes, buffered) is not read again:
+    // an idle connection does not keep it.
+    this.transcript = undefined;
     this.stateValue = 'connected';
     this.sendSessionTickets();
     this.sink.handshakeComplete?.(this.negotiated!);
