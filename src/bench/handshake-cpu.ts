@@ -26,8 +26,9 @@
  * the same interleaved rounds. Each worker is first warmed with W
  * handshakes (default 6000; the one-worker server with W, the two-worker
  * one with 2W): V8 is still optimising the handshake path after 2000
- * handshakes, and a worker of two sees half the traffic, so a short
- * warm-up charges the JIT's work to the cluster. Two load-independent
+ * handshakes, and a worker of two sees half the traffic: settled code is
+ * measured (the ratio did not move measurably with it; docs/front-end.md,
+ * "What sharing one socket costs"). Two load-independent
  * counts go with it: `workers1_wakeups` and `workers2_wakeups`, voluntary
  * context switches per handshake (every thread of every process), which
  * shows the cost of every worker polling the one listening socket (a
