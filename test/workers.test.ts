@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
 import { BASE_FLAGS, chromiumBinary } from './peers/chromium.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +19,7 @@ import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import net from 'node:net';
-import { buildHarness, runClient } from './peers/boringssl.js';
+import { HARNESS_BINARY, buildHarness, runClient } from './peers/boringssl.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
 import { FrontEndMetrics } from '../src/front/metrics.js';
@@ -355,6 +356,39 @@ describe('serve with "workers": 2', () => {
       );
       open.forEach((o, i) => expect({ worker: o.worker, answered: answers[i] }).toEqual({ worker: o.worker, answered: o.worker === 2 }));
       for (const o of open) o.sock.destroy();
+    });
+  }, 90_000);
+
+  it('the primary is on no connection\'s path: 100 ECH handshakes (BoringSSL) do not wake it, and both workers serve', async () => {
+    // SCHED_NONE: each worker accepts from the shared socket itself, and its
+    // logs go straight to the inherited stderr. Round-robin scheduling (the
+    // primary accepts and sends each connection to a worker) or an IPC
+    // message per connection would wake the primary at least once per
+    // handshake.
+    const wakeups = (pid: number) =>
+      readdirSync(`/proc/${pid}/task`).reduce((n, t) => {
+        try {
+          return n + Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))?.[1] ?? 0);
+        } catch {
+          return n; // the thread ended
+        }
+      }, 0);
+    await withServe({}, async (s) => {
+      const primary = s.child.pid!;
+      await sleep(500);
+      const before = wakeups(primary);
+      const { stdout } = await promisify(execFile)(
+        HARNESS_BINARY,
+        ['client', '--connect', `127.0.0.1:${s.port}`, '--sni', 'alpha.example', '--ech-config-list', listB64, '--alpn', 'http/1.1', '--send-b64', Buffer.from(GET('alpha.example')).toString('base64'), '--read', '--count', '100', '--timeout', '10'],
+        { timeout: 60_000 },
+      );
+      await sleep(300);
+      const woken = wakeups(primary) - before;
+      const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { handshakes: number; echAccepted: number };
+      expect(summary).toMatchObject({ handshakes: 100, echAccepted: 100 });
+      expect(woken).toBeLessThan(10);
+      const by = handshakes(s).reduce((m, e) => m.set(e['worker'] as number, (m.get(e['worker'] as number) ?? 0) + 1), new Map<number, number>());
+      expect([...by.keys()].sort()).toEqual([1, 2]);
     });
   }, 90_000);
 

@@ -18,7 +18,23 @@
  * built from `test/peers/boringssl/harness.c` when missing or older.
  *
  * Usage: `node dist/bench/handshake-cpu.js [--count N] [--rounds R]
- * [--relay-mib M] [--relay-rounds R] [--conns N] [--skip cpu,workers,relay,memory]`
+ * [--workers-warm W] [--relay-mib M] [--relay-rounds R] [--conns N] [--skip cpu,workers,relay,memory]`
+ *
+ * `workers2_over_workers1`: server CPU per handshake of `serve` with
+ * `"workers": 2` (primary and both workers, both workers on core 0) over
+ * `serve` with one worker (a plain single process), the same ECH case, in
+ * the same interleaved rounds. Each worker is first warmed with W
+ * handshakes (default 6000; the one-worker server with W, the two-worker
+ * one with 2W): V8 is still optimising the handshake path after 2000
+ * handshakes, and a worker of two sees half the traffic: settled code is
+ * measured (the ratio did not move measurably with it; docs/front-end.md,
+ * "What sharing one socket costs"). Two load-independent
+ * counts go with it: `workers1_wakeups` and `workers2_wakeups`, voluntary
+ * context switches per handshake (every thread of every process), which
+ * shows the cost of every worker polling the one listening socket (a
+ * connection may wake the worker that does not accept it); and
+ * `workers2_over_workers1_median`, the median of the per-round ratios, less
+ * moved by a burst of load landing on one case.
  *
  * @module
  */
@@ -111,6 +127,27 @@ function cpuNs(pid: number, only = false): number {
     }
   }
   return ns;
+}
+
+/** Voluntary context switches (sleeps: waits on epoll, futex...) of every thread of every process under `pid`. */
+function voluntarySwitches(pid: number): number {
+  let n = 0;
+  for (const p of processTree(pid)) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/task/${t}/status`, 'utf8'))?.[1] ?? 0);
+      } catch {
+        // the thread ended between the two reads
+      }
+    }
+  }
+  return n;
 }
 
 /** Resident set size of one process, bytes. */
@@ -211,6 +248,10 @@ interface Case {
   /** CPU of the top process alone (a cluster's primary). */
   topNs?: number;
   n: number;
+  /** Voluntary context switches, summed over the rounds (when counted). */
+  wakeups?: number;
+  /** Server CPU per handshake of each round, ns (when kept). */
+  perRound?: number[];
 }
 
 function check(c: Case, s: { handshakes: number; echAccepted: number; echRejected: number; resumed: number }, count: number): void {
@@ -368,6 +409,7 @@ async function main(): Promise<number> {
       'relay-rounds': { type: 'string' },
       conns: { type: 'string' },
       skip: { type: 'string' },
+      'workers-warm': { type: 'string' },
       'pipe-proxy': { type: 'string' },
       'node-tls-server': { type: 'string', multiple: true },
       'relay-client': { type: 'boolean' },
@@ -385,6 +427,7 @@ async function main(): Promise<number> {
   const relayMib = Number(values['relay-mib'] ?? 256);
   const relayRounds = Number(values['relay-rounds'] ?? 7);
   const conns = Number(values.conns ?? 10_000);
+  const workersWarm = Number(values['workers-warm'] ?? 6000);
   const skip = new Set((values.skip ?? '').split(',').filter(Boolean));
   if (cpus().length < 2) throw new Error('needs two cores (server on core 0, load generator on core 1)');
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run npm run build first`);
@@ -430,7 +473,8 @@ async function main(): Promise<number> {
     const ours1 = await startOurs('ours1', {});
     // workers2_over_workers1 compares two servers that see only the ECH
     // case, each worker warmed with as many handshakes as the one of w1 (the
-    // JIT state of a worker follows how many handshakes it has run).
+    // JIT state of a worker follows how many handshakes it has run), and
+    // long enough for V8 to be done optimising the handshake path.
     const w1 = skip.has('workers') ? undefined : await startOurs('w1', {});
     const ours2 = skip.has('workers') ? undefined : await startOurs('ours2', { workers: 2 });
     const nodeTls = await startPinned(SERVER_CORE, process.execPath, [SELF, '--node-tls-server', cert, '--node-tls-server', key]);
@@ -454,8 +498,8 @@ async function main(): Promise<number> {
       { name: 'boringssl_us', pid: () => boring.pid, args: [...common(Number(boring.first['listening'])), '--sni', 'alpha.example', '--ech-config-list', marshal['echConfigList']!], expect: 'accepted', cpuNs: 0, n: 0 },
       ...(w1 && ours2
         ? [
-            { name: 'workers1_us', pid: () => w1.p.pid, args: ech(w1.port, ourList), expect: 'accepted' as const, warm: 2000, cpuNs: 0, n: 0 },
-            { name: 'workers2_us', pid: () => ours2.p.pid, args: ech(ours2.port, ourList), expect: 'accepted' as const, warm: 4000, cpuNs: 0, topNs: 0, n: 0 },
+            { name: 'workers1_us', pid: () => w1.p.pid, args: ech(w1.port, ourList), expect: 'accepted' as const, warm: workersWarm, cpuNs: 0, n: 0, wakeups: 0, perRound: [] },
+            { name: 'workers2_us', pid: () => ours2.p.pid, args: ech(ours2.port, ourList), expect: 'accepted' as const, warm: 2 * workersWarm, cpuNs: 0, topNs: 0, n: 0, wakeups: 0, perRound: [] },
           ]
         : []),
     ];
@@ -468,9 +512,13 @@ async function main(): Promise<number> {
         await sleep(100);
         const before = cpuNs(c.pid());
         const topBefore = cpuNs(c.pid(), true);
+        const wakeBefore = c.wakeups !== undefined ? voluntarySwitches(c.pid()) : 0;
         const s = await drive(harness, c.args, per);
         await sleep(150); // the server's close handling after the last connection
-        c.cpuNs += cpuNs(c.pid()) - before;
+        const spent = cpuNs(c.pid()) - before;
+        c.cpuNs += spent;
+        c.perRound?.push(spent / per);
+        if (c.wakeups !== undefined) c.wakeups += voluntarySwitches(c.pid()) - wakeBefore;
         if (c.topNs !== undefined) c.topNs += cpuNs(c.pid(), true) - topBefore;
         c.n += per;
         check(c, s, per);
@@ -489,7 +537,13 @@ async function main(): Promise<number> {
     if (ours2 && cases.length) {
       figures['workers2_over_workers1'] = ratio(us('workers2_us'), us('workers1_us'));
       const c = cases.find((x) => x.name === 'workers2_us')!;
+      const c1 = cases.find((x) => x.name === 'workers1_us')!;
       figures['workers2_primary_us'] = Math.round((c.topNs! / c.n / 1000) * 10) / 10;
+      const perRound = c.perRound!.map((x, i) => x / c1.perRound![i]!).sort((a, b) => a - b);
+      figures['workers2_over_workers1_median'] = Math.round(perRound[Math.floor(perRound.length / 2)]! * 1000) / 1000;
+      figures['workers1_wakeups'] = Math.round((c1.wakeups! / c1.n) * 100) / 100;
+      figures['workers2_wakeups'] = Math.round((c.wakeups! / c.n) * 100) / 100;
+      figures['workers_warm_per_worker'] = workersWarm;
     }
     for (const p of procs.splice(0)) await p.stop();
 
