@@ -386,7 +386,10 @@ describe('serve with "workers": 2', () => {
       const woken = wakeups(primary) - before;
       const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { handshakes: number; echAccepted: number };
       expect(summary).toMatchObject({ handshakes: 100, echAccepted: 100 });
-      expect(woken).toBeLessThan(10);
+      // Round-robin scheduling woke it 270 times for these 100 handshakes;
+      // an idle primary wakes a few times on its own (V8's idle-time tasks),
+      // more on a loaded machine: half the handshakes is the bound.
+      expect(woken).toBeLessThan(50);
       const by = handshakes(s).reduce((m, e) => m.set(e['worker'] as number, (m.get(e['worker'] as number) ?? 0) + 1), new Map<number, number>());
       expect([...by.keys()].sort()).toEqual([1, 2]);
     });
