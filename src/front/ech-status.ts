@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { TlsSocket } from '../tls13/socket.js';
 
 /**
@@ -104,6 +105,10 @@ function page(socket: TlsSocket | tls.TLSSocket, site: string, accept: string | 
   const report = echStatusReport(socket);
   const json = accept !== undefined && accept.includes('application/json');
   return { json, body: json ? `${JSON.stringify({ site, ...report })}\n` : html(report, site) };
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /**
@@ -229,6 +234,10 @@ function httpDate(): string {
  * ```
  */
 export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, app: (site: string) => Server): void {
+  // As http.Server does for its connections: a socket error (the engine
+  // closed the connection on a bad record, a reset) ends this socket, never
+  // the process. The front end has logged and counted it already.
+  socket.on('error', destroyOnError);
   const onData = (chunk: Buffer) => {
     socket.off('data', onData);
     const req = simpleRequest(chunk);
@@ -239,6 +248,12 @@ export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, 
       socket.unshift(chunk);
       app(site).emit('connection', socket);
       socket.resume();
+      return;
+    }
+    // The same read may also have carried a record that ended the
+    // connection (e.g. an unprotected record after Finished): nothing to answer.
+    if (!socket.writable) {
+      socket.destroy();
       return;
     }
     const { json, body } = page(socket, site, req.accept);
