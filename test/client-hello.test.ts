@@ -173,3 +173,38 @@ describe('records and handshake reassembly', () => {
     expect(() => new HandshakeReassembler(100).push(new Uint8Array([1, 0, 1, 0]))).toThrow(EchError);
   });
 });
+
+describe('duplicate extensions (RFC 9846 §4.2)', () => {
+  const hello = (n: number, dup?: number) => {
+    const ch = buildClientHello({ serverName: 'x.example', keyShares: [x25519Share()], extraExtensions: Array.from({ length: n }, (_, i) => ({ type: 0x2000 + i, data: new Uint8Array(0) })) });
+    if (dup !== undefined) ch.extensions.push({ type: 0x2000 + dup, data: new Uint8Array(0) });
+    return encodeClientHello(ch);
+  };
+
+  it('an ordinary hello is checked without building a Set', () => {
+    const bytes = hello(5);
+    const RealSet = globalThis.Set;
+    let built = 0;
+    globalThis.Set = class extends RealSet<unknown> {
+      constructor(it?: Iterable<unknown> | null) {
+        super(it);
+        built++;
+      }
+    } as SetConstructor;
+    try {
+      decodeClientHello(bytes);
+    } finally {
+      globalThis.Set = RealSet;
+    }
+    expect(built).toBe(0);
+  });
+
+  it('found among few and among many extensions (either side of the linear check)', () => {
+    for (const n of [3, 20, 31, 32, 33, 200]) {
+      expect(decodeClientHello(hello(n)).extensions.length).toBeGreaterThan(n);
+      for (const dup of [0, n - 1]) {
+        expect(() => decodeClientHello(hello(n, dup)), `${n}/${dup}`).toThrow(expect.objectContaining({ alert: 'illegal_parameter' }));
+      }
+    }
+  });
+});

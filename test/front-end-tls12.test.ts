@@ -33,6 +33,8 @@ import { signWithScheme } from '../src/tls13/certificates.js';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { rawPeer, expectAlertRecord, type RawPeer } from './helpers/raw-client.js';
 import { recordingRelay, startServe } from './helpers/serve-process.js';
+import { echHelloWithTls12Outer } from './helpers/tls12-outer.js';
+import { decryptClientHello } from '../src/ech/decrypt.js';
 
 const run = promisify(execFile);
 type Leaf = ReturnType<TestPki['leaf']>;
@@ -329,6 +331,25 @@ describe('TLS 1.2 edge cases', () => {
         peer.close();
       }
       expect(fe.metrics.value('alerts', { alert: 'illegal_parameter' })).toBe(2);
+      expect(fe.metrics.value('connections', { status: 'tls12' })).toBe(0);
+    } finally {
+      await fe.close();
+    }
+  });
+
+  // The same rule when the payload opens: the front end checks the outer
+  // hello's versions on accepted connections too (by a scan of the raw hello).
+  it('an accepted ECH hello whose outer offers only TLS 1.2 is illegal_parameter', async () => {
+    const { fe, port } = await frontEnd();
+    try {
+      const message = await echHelloWithTls12Outer(key.config, 'web.example');
+      expect((await decryptClientHello(message, keys)).status).toBe('accepted');
+      const peer = await rawPeer(port);
+      peer.send(writeRecords(ContentType.handshake, message));
+      expect(await expectAlertRecord(peer)).toBe(AlertDescription.illegal_parameter);
+      await closedWithin(peer, 3000);
+      peer.close();
+      expect(fe.metrics.value('alerts', { alert: 'illegal_parameter' })).toBe(1);
       expect(fe.metrics.value('connections', { status: 'tls12' })).toBe(0);
     } finally {
       await fe.close();

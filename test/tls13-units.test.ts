@@ -3,7 +3,7 @@
  * sealing and key rotation, record protection (nonces, sequence numbers,
  * padding), change_cipher_spec handling, option parsing.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { CertificateStore, ServerCertificate, certificateVerifyInput, signWithScheme, verifyWithScheme } from '../src/tls13/certificates.js';
 import { TicketKeys, type TicketState } from '../src/tls13/tickets.js';
@@ -147,6 +147,34 @@ describe('record protection', () => {
     d.setAuthTag(rec.subarray(rec.length - 16));
     const inner = Buffer.concat([d.update(rec.subarray(5, rec.length - 16)), d.final()]);
     expect([...inner]).toEqual([42, ContentType.application_data]);
+  });
+
+  test('seal copies no plaintext and makes no nonce buffer per record; records open, with padding, for every suite', () => {
+    for (const id of [0x1301, 0x1302, 0x1303]) {
+      const sp = suiteById(id)!;
+      const k = { key: new Uint8Array(sp.keyLength).fill(id & 0xff), iv: new Uint8Array(12).fill(5) };
+      const w = new RecordProtection(sp, k);
+      const r = new RecordProtection(sp, k);
+      const content = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff);
+      const sizes: number[] = [];
+      const allocUnsafe = vi.spyOn(Buffer, 'allocUnsafe').mockImplementation(function (this: unknown, n: number) {
+        sizes.push(n);
+        return Buffer.allocUnsafeSlow(n);
+      });
+      let recs: Uint8Array[];
+      try {
+        recs = [0, 1, 17].map((pad) => w.seal(ContentType.handshake, content, pad));
+      } finally {
+        allocUnsafe.mockRestore();
+      }
+      expect(sizes).toEqual([]);
+      for (const [i, rec] of recs.entries()) {
+        expect(rec.length).toBe(5 + 3000 + 1 + [0, 1, 17][i]! + 16);
+        const out = r.open(rec.subarray(0, 5), rec.subarray(5));
+        expect(out.type).toBe(ContentType.handshake);
+        expect(Buffer.from(out.content).equals(Buffer.from(content))).toBe(true);
+      }
+    }
   });
 
   test('a record replayed (wrong sequence number) is bad_record_mac', () => {

@@ -27,7 +27,8 @@ import { FrontEndMetrics } from './metrics.js';
 import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrough.js';
 import { encodeProxyV2 } from './proxy-protocol.js';
 import { type RouteMatch, RoutingTable } from './routes.js';
-import { Tls12Terminator, isTls12Only } from './tls12.js';
+import { Tls12Terminator } from './tls12.js';
+import { isTls12OnlyMessage } from './tls12-scan.js';
 import { type BackendPool, type BackendSpec, type BalancePolicy, type HealthCheckOptions, type SelectFunction, connectBackend, routePools } from './pool.js';
 
 /**
@@ -428,7 +429,9 @@ export class EchFrontEnd {
     try {
       first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 });
       result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
-      tls12Only = isTls12Only(result.outer);
+      // A scan of the raw hello, not result.outer: an accepted connection
+      // never needs ClientHelloOuter decoded.
+      tls12Only = isTls12OnlyMessage(first.message);
     } catch (e) {
       handshakeDone();
       this.#fail(socket, e, 'client_hello');

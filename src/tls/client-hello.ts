@@ -78,6 +78,9 @@ export function decodeClientHello(body: Uint8Array): ParsedClientHello {
   return parseClientHelloOwned(copyBytes(body));
 }
 
+/** Extension count up to which duplicates are found by a linear look (see parseClientHelloOwned). */
+const LINEAR_DUPLICATE_CHECK = 32;
+
 /**
  * {@link decodeClientHello} without the copy: the result's fields are views
  * into `raw`, which the caller must own and never modify afterwards.
@@ -107,14 +110,28 @@ export function parseClientHelloOwned(raw: Uint8Array): ParsedClientHello {
   // ClientHello always has the block (a hello without it is pre-TLS 1.2 and
   // of no use to this library), so its absence is a decode error.
   const ex = r.vector16('extensions');
-  const seen = new Set<number>();
+  // Duplicates: a linear look at the extensions so far (no allocation; a
+  // hello has ~10-20), a Set past LINEAR_DUPLICATE_CHECK so a hostile hello
+  // of thousands of empty extensions stays linear.
+  let seen: Set<number> | undefined;
   while (!ex.empty) {
     const type = ex.u16('extension type');
     const len = ex.u16('extension length');
     const at = ex.offset;
     const data = ex.view(len, 'extension_data');
-    if (seen.has(type)) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
-    seen.add(type);
+    let duplicate = false;
+    const n = extensions.length;
+    if (n < LINEAR_DUPLICATE_CHECK) {
+      for (let i = 0; i < n && !duplicate; i++) duplicate = extensions[i]!.type === type;
+    } else {
+      if (!seen) {
+        seen = new Set<number>();
+        for (const e of extensions) seen.add(e.type);
+      }
+      duplicate = seen.has(type);
+      seen.add(type);
+    }
+    if (duplicate) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
     extensions.push({ type, data });
     extensionOffsets.push(at);
   }

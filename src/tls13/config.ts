@@ -73,6 +73,16 @@ export interface ClientHelloHookResult {
    * binders) continues on it; the original goes nowhere.
    */
   clientHello?: Uint8Array;
+  /**
+   * The replacement already framed and decoded, for a hook that has both
+   * (the ECH hook: ClientHelloInner as rebuilt by the decryption). The
+   * handshake then uses it as is, instead of re-framing and decoding
+   * `clientHello` (one copy and one decode fewer). `message` is the whole
+   * handshake message (4-byte header included) and `hello` its decoded body
+   * with views into it; both are owned by the handshake from then on (never
+   * modified). When set, it takes precedence over `clientHello`.
+   */
+  decodedClientHello?: { message: Uint8Array; readonly hello: ParsedClientHello };
   /** Extra EncryptedExtensions entries (e.g. ECH `retry_configs`). */
   encryptedExtensions?: Extension[];
   /**

@@ -9,7 +9,7 @@
  */
 import { IllegalParameterError } from '../wire/alert.js';
 import { ExtensionType } from '../tls/constants.js';
-import { findExtension, type Extension } from '../tls/client-hello.js';
+import { findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import { decodeEchClientHello, decodeServerName } from '../tls/extensions.js';
 import {
   type DecryptResult,
@@ -107,6 +107,20 @@ function confirmations(innerRandom: Uint8Array): Pick<ClientHelloHookResult, 'se
 /** ClientHelloInner.random of a ClientHello handshake message (header, legacy_version, then random). */
 const innerRandom = (message: Uint8Array): Uint8Array => message.subarray(6, 38);
 
+/**
+ * ClientHelloInner as the decryption rebuilt it: its own buffer (nobody else
+ * writes it), framed, and decoded lazily in place (no copy) — the handshake
+ * takes it as is instead of re-framing and decoding it again.
+ */
+function decodedInner(r: { innerMessage: Uint8Array; readonly inner: ParsedClientHello }): NonNullable<ClientHelloHookResult['decodedClientHello']> {
+  return {
+    message: r.innerMessage,
+    get hello() {
+      return r.inner;
+    },
+  };
+}
+
 function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
   const keysOption = opts.keys;
   if (!keysOption) throw new TypeError('createEchHook: `keys` is required for the client-facing role');
@@ -121,6 +135,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
         s.status = 'accepted';
         return {
           clientHello: r.innerMessage.subarray(4),
+          decodedClientHello: decodedInner(r),
           ...confirmations(innerRandom(r.innerMessage)),
           attributes: {
             echStatus: 'accepted',
@@ -143,7 +158,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
     if (s.ech) {
       const second = await decryptSecondClientHello(message, s.ech);
-      return { clientHello: second.innerMessage.subarray(4), ...confirmations(innerRandom(second.innerMessage)) };
+      return { clientHello: second.innerMessage.subarray(4), decodedClientHello: decodedInner(second), ...confirmations(innerRandom(second.innerMessage)) };
     }
     // "If the client-facing server rejected ECH, or if the first ClientHello
     // did not include an "encrypted_client_hello" extension, the

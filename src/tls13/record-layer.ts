@@ -44,11 +44,17 @@ export class RecordProtection {
   private readonly iv: Uint8Array;
   /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
   private seq = 0;
+  /**
+   * The per-record nonce, rewritten for each record: createCipheriv and
+   * createDecipheriv copy the IV they are given, so one buffer serves all.
+   */
+  private readonly nonceBuffer: Buffer;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
     this.suite = suite;
     this.key = keys.key;
     this.iv = keys.iv;
+    this.nonceBuffer = Buffer.alloc(keys.iv.length);
   }
 
   /** Records protected so far with this key. */
@@ -65,7 +71,7 @@ export class RecordProtection {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
     }
     const len = this.iv.length;
-    const n = Buffer.allocUnsafe(len);
+    const n = this.nonceBuffer;
     n.set(this.iv);
     const seq = this.seq++;
     n.writeUInt32BE((n.readUInt32BE(len - 4) ^ seq) >>> 0, len - 4);
@@ -97,17 +103,25 @@ export class RecordProtection {
     out[2] = 0x03;
     out[3] = length >> 8;
     out[4] = length & 0xff;
-    const inner = Buffer.allocUnsafe(innerLen);
-    inner.set(content, 0);
-    inner[content.length] = type;
-    if (padding > 0) inner.fill(0, content.length + 1);
+    // TLSInnerPlaintext is fed in two parts, the content as it is (no copy
+    // into a joined buffer) and then type || zeros(padding); the AEADs are
+    // stream ciphers, but every output is placed at its running offset, so
+    // the result holds whatever split the cipher returns.
+    const tail = new Uint8Array(1 + padding);
+    tail[0] = type;
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
     (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
-    const body = c.update(inner);
-    c.final();
+    let part = c.update(content);
+    out.set(part, RECORD_HEADER_LENGTH);
+    let o = RECORD_HEADER_LENGTH + part.length;
+    part = c.update(tail);
+    out.set(part, o);
+    o += part.length;
+    part = c.final();
+    out.set(part, o);
+    o += part.length;
     const tag = (c as unknown as { getAuthTag(): Buffer }).getAuthTag();
-    out.set(body, RECORD_HEADER_LENGTH);
-    out.set(tag, RECORD_HEADER_LENGTH + body.length);
+    out.set(tag, o);
     return out;
   }
 

@@ -547,7 +547,12 @@ export class ServerConnection {
       if (r) {
         hook = r;
         if (r.attributes) Object.assign(this.attributes, r.attributes);
-        if (r.clientHello) {
+        if (r.decodedClientHello) {
+          // The handshake continues on the replacement (ClientHelloInner),
+          // framed and decoded by the hook: no copy, no second decode.
+          ch = r.decodedClientHello.hello;
+          message = r.decodedClientHello.message;
+        } else if (r.clientHello) {
           // The handshake continues on the replacement (ClientHelloInner).
           ch = decodeClientHello(r.clientHello);
           message = encodeHandshake(HandshakeType.client_hello, r.clientHello);
