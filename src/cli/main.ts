@@ -259,9 +259,11 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
         process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
         return 0;
       }
-      // One write per event-loop turn for the per-connection lines; what is
-      // still waiting at exit is written synchronously (src/log/log.ts).
-      const log = jsonLines(process.stderr, { batch: true });
+      // One write per line, as it happens: a line about a connection is out
+      // before the client sees the outcome it describes (the batch option
+      // of jsonLines delays lines to the end of the loop turn, and measured
+      // no gain here: the server finishes about one handshake per turn).
+      const log = jsonLines(process.stderr);
       // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
       const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
       // The log lines of the start (worker_started...) come out before the

@@ -21,6 +21,7 @@
  * @module
  */
 import { AlertDescription, DecodeError, EchError, alertName } from '../wire/alert.js';
+import { concatBytes } from '../wire/bytes.js';
 import { ContentType, HandshakeType } from '../tls/constants.js';
 import { HandshakeReassembler, encodeHandshake, type HandshakeMessage } from '../tls/record.js';
 import { KeyUpdateRequest, decodeKeyUpdate, encodeKeyUpdate } from '../tls/messages.js';
@@ -32,19 +33,6 @@ import type { CipherSuiteParams } from './suites.js';
 const RESOLVED: Promise<void> = Promise.resolve();
 
 function noop(): void {}
-
-/** One buffer holding `parts` in order. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /**
  * The peer sent a fatal alert (or closed during the handshake). Carries the
@@ -220,7 +208,7 @@ export class ConnectionCore {
     const out = this.out;
     this.out = undefined;
     if (!out || out.length === 0) return;
-    this.opts.send(out.length === 1 ? out[0]! : concat(out));
+    this.opts.send(out.length === 1 ? out[0]! : concatBytes(...out));
   }
 
   /** To the transport now, or with the rest of the current task's output. */
