@@ -18,7 +18,8 @@ import type { KeylessClient } from '../keyless/client.js';
 import { EchKeySet } from '../keys/key-set.js';
 import type { EchConfig } from '../ech/config.js';
 import { EchKeyManager } from '../keys/manager.js';
-import { createPublisher, keyManagerOptions } from '../dns/rotation-config.js';
+import { createPublisher } from '../dns/rotation-config.js';
+import { startRotation } from './rotation.js';
 import { FleetMember } from '../fleet/member.js';
 import { readKekFile } from '../fleet/kek.js';
 import { loadKeylessEchKeyDirectory } from '../keyless/files.js';
@@ -299,20 +300,12 @@ export async function startServe(config: ServeConfig, log: LogSink = silent, sha
       throw e;
     }
   } else if (config.rotation) {
-    manager = await EchKeyManager.open(keyManagerOptions(config.rotation, config.keys));
-    // Fail loudly at start on wrong credentials (a TSIG-signed SOA query),
-    // not silently at the next rotation a period later.
     try {
-      await manager.check();
+      manager = await startRotation(config, log);
     } catch (e) {
       keyless?.close();
-      const err = e as Error & { code?: string };
-      throw new ServeConfigError('rotation.publisher', `the publisher check failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+      throw e;
     }
-    manager.on('publishError', (e: Error) => log({ event: 'publish_failed', error: e.message }));
-    manager.on('stepError', (e: Error) => log({ event: 'rotation_step_failed', error: e.message }));
-    const first = await manager.start();
-    log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
   }
   try {
     fe = new EchFrontEnd(

@@ -27,11 +27,11 @@ import { EchError } from '../wire/alert.js';
 import { EchKeySet } from '../keys/key-set.js';
 import { loadKeyDirectoryWith, parseEchKeyFile } from '../keys/files.js';
 import { EchKeyManager } from '../keys/manager.js';
-import { keyManagerOptions } from '../dns/rotation-config.js';
 import { ServeConfigError, type ServeConfig } from './config.js';
 import { EchFrontEnd } from './front-end.js';
 import { jsonLines, type LogSink, silent } from './log.js';
 import { ServeListenError, frontEndOptionsFromConfig, startServe, type RunningServe } from './serve.js';
+import { startRotation } from './rotation.js';
 import { listenAdmin } from './admin.js';
 
 /**
@@ -238,17 +238,7 @@ export async function startWorkers(config: ServeConfig, log: LogSink = silent): 
   };
 
   if (config.rotation) {
-    manager = await EchKeyManager.open(keyManagerOptions(config.rotation, config.keys));
-    try {
-      await manager.check();
-    } catch (e) {
-      const err = e as Error & { code?: string };
-      throw new ServeConfigError('rotation.publisher', `the publisher check failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
-    }
-    manager.on('publishError', (e: Error) => log({ event: 'publish_failed', error: e.message }));
-    manager.on('stepError', (e: Error) => log({ event: 'rotation_step_failed', error: e.message }));
-    const first = await manager.start();
-    log({ event: 'rotation_started', created: first.created, error: first.error ? String(first.error) : undefined });
+    manager = await startRotation(config, log);
   }
   let keys: SharedEchKey[] | undefined;
   try {
