@@ -108,9 +108,9 @@ function processTree(pid: number): number[] {
   return out;
 }
 
-/** Nanoseconds on CPU of every thread of every process under `pid` (of `pid` alone with `only`). */
-function cpuNs(pid: number, only = false): number {
-  let ns = 0;
+/** The sum of `read(file text)` over every thread of every process under `pid` (of `pid` alone with `only`). */
+function sumOverThreads(pid: number, only: boolean, file: string, read: (text: string) => number): number {
+  let sum = 0;
   for (const p of only ? [pid] : processTree(pid)) {
     let tasks: string[] = [];
     try {
@@ -120,34 +120,23 @@ function cpuNs(pid: number, only = false): number {
     }
     for (const t of tasks) {
       try {
-        ns += Number(readFileSync(`/proc/${p}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+        sum += read(readFileSync(`/proc/${p}/task/${t}/${file}`, 'utf8'));
       } catch {
         // the thread ended between the two reads
       }
     }
   }
-  return ns;
+  return sum;
+}
+
+/** Nanoseconds on CPU of every thread of every process under `pid` (of `pid` alone with `only`). */
+function cpuNs(pid: number, only = false): number {
+  return sumOverThreads(pid, only, 'schedstat', (text) => Number(text.split(' ')[0]));
 }
 
 /** Voluntary context switches (sleeps: waits on epoll, futex...) of every thread of every process under `pid`. */
 function voluntarySwitches(pid: number): number {
-  let n = 0;
-  for (const p of processTree(pid)) {
-    let tasks: string[] = [];
-    try {
-      tasks = readdirSync(`/proc/${p}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/task/${t}/status`, 'utf8'))?.[1] ?? 0);
-      } catch {
-        // the thread ended between the two reads
-      }
-    }
-  }
-  return n;
+  return sumOverThreads(pid, false, 'status', (text) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1] ?? 0));
 }
 
 /** Resident set size of one process, bytes. */
