@@ -119,11 +119,10 @@ export function readChunks(socket: Socket, sink: ChunkSink): boolean {
   }
   const flowing = !socket.isPaused();
   socket.pause();
-  // Bytes read before the switch (the first-flight reader pauses the socket,
-  // Node may have read on up to its high-water mark) go first.
+  // Bytes Node read before the switch (the first-flight reader pauses the
+  // socket, Node reads on up to its high-water mark): taken out now, handed
+  // to the sink before any read that follows.
   const before = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
-  if (before) sink(before);
-  if (socket.destroyed) return true;
   shared ??= Buffer.allocUnsafeSlow(SHARED_BYTES);
   /** The buffer the next read goes to: `shared`, or this socket's own. */
   let next: Buffer = shared;
@@ -147,13 +146,16 @@ export function readChunks(socket: Socket, sink: ChunkSink): boolean {
   s[sym.generator] = (): Buffer => next;
   s[sym.buffer] = next;
   handle.useUserBuffer(next);
-  // As it was: flowing, or paused (draining may have restarted the handle's
-  // reads; with `onread`, pause() stops the handle itself).
+  // As it was: flowing, or paused (taking the bytes out may have restarted
+  // the handle's reads; with `onread`, pause() stops the handle itself).
   if (flowing) socket.resume();
   else socket.pause();
   socket.once('close', () => {
     if (next !== shared && free.length < FREE_MAX) free.push(next);
     next = shared!;
   });
+  // Before any read that follows (reads come from the event loop), and with
+  // the switch done, so that a sink pausing the socket stops its reads.
+  if (before) sink(before);
   return true;
 }
