@@ -446,8 +446,8 @@ export function passthroughRaw(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: firstFlight.length, bytesFromBackend: 0 };
-    // allowHalfOpen on both sockets: `pipe` relays each side's FIN as an
-    // end() of the other, so the backend's answer to a client that
+    // allowHalfOpen on both sockets: the relay passes each side's FIN on as
+    // an end() of the other, so the backend's answer to a client that
     // half-closed after its request still reaches it.
     const backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
     const timer = setTimeout(() => {
