@@ -321,6 +321,27 @@ async function relayClientMode(): Promise<void> {
   sink.close();
 }
 
+interface GcCount {
+  markCompacts: number;
+  scavenges: number;
+}
+
+/** Counts the `--trace-gc` lines of a child's stdout as they come. */
+function gcCounter(child: ChildProcess): GcCount {
+  const count: GcCount = { markCompacts: 0, scavenges: 0 };
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString('latin1');
+    const lines = buf.split('\n');
+    buf = lines.pop()!;
+    for (const l of lines) {
+      if (l.includes(': Mark-Compact')) count.markCompacts++;
+      else if (l.includes(': Scavenge')) count.scavenges++;
+    }
+  });
+  return count;
+}
+
 /** read- and write-family system calls of one process so far (`/proc/PID/io` syscr + syscw). */
 function ioSyscalls(pid: number): number {
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
@@ -461,8 +482,8 @@ async function main(): Promise<number> {
       );
       return file;
     };
-    const startOurs = async (name: string, extra: Record<string, unknown>) => {
-      const p = await startPinned(SERVER_CORE, process.execPath, [CLI, 'serve', '--config', await serveConfig(name, extra)]);
+    const startOurs = async (name: string, extra: Record<string, unknown>, nodeFlags: string[] = []) => {
+      const p = await startPinned(SERVER_CORE, process.execPath, [...nodeFlags, CLI, 'serve', '--config', await serveConfig(name, extra)]);
       procs.push(p);
       return { p, port: Number(/:(\d+)$/.exec(String(p.first['listening']))![1]) };
     };
@@ -552,9 +573,14 @@ async function main(): Promise<number> {
       const client = await startPinned(CLIENT_CORE, process.execPath, [SELF, '--relay-client']);
       procs.push(client);
       const sink = Number(client.first['sink']);
-      const relayFront = await startOurs('relay', { routes: [{ serverName: 'beta.example', passthrough: `127.0.0.1:${sink}` }] });
-      const pipe = await startPinned(SERVER_CORE, process.execPath, [SELF, '--pipe-proxy', String(sink)]);
+      // Both with --trace-gc: their collections during the rounds are counted
+      // (a count, not a time; the relay once ran a mark-compact per 32 MiB,
+      // src/front/relay-reads.ts).
+      const relayFront = await startOurs('relay', { routes: [{ serverName: 'beta.example', passthrough: `127.0.0.1:${sink}` }] }, ['--trace-gc']);
+      const pipe = await startPinned(SERVER_CORE, process.execPath, ['--trace-gc', SELF, '--pipe-proxy', String(sink)]);
       procs.push(pipe);
+      const relayGc = gcCounter(relayFront.p.child);
+      const pipeGc = gcCounter(pipe.child);
       const hello = await buildEchClientHello(
         { serverName: 'beta.example', alpn: ['http/1.1'], keyShares: [{ group: NamedGroup.x25519, keyExchange: new Uint8Array(randomBytes(32)) }], supportedGroups: [NamedGroup.x25519], supportedVersions: [0x0304] },
         { config: echKey.config, sealer: createEchSealer },
@@ -590,6 +616,7 @@ async function main(): Promise<number> {
       const plainCalls: number[] = [];
       const raw: number[] = [];
       const rawCpu: number[] = [];
+      const gcBefore = { relay: { ...relayGc }, pipe: { ...pipeGc } };
       for (let r = 0; r < relayRounds; r++) {
         const both = [
           async () => relay.push(await measure(relayFront.port, relayFront.p.pid, relayCpu, relayCalls)),
@@ -622,8 +649,9 @@ async function main(): Promise<number> {
       figures['relay_over_pipe_rounds'] = relay.map((x, i) => ratio(x, plain[i]!));
       figures['relay_cpu_over_pipe'] = ratio(median(relayCpu.map((x, i) => x / plainCpu[i]!)), 1);
       figures['relay_cpu_over_pipe_least'] = ratio(least(relayCpu), least(plainCpu));
-      // The same process relaying with `stream.pipe` (a connection without
-      // ECH for the passthrough name): what the process costs, apart from the relay's code.
+      // The same process relaying a connection without ECH for the
+      // passthrough name (passthroughRaw: no ClientHello to decrypt or
+      // sniff): what the process costs, apart from the split-mode relay's code.
       figures['raw_mib_per_s'] = { best: mibs(best(raw)), median: mibs(median(raw)) };
       figures['raw_cpu_us_per_mib'] = { least: us(least(rawCpu)), median: us(median(rawCpu)) };
       figures['relay_over_raw'] = ratio(median(relay.map((x, i) => x / raw[i]!)), 1);
@@ -632,6 +660,11 @@ async function main(): Promise<number> {
       figures['relay_syscalls_per_mib'] = Math.round(median(relayCalls));
       figures['pipe_syscalls_per_mib'] = Math.round(median(plainCalls));
       figures['relay_payload_mib'] = relayMib;
+      // Collections during all the rounds (3 x relay_rounds x relay_payload_mib
+      // relayed by serve, relay_rounds x relay_payload_mib by the pipe proxy).
+      const gcDuring = (now: GcCount, before: GcCount) => ({ markCompacts: now.markCompacts - before.markCompacts, scavenges: now.scavenges - before.scavenges });
+      figures['relay_gc'] = gcDuring(relayGc, gcBefore.relay);
+      figures['pipe_gc'] = gcDuring(pipeGc, gcBefore.pipe);
       client.child.stdin!.end();
       for (const p of procs.splice(0)) await p.stop();
     }

@@ -16,6 +16,7 @@ import { type EchAccepted, decryptSecondClientHello } from '../ech/decrypt.js';
 import { equalBytes } from '../wire/bytes.js';
 import { encodeProxyV2 } from './proxy-protocol.js';
 import { alertRecord } from './alerts.js';
+import { forwardChunk, readChunks } from './relay-reads.js';
 
 /**
  * Where and how to pass a connection through.
@@ -194,21 +195,23 @@ class SplitModeRelay {
    */
   relay(): void {
     const { client, backend } = this;
-    backend.on('data', (d: Buffer) => {
+    // Reads into reused memory (src/front/relay-reads.ts): each handler says
+    // whether it kept the chunk (held it, or left it in a write still queued).
+    readChunks(backend, (d) => {
       this.result.bytesFromBackend += d.length;
-      if (!client.destroyed && !client.writableEnded && !client.write(d)) backend.pause();
+      const kept = forwardChunk(backend, client, d);
+      // The sniffer copies what it keeps.
       if (this.sniff) this.sniffFirstFlight(d);
+      return kept;
     });
-    client.on('data', (d: Buffer) => {
+    readChunks(client, (d) => {
       this.result.bytesFromClient += d.length;
-      if (this.direct) {
-        if (!backend.destroyed && !backend.writableEnded && !backend.write(d)) client.pause();
-        return;
-      }
+      if (this.direct) return forwardChunk(client, backend, d);
       this.pending.push(d);
       this.pendingBytes += d.length;
       this.pumpClient();
       this.flowClient();
+      return true;
     });
     backend.on('drain', () => this.flowClient());
     client.on('drain', () => this.flowBackend());
@@ -443,8 +446,8 @@ export function passthroughRaw(
 ): Promise<PassthroughResult> {
   return new Promise((resolve) => {
     const result: PassthroughResult = { helloRetry: false, bytesFromClient: firstFlight.length, bytesFromBackend: 0 };
-    // allowHalfOpen on both sockets: `pipe` relays each side's FIN as an
-    // end() of the other, so the backend's answer to a client that
+    // allowHalfOpen on both sockets: the relay passes each side's FIN on as
+    // an end() of the other, so the backend's answer to a client that
     // half-closed after its request still reaches it.
     const backend = target.socket ?? connect({ host: target.host, port: target.port, allowHalfOpen: true });
     const timer = setTimeout(() => {
@@ -461,11 +464,23 @@ export function passthroughRaw(
     else backend.once('connect', connected);
     if (target.proxyProtocol) writeProxyHeader(backend, client);
     backend.write(firstFlight);
-    client.on('data', (d: Buffer) => (result.bytesFromClient += d.length));
-    backend.on('data', (d: Buffer) => (result.bytesFromBackend += d.length));
-    client.pipe(backend);
-    // Not `.pipe(client)`: the client's write side is ended by endGracefully.
-    backend.pipe(client, { end: false });
+    // `stream.pipe` both ways, with reads into reused memory
+    // (src/front/relay-reads.ts): a full side pauses the other until 'drain'.
+    readChunks(client, (d) => {
+      result.bytesFromClient += d.length;
+      return forwardChunk(client, backend, d);
+    });
+    readChunks(backend, (d) => {
+      result.bytesFromBackend += d.length;
+      return forwardChunk(backend, client, d);
+    });
+    backend.on('drain', () => client.resume());
+    client.on('drain', () => backend.resume());
+    // The client's FIN ends the backend's write side after every byte before
+    // it; the client's write side is ended by endGracefully.
+    client.on('end', () => {
+      if (!backend.destroyed && !backend.writableEnded) backend.end();
+    });
     backend.on('end', () => endGracefully(client));
     if (client.readableEnded) backend.end();
     let closed = 0;
