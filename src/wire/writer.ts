@@ -31,6 +31,11 @@ export class Writer {
     return this.len;
   }
 
+  /** Size of the current buffer (it grows as needed). */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
@@ -124,19 +129,47 @@ export class Writer {
     return this.vector(3, 0xffffff, body);
   }
 
+  /**
+   * `b` behind a `prefix`-byte length: the vector of {@link Writer.vector8}
+   * and its siblings without the closure (the length is known up front).
+   */
+  private prefixed(prefix: 1 | 2 | 3, max: number, b: Uint8Array): this {
+    const n = b.length;
+    if (n > max) throw new InvalidArgumentError(`vector of ${n} bytes exceeds its ${prefix * 8}-bit length prefix`);
+    this.ensure(prefix + n);
+    const buf = this.buf;
+    let at = this.len;
+    if (prefix === 3) buf[at++] = n >>> 16;
+    if (prefix >= 2) buf[at++] = (n >>> 8) & 0xff;
+    buf[at++] = n & 0xff;
+    buf.set(b, at);
+    this.len = at + n;
+    return this;
+  }
+
   /** Shorthand: u8-prefixed bytes. */
   bytes8(b: Uint8Array): this {
-    return this.vector8((w) => w.bytes(b));
+    return this.prefixed(1, 0xff, b);
   }
 
   /** Shorthand: u16-prefixed bytes. */
   bytes16(b: Uint8Array): this {
-    return this.vector16((w) => w.bytes(b));
+    return this.prefixed(2, 0xffff, b);
   }
 
   /** Shorthand: u24-prefixed bytes. */
   bytes24(b: Uint8Array): this {
-    return this.vector24((w) => w.bytes(b));
+    return this.prefixed(3, 0xffffff, b);
+  }
+
+  /**
+   * Forget what was written and keep the buffer, to write a new value
+   * (see {@link encode}). Views from {@link Writer.finishView} are
+   * overwritten by what follows.
+   */
+  reset(): this {
+    this.len = 0;
+    return this;
   }
 
   /**
@@ -162,7 +195,19 @@ export class Writer {
  * ```
  */
 export function encode(body: (w: Writer) => void): Uint8Array {
-  const w = new Writer();
+  // Writers are reused: `encode` runs once or more per handshake message and
+  // extension, and a fresh Writer costs an object and a 256-byte buffer each
+  // time. A nested `encode` (from inside `body`) takes another writer off
+  // the pool; a `body` that throws loses its writer (the pool refills).
+  const w = pool.pop() ?? new Writer();
   body(w);
-  return w.finish();
+  const out = w.finish();
+  if (w.capacity <= POOLED_CAPACITY && pool.length < POOL_SIZE) pool.push(w.reset());
+  return out;
 }
+
+/** Writers kept for {@link encode}: enough for its nesting depth. */
+const POOL_SIZE = 8;
+/** A writer that grew beyond this is not kept (its buffer would stay allocated). */
+const POOLED_CAPACITY = 4096;
+const pool: Writer[] = [];
