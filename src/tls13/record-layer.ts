@@ -29,6 +29,22 @@ export const MAX_EMPTY_RECORDS = 32;
 const EMPTY = new Uint8Array(0);
 
 /**
+ * The per-record nonce, by IV length, rewritten for each record by every
+ * RecordProtection: createCipheriv and createDecipheriv copy the IV they are
+ * given, and the nonce is built and used in one synchronous step, so one
+ * buffer serves all connections (RFC 9846 §5.3: iv_length is at least 8;
+ * the AEADs of TLS 1.3 all use 12).
+ */
+const NONCES: Buffer[] = [];
+
+/**
+ * `type || zeros(padding)` ending TLSInnerPlaintext (RFC 9846 §5.2), for
+ * records without padding (all of ours unless asked): one shared
+ * read-only byte per content type, as the cipher copies its input.
+ */
+const TAIL_UNPADDED: readonly Uint8Array[] = Array.from({ length: 256 }, (_, t) => Uint8Array.of(t));
+
+/**
  * AEAD protection of one direction (RFC 9846 §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
  * @group Server
@@ -44,17 +60,12 @@ export class RecordProtection {
   private readonly iv: Uint8Array;
   /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
   private seq = 0;
-  /**
-   * The per-record nonce, rewritten for each record: createCipheriv and
-   * createDecipheriv copy the IV they are given, so one buffer serves all.
-   */
-  private readonly nonceBuffer: Buffer;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
+    if (keys.iv.length < 8) throw new RangeError(`IV of ${keys.iv.length} bytes`);
     this.suite = suite;
     this.key = keys.key;
     this.iv = keys.iv;
-    this.nonceBuffer = Buffer.alloc(keys.iv.length);
   }
 
   /** Records protected so far with this key. */
@@ -71,7 +82,8 @@ export class RecordProtection {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
     }
     const len = this.iv.length;
-    const n = this.nonceBuffer;
+    // The shared buffer, read by the cipher before anything else runs (see NONCES).
+    const n = (NONCES[len] ??= Buffer.alloc(len));
     n.set(this.iv);
     const seq = this.seq++;
     n.writeUInt32BE((n.readUInt32BE(len - 4) ^ seq) >>> 0, len - 4);
@@ -107,8 +119,11 @@ export class RecordProtection {
     // into a joined buffer) and then type || zeros(padding); the AEADs are
     // stream ciphers, but every output is placed at its running offset, so
     // the result holds whatever split the cipher returns.
-    const tail = new Uint8Array(1 + padding);
-    tail[0] = type;
+    let tail = padding === 0 ? TAIL_UNPADDED[type] : undefined;
+    if (!tail) {
+      tail = new Uint8Array(1 + padding);
+      tail[0] = type;
+    }
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
     (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
     let part = c.update(content);

@@ -40,7 +40,7 @@ import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
 import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
 import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
-import { decodeClientHello, findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
+import { decodeClientHello, findExtension, parseClientHelloOwned, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import {
   decodeAlpn,
   decodeKeyShareClient,
@@ -387,7 +387,7 @@ export class ServerConnection {
   }
 
   private sendHandshake(messages: Uint8Array[]): void {
-    this.send(this.records.encode(ContentType.handshake, concatBytes(...messages)));
+    this.send(this.records.encode(ContentType.handshake, messages.length === 1 ? messages[0]! : concatBytes(...messages)));
   }
 
   /** RFC 9846 §5.1: messages preceding a key change must end a record. */
@@ -539,7 +539,10 @@ export class ServerConnection {
 
   /** Decode a ClientHello and run the hook, which may replace it. */
   private async readClientHello(received: Uint8Array, retry: boolean): Promise<HelloFacts> {
-    let ch = decodeClientHello(received.subarray(4));
+    // `received` is the connection's own copy of the message (from the
+    // handshake reassembler or receiveClientHello), never written again:
+    // the ClientHello is decoded in place, as views into it.
+    let ch = parseClientHelloOwned(received.subarray(4));
     let message = received;
     let hook: ClientHelloHookResult = {};
     if (this.config.onClientHello) {
