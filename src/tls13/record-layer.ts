@@ -472,23 +472,14 @@ export class RecordLayer {
    * get `padding` zero bytes of record padding (RFC 9846 §5.4).
    */
   encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT, padding = 0): Uint8Array {
+    // One record (every handshake flight and most writes): no list, no view.
+    if (content.length <= maxFragment) return this.record(type, content, padding);
     const chunks: Uint8Array[] = [];
     let total = 0;
     const n = Math.max(1, Math.ceil(content.length / maxFragment));
     for (let i = 0; i < n; i++) {
       const part = content.subarray(i * maxFragment, Math.min(content.length, (i + 1) * maxFragment));
-      let rec: Uint8Array;
-      if (this.writer) {
-        rec = this.writer.seal(type, part, padding);
-      } else {
-        rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
-        rec[0] = type;
-        rec[1] = 0x03;
-        rec[2] = 0x03;
-        rec[3] = part.length >> 8;
-        rec[4] = part.length & 0xff;
-        rec.set(part, RECORD_HEADER_LENGTH);
-      }
+      const rec = this.record(type, part, padding);
       chunks.push(rec);
       total += rec.length;
     }
@@ -500,6 +491,19 @@ export class RecordLayer {
       o += c.length;
     }
     return out;
+  }
+
+  /** One record of `part` (at most one fragment), protected once write keys are installed. */
+  private record(type: number, part: Uint8Array, padding: number): Uint8Array {
+    if (this.writer) return this.writer.seal(type, part, padding);
+    const rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
+    rec[0] = type;
+    rec[1] = 0x03;
+    rec[2] = 0x03;
+    rec[3] = part.length >> 8;
+    rec[4] = part.length & 0xff;
+    rec.set(part, RECORD_HEADER_LENGTH);
+    return rec;
   }
 
   /** An alert record (fatal unless `close_notify` / `user_canceled`). */

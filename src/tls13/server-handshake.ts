@@ -33,7 +33,6 @@
  *
  * @module
  */
-import { randomInt } from 'node:crypto';
 import { randomPublicBytes } from '../crypto/random.js';
 import { DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError } from '../wire/alert.js';
 import { concatBytes, equalBytes } from '../wire/bytes.js';
@@ -223,7 +222,8 @@ export class ServerConnection {
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
-  private ticketNonce = 0n;
+  /** Tickets sent so far: the next ticket_nonce (a Number, exact far beyond any ticket count). */
+  private ticketNonce = 0;
   /** KeyUpdate messages sent and received so far. */
   readonly keyUpdates: { sent: number; received: number };
 
@@ -507,7 +507,8 @@ export class ServerConnection {
     let certificate: ServerCertificate | undefined;
     let scheme: number | undefined;
     if (!psk) {
-      const pick = await this.pickCertificate(facts);
+      // Without an SNICallback the pick is synchronous: no promise, no extra turn.
+      const pick = this.config.sniCallback ? await this.pickCertificate(facts) : this.selectCertificate(facts, this.config.certificates);
       this.checkAlive();
       certificate = pick.certificate;
       scheme = pick.scheme;
@@ -634,10 +635,27 @@ export class ServerConnection {
 
   private pickCipherSuite(offered: readonly number[], preferHash: HashName | undefined): CipherSuiteParams {
     const ours = this.config.suites;
-    const common = this.config.honorCipherOrder
-      ? ours.filter((s) => offered.includes(s.id))
-      : offered.map((id) => ours.find((s) => s.id === id)).filter((s): s is CipherSuiteParams => s !== undefined);
-    const suite = common.find((s) => s.hash === preferHash) ?? common[0];
+    // The common suites in the server's or the client's order: the first of
+    // them with the preferred hash, else the first. Plain loops: this runs
+    // on every ClientHello and needs no intermediate arrays or closures.
+    let first: CipherSuiteParams | undefined;
+    let preferred: CipherSuiteParams | undefined;
+    if (this.config.honorCipherOrder) {
+      for (let i = 0; i < ours.length && !preferred; i++) {
+        const s = ours[i]!;
+        if (!offered.includes(s.id)) continue;
+        first ??= s;
+        if (s.hash === preferHash) preferred = s;
+      }
+    } else {
+      for (let i = 0; i < offered.length && !preferred; i++) {
+        const s = suiteIn(ours, offered[i]!);
+        if (!s) continue;
+        first ??= s;
+        if (s.hash === preferHash) preferred = s;
+      }
+    }
+    const suite = preferred ?? first;
     // §4.1.1: "If the server is unable to negotiate a supported set of
     // parameters ... it MUST abort the handshake with either a
     // "handshake_failure" or "insufficient_security" fatal alert".
@@ -765,11 +783,18 @@ export class ServerConnection {
         store = new CertificateStore([ServerCertificate.from(ctx as Parameters<typeof ServerCertificate.from>[0])]);
       }
     }
+    return this.selectCertificate(facts, store);
+  }
+
+  private selectCertificate(facts: HelloFacts, store: CertificateStore): { certificate: ServerCertificate; scheme: number } {
+    // §9.2: certificate authentication needs signature_algorithms (the PSK
+    // offered, if any, was not accepted) → "missing_extension".
+    if (!facts.sigalgs) throw new MissingExtensionError('no signature_algorithms for certificate authentication');
     if (store.certificates.length === 0) {
       // RFC 6066 §3: no certificate for the requested name.
       throw new EchError('ERR_HANDSHAKE_FAILURE', facts.servername ? 'unrecognized_name' : 'handshake_failure', 'no certificate configured');
     }
-    const pick = store.select(facts.servername, facts.sigalgs ?? []);
+    const pick = store.select(facts.servername, facts.sigalgs);
     // §4.4.2.2: no certificate the client's signature_algorithms accept →
     // abort ("handshake_failure").
     if (!pick) throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no certificate for the client\'s signature algorithms');
@@ -972,8 +997,11 @@ export class ServerConnection {
       // across all tickets issued on this connection": an 8-byte counter
       // (opaque ticket_nonce<0..255>), which cannot wrap.
       const nonce = new Uint8Array(TICKET_NONCE_LENGTH);
-      new DataView(nonce.buffer).setBigUint64(0, this.ticketNonce++);
-      const ageAdd = randomInt(0, 0xffffffff);
+      const n = this.ticketNonce++;
+      writeU32(nonce, 0, Math.floor(n / 0x100000000));
+      writeU32(nonce, 4, n >>> 0);
+      // §4.6.1: ticket_age_add, "a securely generated, random 32-bit value".
+      const ageAdd = readU32(randomPublicBytes(4), 0);
       const ticket = tickets.seal({
         suite: suite.id,
         psk: resumptionPsk(suite.hash, this.resumptionSecret!, nonce),
@@ -997,6 +1025,23 @@ export class ServerConnection {
   get groupName(): string | undefined {
     return this.group ? groupName(this.group) : undefined;
   }
+}
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = (v >>> 16) & 0xff;
+  b[at + 2] = (v >>> 8) & 0xff;
+  b[at + 3] = v & 0xff;
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+/** The suite of `ours` with this id, if any. */
+function suiteIn(ours: readonly CipherSuiteParams[], id: number): CipherSuiteParams | undefined {
+  for (let i = 0; i < ours.length; i++) if (ours[i]!.id === id) return ours[i];
+  return undefined;
 }
 
 function checkLength(b: Uint8Array, n: number): Uint8Array {

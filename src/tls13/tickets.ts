@@ -123,7 +123,13 @@ export class TicketKeys {
     c.setAAD(k.id);
     const body = c.update(plain);
     c.final(); // GCM: no output, computes the tag
-    return new Uint8Array(Buffer.concat([k.id, iv, body, c.getAuthTag()]));
+    // id || iv || ciphertext || tag, written once into the ticket.
+    const out = new Uint8Array(k.id.length + iv.length + body.length + 16);
+    out.set(k.id, 0);
+    out.set(iv, k.id.length);
+    out.set(body, k.id.length + iv.length);
+    out.set(c.getAuthTag(), k.id.length + iv.length + body.length);
+    return out;
   }
 
   /** Open a ticket; `undefined` if it is not ours, forged, or malformed. */
