@@ -214,7 +214,8 @@ export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {
  * ```
  */
 export function findExtension(extensions: readonly Extension[], type: number): Extension | undefined {
-  for (const e of extensions) if (e.type === type) return e;
+  // Indexed: no iterator object on a path run several times per ClientHello.
+  for (let i = 0; i < extensions.length; i++) if (extensions[i]!.type === type) return extensions[i];
   return undefined;
 }
 

@@ -199,10 +199,10 @@ export function encode(body: (w: Writer) => void): Uint8Array {
   // extension, and a fresh Writer costs an object and a 256-byte buffer each
   // time. A nested `encode` (from inside `body`) takes another writer off
   // the pool; a `body` that throws loses its writer (the pool refills).
-  const w = pool.pop() ?? new Writer();
+  const w = pooled > 0 ? pool[--pooled]! : new Writer();
   body(w);
   const out = w.finish();
-  if (w.capacity <= POOLED_CAPACITY && pool.length < POOL_SIZE) pool.push(w.reset());
+  if (w.capacity <= POOLED_CAPACITY && pooled < POOL_SIZE) pool[pooled++] = w.reset();
   return out;
 }
 
@@ -210,4 +210,9 @@ export function encode(body: (w: Writer) => void): Uint8Array {
 const POOL_SIZE = 8;
 /** A writer that grew beyond this is not kept (its buffer would stay allocated). */
 const POOLED_CAPACITY = 4096;
+/**
+ * A fixed-size stack (`pooled` writers at the bottom): an array used with
+ * push/pop would trim and regrow its backing store as it empties and refills.
+ */
 const pool: Writer[] = [];
+let pooled = 0;
