@@ -57,10 +57,29 @@ export function readExtensionBlock(r: Reader, what = 'extensions'): Extension[] 
  */
 export function writeExtensionBlock(w: Writer, extensions: readonly Extension[]): void {
   w.vector16((v) => {
-    for (const e of extensions) {
+    for (let i = 0; i < extensions.length; i++) {
+      const e = extensions[i]!;
       v.u16(e.type);
       v.bytes16(e.data);
     }
+  });
+}
+
+/**
+ * A whole handshake message (RFC 9846 §4: msg_type, uint24 length, body)
+ * whose body `write` puts straight into the writer: one buffer, where
+ * `encodeHandshake(type, encodeX(...))` builds the body and then copies it
+ * behind a header.
+ * @group TLS
+ * @example
+ * ```ts
+ * const message = encodeHandshakeMessage(HandshakeType.encrypted_extensions, (w) => writeExtensionBlock(w, exts));
+ * ```
+ */
+export function encodeHandshakeMessage(type: number, write: (w: Writer) => void): Uint8Array {
+  return encode((w) => {
+    w.u8(type);
+    w.vector24(write);
   });
 }
 
@@ -105,16 +124,32 @@ export interface ServerHello {
  * ```
  */
 export function encodeServerHello(sh: ServerHello): Uint8Array {
+  checkServerHello(sh);
+  return encode((w) => writeServerHello(w, sh));
+}
+
+function checkServerHello(sh: ServerHello): void {
   if (sh.random.length !== 32) throw new RangeError('ServerHello.random must be 32 bytes');
   if (sh.legacySessionIdEcho.length > 32) throw new RangeError('legacy_session_id_echo longer than 32 bytes');
-  return encode((w) => {
-    w.u16(sh.legacyVersion);
-    w.bytes(sh.random);
-    w.bytes8(sh.legacySessionIdEcho);
-    w.u16(sh.cipherSuite);
-    w.u8(sh.legacyCompressionMethod);
-    writeExtensionBlock(w, sh.extensions);
-  });
+}
+
+/**
+ * Write a ServerHello (or HelloRetryRequest) body into an existing
+ * {@link Writer} (see {@link encodeHandshakeMessage}).
+ * @group TLS
+ * @example
+ * ```ts
+ * const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, sh));
+ * ```
+ */
+export function writeServerHello(w: Writer, sh: ServerHello): void {
+  checkServerHello(sh);
+  w.u16(sh.legacyVersion);
+  w.bytes(sh.random);
+  w.bytes8(sh.legacySessionIdEcho);
+  w.u16(sh.cipherSuite);
+  w.u8(sh.legacyCompressionMethod);
+  writeExtensionBlock(w, sh.extensions);
 }
 
 /**
@@ -287,10 +322,20 @@ export interface CertificateVerify {
  * ```
  */
 export function encodeCertificateVerify(cv: CertificateVerify): Uint8Array {
-  return encode((w) => {
-    w.u16(cv.algorithm);
-    w.bytes16(cv.signature);
-  });
+  return encode((w) => writeCertificateVerify(w, cv));
+}
+
+/**
+ * Write a CertificateVerify body into an existing {@link Writer}.
+ * @group TLS
+ * @example
+ * ```ts
+ * encodeHandshakeMessage(HandshakeType.certificate_verify, (w) => writeCertificateVerify(w, { algorithm, signature }));
+ * ```
+ */
+export function writeCertificateVerify(w: Writer, cv: CertificateVerify): void {
+  w.u16(cv.algorithm);
+  w.bytes16(cv.signature);
 }
 
 /**
@@ -378,13 +423,24 @@ export interface NewSessionTicket {
  */
 export function encodeNewSessionTicket(t: NewSessionTicket): Uint8Array {
   if (t.ticket.length === 0) throw new RangeError('empty ticket');
-  return encode((w) => {
-    w.u32(t.lifetime);
-    w.u32(t.ageAdd);
-    w.bytes8(t.nonce);
-    w.bytes16(t.ticket);
-    writeExtensionBlock(w, t.extensions);
-  });
+  return encode((w) => writeNewSessionTicket(w, t));
+}
+
+/**
+ * Write a NewSessionTicket body into an existing {@link Writer}.
+ * @group TLS
+ * @example
+ * ```ts
+ * encodeHandshakeMessage(HandshakeType.new_session_ticket, (w) => writeNewSessionTicket(w, nst));
+ * ```
+ */
+export function writeNewSessionTicket(w: Writer, t: NewSessionTicket): void {
+  if (t.ticket.length === 0) throw new RangeError('empty ticket');
+  w.u32(t.lifetime);
+  w.u32(t.ageAdd);
+  w.bytes8(t.nonce);
+  w.bytes16(t.ticket);
+  writeExtensionBlock(w, t.extensions);
 }
 
 /**

@@ -57,15 +57,15 @@ import {
   decodeFinished,
   encodeAlpnSelected,
   encodeCertificate,
-  encodeCertificateVerify,
-  encodeEncryptedExtensions,
-  encodeFinished,
+  encodeHandshakeMessage,
   encodeKeyShareHelloRetry,
   encodeKeyShareServer,
-  encodeNewSessionTicket,
   encodePreSharedKeySelected,
-  encodeServerHello,
   encodeSupportedVersionSelected,
+  writeCertificateVerify,
+  writeExtensionBlock,
+  writeNewSessionTicket,
+  writeServerHello,
   type ServerHello,
 } from '../tls/messages.js';
 import { CertificateStore, ServerCertificate, certificateVerifyInput } from './certificates.js';
@@ -827,10 +827,10 @@ export class ServerConnection {
     if (extra) {
       const e: Extension = { type: extra.type, data: new Uint8Array(extra.length ?? 8) };
       exts.push(e);
-      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+      const zeroed = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, hrr));
       e.data = checkLength(extra.compute(this.transcript.digestWith(zeroed), suite.hash), e.data.length);
     }
-    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, hrr));
     this.transcript.update(message);
     this.sendHandshake([message]);
     this.sendCompatChangeCipherSpec(facts);
@@ -877,7 +877,7 @@ export class ServerConnection {
       // the last 8 bytes of ServerHello.random set to zero.
       random.fill(0, 24);
     }
-    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, sh));
     if (confirm) {
       const c = checkLength(confirm(transcript.digestWith(message), suite.hash), 8);
       random.set(c, 24);
@@ -910,7 +910,7 @@ export class ServerConnection {
     // type "server_name" ... The "extension_data" field ... SHALL be empty."
     if (certificateAuth && facts.servername !== undefined) exts.push({ type: ExtensionType.server_name, data: new Uint8Array(0) });
     for (const e of facts.hook.encryptedExtensions ?? []) exts.push(e);
-    this.queueHandshake(encodeHandshake(HandshakeType.encrypted_extensions, encodeEncryptedExtensions(exts)));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.encrypted_extensions, (w) => writeExtensionBlock(w, exts)));
   }
 
   private queueHandshake(message: Uint8Array): void {
@@ -921,15 +921,7 @@ export class ServerConnection {
   // ---------------------------------------------------------- sendCertificate
 
   private sendCertificate(certificate: ServerCertificate): void {
-    this.queueHandshake(
-      encodeHandshake(
-        HandshakeType.certificate,
-        encodeCertificate({
-          certificateRequestContext: new Uint8Array(0),
-          entries: certificate.chain.map((data) => ({ data, extensions: [] })),
-        }),
-      ),
-    );
+    this.queueHandshake(certificateMessage(certificate));
   }
 
   // ---------------------------------------------------- sendCertificateVerify
@@ -938,7 +930,7 @@ export class ServerConnection {
     // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
     // Transcript-Hash(ClientHello ... Certificate).
     const signature = await certificate.sign(scheme, certificateVerifyInput(true, this.transcript!.digest()));
-    this.queueHandshake(encodeHandshake(HandshakeType.certificate_verify, encodeCertificateVerify({ algorithm: scheme, signature })));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, (w) => writeCertificateVerify(w, { algorithm: scheme, signature })));
   }
 
   // ------------------------------------------------------- sendServerFinished
@@ -948,7 +940,8 @@ export class ServerConnection {
     const transcript = this.transcript!;
     // §4.4.4: verify_data = HMAC(finished_key, Transcript-Hash(... CertificateVerify)).
     const verify = finishedVerifyData(suite.hash, this.serverHsSecret!, transcript.digest());
-    this.queueHandshake(encodeHandshake(HandshakeType.finished, encodeFinished(verify)));
+    // Finished is verify_data alone (§4.4.4): framed as it is.
+    this.queueHandshake(encodeHandshake(HandshakeType.finished, verify));
     this.sendHandshake(this.pendingFlight);
     this.pendingFlight = [];
     // §7.1: application secrets over ClientHello ... server Finished.
@@ -1011,12 +1004,8 @@ export class ServerConnection {
         servername: info.servername ?? '',
         alpn: info.alpnProtocol || '',
       });
-      messages.push(
-        encodeHandshake(
-          HandshakeType.new_session_ticket,
-          encodeNewSessionTicket({ lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: [] }),
-        ),
-      );
+      const nst = { lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: NO_EXTENSIONS };
+      messages.push(encodeHandshakeMessage(HandshakeType.new_session_ticket, (w) => writeNewSessionTicket(w, nst)));
     }
     this.sendHandshake(messages);
   }
@@ -1036,6 +1025,31 @@ function writeU32(b: Uint8Array, at: number, v: number): void {
 
 function readU32(b: Uint8Array, at: number): number {
   return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+/** An empty extension list, shared (read only). */
+const NO_EXTENSIONS: Extension[] = [];
+
+/**
+ * The Certificate message of each certificate (RFC 9846 §4.4.2: empty
+ * certificate_request_context, the chain without per-entry extensions):
+ * the same bytes for every handshake, encoded once. Read only.
+ */
+const CERTIFICATE_MESSAGES = new WeakMap<ServerCertificate, Uint8Array>();
+
+function certificateMessage(certificate: ServerCertificate): Uint8Array {
+  let m = CERTIFICATE_MESSAGES.get(certificate);
+  if (!m) {
+    m = encodeHandshake(
+      HandshakeType.certificate,
+      encodeCertificate({
+        certificateRequestContext: new Uint8Array(0),
+        entries: certificate.chain.map((data) => ({ data, extensions: [] })),
+      }),
+    );
+    CERTIFICATE_MESSAGES.set(certificate, m);
+  }
+  return m;
 }
 
 /** The suite of `ours` with this id, if any. */
