@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { DecodeError, EchError, IllegalParameterError } from '../wire/alert.js';
+import { DecodeError, EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
-import { Writer, encode } from '../wire/writer.js';
+import { Writer, encode, encodeWith } from '../wire/writer.js';
 import type { Extension } from './client-hello.js';
 import { HELLO_RETRY_REQUEST_RANDOM } from './constants.js';
 import { equalBytes } from '../wire/bytes.js';
@@ -56,31 +56,42 @@ export function readExtensionBlock(r: Reader, what = 'extensions'): Extension[] 
  * ```
  */
 export function writeExtensionBlock(w: Writer, extensions: readonly Extension[]): void {
-  w.vector16((v) => {
-    for (let i = 0; i < extensions.length; i++) {
-      const e = extensions[i]!;
-      v.u16(e.type);
-      v.bytes16(e.data);
-    }
-  });
+  // The block's length is known up front: no closure for the vector.
+  let n = 0;
+  for (let i = 0; i < extensions.length; i++) {
+    const len = extensions[i]!.data.length;
+    if (len > 0xffff) throw new InvalidArgumentError(`vector of ${len} bytes exceeds its 16-bit length prefix`);
+    n += 4 + len;
+  }
+  if (n > 0xffff) throw new InvalidArgumentError(`vector of ${n} bytes exceeds its 16-bit length prefix`);
+  w.u16(n);
+  for (let i = 0; i < extensions.length; i++) {
+    const e = extensions[i]!;
+    w.u16(e.type);
+    w.bytes16(e.data);
+  }
 }
 
 /**
  * A whole handshake message (RFC 9846 §4: msg_type, uint24 length, body)
- * whose body `write` puts straight into the writer: one buffer, where
- * `encodeHandshake(type, encodeX(...))` builds the body and then copies it
- * behind a header.
+ * whose body `write(w, value)` puts straight into the writer: one buffer,
+ * where `encodeHandshake(type, encodeX(...))` builds the body and then
+ * copies it behind a header.
  * @group TLS
  * @example
  * ```ts
- * const message = encodeHandshakeMessage(HandshakeType.encrypted_extensions, (w) => writeExtensionBlock(w, exts));
+ * const message = encodeHandshakeMessage(HandshakeType.encrypted_extensions, writeExtensionBlock, exts);
  * ```
  */
-export function encodeHandshakeMessage(type: number, write: (w: Writer) => void): Uint8Array {
-  return encode((w) => {
-    w.u8(type);
-    w.vector24(write);
-  });
+export function encodeHandshakeMessage<T>(type: number, write: (w: Writer, value: T) => void, value: T): Uint8Array {
+  const out = encodeWith(write, value, 4);
+  const n = out.length - 4;
+  if (n > 0xffffff) throw new RangeError('handshake body too long');
+  out[0] = type;
+  out[1] = n >>> 16;
+  out[2] = (n >>> 8) & 0xff;
+  out[3] = n & 0xff;
+  return out;
 }
 
 // ---------------------------------------------------------------- ServerHello
@@ -139,7 +150,7 @@ function checkServerHello(sh: ServerHello): void {
  * @group TLS
  * @example
  * ```ts
- * const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, sh));
+ * const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, sh);
  * ```
  */
 export function writeServerHello(w: Writer, sh: ServerHello): void {
@@ -330,7 +341,7 @@ export function encodeCertificateVerify(cv: CertificateVerify): Uint8Array {
  * @group TLS
  * @example
  * ```ts
- * encodeHandshakeMessage(HandshakeType.certificate_verify, (w) => writeCertificateVerify(w, { algorithm, signature }));
+ * encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm, signature });
  * ```
  */
 export function writeCertificateVerify(w: Writer, cv: CertificateVerify): void {
@@ -431,7 +442,7 @@ export function encodeNewSessionTicket(t: NewSessionTicket): Uint8Array {
  * @group TLS
  * @example
  * ```ts
- * encodeHandshakeMessage(HandshakeType.new_session_ticket, (w) => writeNewSessionTicket(w, nst));
+ * encodeHandshakeMessage(HandshakeType.new_session_ticket, writeNewSessionTicket, nst);
  * ```
  */
 export function writeNewSessionTicket(w: Writer, t: NewSessionTicket): void {

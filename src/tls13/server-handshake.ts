@@ -827,10 +827,10 @@ export class ServerConnection {
     if (extra) {
       const e: Extension = { type: extra.type, data: new Uint8Array(extra.length ?? 8) };
       exts.push(e);
-      const zeroed = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, hrr));
+      const zeroed = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, hrr);
       e.data = checkLength(extra.compute(this.transcript.digestWith(zeroed), suite.hash), e.data.length);
     }
-    const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, hrr));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, hrr);
     this.transcript.update(message);
     this.sendHandshake([message]);
     this.sendCompatChangeCipherSpec(facts);
@@ -877,7 +877,7 @@ export class ServerConnection {
       // the last 8 bytes of ServerHello.random set to zero.
       random.fill(0, 24);
     }
-    const message = encodeHandshakeMessage(HandshakeType.server_hello, (w) => writeServerHello(w, sh));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, sh);
     if (confirm) {
       const c = checkLength(confirm(transcript.digestWith(message), suite.hash), 8);
       random.set(c, 24);
@@ -910,7 +910,7 @@ export class ServerConnection {
     // type "server_name" ... The "extension_data" field ... SHALL be empty."
     if (certificateAuth && facts.servername !== undefined) exts.push({ type: ExtensionType.server_name, data: new Uint8Array(0) });
     for (const e of facts.hook.encryptedExtensions ?? []) exts.push(e);
-    this.queueHandshake(encodeHandshakeMessage(HandshakeType.encrypted_extensions, (w) => writeExtensionBlock(w, exts)));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.encrypted_extensions, writeExtensionBlock, exts));
   }
 
   private queueHandshake(message: Uint8Array): void {
@@ -930,7 +930,7 @@ export class ServerConnection {
     // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
     // Transcript-Hash(ClientHello ... Certificate).
     const signature = await certificate.sign(scheme, certificateVerifyInput(true, this.transcript!.digest()));
-    this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, (w) => writeCertificateVerify(w, { algorithm: scheme, signature })));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm: scheme, signature }));
   }
 
   // ------------------------------------------------------- sendServerFinished
@@ -1005,7 +1005,7 @@ export class ServerConnection {
         alpn: info.alpnProtocol || '',
       });
       const nst = { lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: NO_EXTENSIONS };
-      messages.push(encodeHandshakeMessage(HandshakeType.new_session_ticket, (w) => writeNewSessionTicket(w, nst)));
+      messages.push(encodeHandshakeMessage(HandshakeType.new_session_ticket, writeNewSessionTicket, nst));
     }
     this.sendHandshake(messages);
   }

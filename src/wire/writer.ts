@@ -195,18 +195,35 @@ export class Writer {
  * ```
  */
 export function encode(body: (w: Writer) => void): Uint8Array {
-  // Writers are reused: `encode` runs once or more per handshake message and
+  return encodeWith(callBody, body);
+}
+
+const callBody = (w: Writer, body: (w: Writer) => void): void => body(w);
+
+/**
+ * {@link encode} without a closure: `write(w, value)` writes into a writer
+ * whose first `headroom` bytes are zeros, left for the caller to fill in the
+ * returned copy (a header whose length field covers what follows).
+ * @group Wire
+ * @example
+ * ```ts
+ * const msg = encodeWith(writeServerHello, sh, 4); // then msg[0..3] = type, uint24 length
+ * ```
+ */
+export function encodeWith<T>(write: (w: Writer, value: T) => void, value: T, headroom = 0): Uint8Array {
+  // Writers are reused: encoding runs once or more per handshake message and
   // extension, and a fresh Writer costs an object and a 256-byte buffer each
-  // time. A nested `encode` (from inside `body`) takes another writer off
-  // the pool; a `body` that throws loses its writer (the pool refills).
+  // time. A nested call (from inside `write`) takes another writer off the
+  // pool; a `write` that throws loses its writer (the pool refills).
   const w = pooled > 0 ? pool[--pooled]! : new Writer();
-  body(w);
+  if (headroom > 0) w.zeros(headroom);
+  write(w, value);
   const out = w.finish();
   if (w.capacity <= POOLED_CAPACITY && pooled < POOL_SIZE) pool[pooled++] = w.reset();
   return out;
 }
 
-/** Writers kept for {@link encode}: enough for its nesting depth. */
+/** Writers kept for {@link encodeWith}: enough for its nesting depth. */
 const POOL_SIZE = 8;
 /** A writer that grew beyond this is not kept (its buffer would stay allocated). */
 const POOLED_CAPACITY = 4096;
