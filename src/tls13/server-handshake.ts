@@ -39,7 +39,7 @@ import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
 import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
 import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
-import { decodeClientHello, findExtension, parseClientHelloOwned, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
+import { checkClientHello, decodeClientHello, findExtension, parseClientHelloOwned, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import {
   decodeAlpn,
   decodeKeyShareClient,
@@ -543,11 +543,27 @@ export class ServerConnection {
     // `received` is the connection's own copy of the message (from the
     // handshake reassembler or receiveClientHello), never written again:
     // the ClientHello is decoded in place, as views into it.
-    let ch = parseClientHelloOwned(received.subarray(4));
+    const body = received.subarray(4);
+    let ch: ParsedClientHello | undefined;
     let message = received;
     let hook: ClientHelloHookResult = {};
     if (this.config.onClientHello) {
-      const r = await this.config.onClientHello({ clientHello: ch, message: received, retry, state: this.hookState });
+      // Checked now (a malformed ClientHello fails before the hook, as
+      // always), decoded only if the hook reads it or the handshake continues
+      // on it: the ECH hook replaces it with ClientHelloInner, and the outer
+      // one is never decoded here.
+      checkClientHello(body);
+      let decoded: ParsedClientHello | undefined;
+      const info = {
+        get clientHello(): ParsedClientHello {
+          return (decoded ??= parseClientHelloOwned(body));
+        },
+        message: received,
+        retry,
+        state: this.hookState,
+      };
+      const r = await this.config.onClientHello(info);
+      ch = decoded;
       if (r) {
         hook = r;
         if (r.attributes) Object.assign(this.attributes, r.attributes);
@@ -563,10 +579,12 @@ export class ServerConnection {
         }
       }
     }
+    ch ??= parseClientHelloOwned(body);
     // The first record may be a ClientHello only; after it an unprotected
     // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
-    const ext = (t: number): Extension | undefined => findExtension(ch.extensions, t);
+    const exts = ch.extensions;
+    const ext = (t: number): Extension | undefined => findExtension(exts, t);
     const sni = ext(ExtensionType.server_name);
     const alpn = ext(ExtensionType.application_layer_protocol_negotiation);
     const groups = ext(ExtensionType.supported_groups);
