@@ -38,6 +38,13 @@ const EMPTY = new Uint8Array(0);
 const NONCES: Buffer[] = [];
 
 /**
+ * Records whose content is at most this long are sealed from one joined
+ * TLSInnerPlaintext (a copy that costs less than the cipher's extra output
+ * buffer); longer ones are fed to the cipher in two parts without a copy.
+ */
+const JOIN_LIMIT = 2048;
+
+/**
  * `type || zeros(padding)` ending TLSInnerPlaintext (RFC 9846 §5.2), for
  * records without padding (all of ours unless asked): one shared
  * read-only byte per content type, as the cipher copies its input.
@@ -115,21 +122,32 @@ export class RecordProtection {
     out[2] = 0x03;
     out[3] = length >> 8;
     out[4] = length & 0xff;
-    // TLSInnerPlaintext is fed in two parts, the content as it is (no copy
-    // into a joined buffer) and then type || zeros(padding); the AEADs are
-    // stream ciphers, but every output is placed at its running offset, so
-    // the result holds whatever split the cipher returns.
-    let tail = padding === 0 ? TAIL_UNPADDED[type] : undefined;
-    if (!tail) {
-      tail = new Uint8Array(1 + padding);
-      tail[0] = type;
-    }
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
     (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
-    let part = c.update(content);
-    out.set(part, RECORD_HEADER_LENGTH);
-    let o = RECORD_HEADER_LENGTH + part.length;
-    part = c.update(tail);
+    let part: Buffer;
+    let o = RECORD_HEADER_LENGTH;
+    if (content.length <= JOIN_LIMIT) {
+      // A short record: TLSInnerPlaintext (content || type || zeros, the
+      // zeros already there) is laid out where its ciphertext goes and fed
+      // in one update, one output buffer fewer from the cipher.
+      out.set(content, o);
+      out[o + content.length] = type;
+      part = c.update(out.subarray(o, o + innerLen));
+    } else {
+      // A long one: fed in two parts, the content as it is (no copy into a
+      // joined buffer) and then type || zeros(padding); the AEADs are
+      // stream ciphers, but every output is placed at its running offset,
+      // so the result holds whatever split the cipher returns.
+      let tail = padding === 0 ? TAIL_UNPADDED[type] : undefined;
+      if (!tail) {
+        tail = new Uint8Array(1 + padding);
+        tail[0] = type;
+      }
+      part = c.update(content);
+      out.set(part, o);
+      o += part.length;
+      part = c.update(tail);
+    }
     out.set(part, o);
     o += part.length;
     part = c.final();
