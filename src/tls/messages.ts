@@ -536,10 +536,12 @@ export function decodeKeyUpdate(body: Uint8Array): KeyUpdateRequest {
  * ```
  */
 export function encodeKeyShareServer(share: { group: number; keyExchange: Uint8Array }): Uint8Array {
-  return encode((w) => {
-    w.u16(share.group);
-    w.bytes16(share.keyExchange);
-  });
+  return encodeWith(writeKeyShareServer, share);
+}
+
+function writeKeyShareServer(w: Writer, share: { group: number; keyExchange: Uint8Array }): void {
+  w.u16(share.group);
+  w.bytes16(share.keyExchange);
 }
 
 /**
@@ -568,7 +570,7 @@ export function decodeKeyShareServer(data: Uint8Array): { group: number; keyExch
  * ```
  */
 export function encodeKeyShareHelloRetry(group: number): Uint8Array {
-  return encode((w) => w.u16(group));
+  return u16Bytes(group);
 }
 
 /**
@@ -592,7 +594,7 @@ export function decodeKeyShareHelloRetry(data: Uint8Array): number {
  * ```
  */
 export function encodeSupportedVersionSelected(version: number): Uint8Array {
-  return encode((w) => w.u16(version));
+  return u16Bytes(version);
 }
 
 /**
@@ -616,7 +618,7 @@ export function decodeSupportedVersionSelected(data: Uint8Array): number {
  * ```
  */
 export function encodePreSharedKeySelected(index: number): Uint8Array {
-  return encode((w) => w.u16(index));
+  return u16Bytes(index);
 }
 
 /**
@@ -643,7 +645,22 @@ export function decodePreSharedKeySelected(data: Uint8Array): number {
 export function encodeAlpnSelected(protocol: string): Uint8Array {
   const b = Buffer.from(protocol, 'latin1');
   if (b.length === 0 || b.length > 255) throw new RangeError(`bad ALPN protocol name '${protocol}'`);
-  return encode((w) => w.vector16((l) => l.bytes8(b)));
+  // ProtocolNameList with one ProtocolName: u16 length, u8 length, name.
+  const out = new Uint8Array(3 + b.length);
+  out[0] = (b.length + 1) >>> 8;
+  out[1] = (b.length + 1) & 0xff;
+  out[2] = b.length;
+  out.set(b, 3);
+  return out;
+}
+
+/**
+ * A big-endian uint16 as its own 2 bytes (the one-value extension bodies:
+ * no writer, no closure), checked as {@link Writer.u16} checks.
+ */
+function u16Bytes(v: number): Uint8Array {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new InvalidArgumentError(`u16 out of range: ${v}`);
+  return Uint8Array.of(v >>> 8, v & 0xff);
 }
 
 /**

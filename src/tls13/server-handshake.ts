@@ -280,18 +280,22 @@ export class ServerConnection {
    * ```
    */
   receiveClientHello(message: Uint8Array, rest?: Uint8Array): Promise<void> {
-    const p = this.core.enqueue(async () => {
-      if (this.stateValue !== 'wait_client_hello') {
-        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
-      }
-      if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
-        throw new DecodeError('ClientHello message length does not match its header');
-      }
-      // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
-      const raw = new Uint8Array(message);
-      await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
-    });
+    // The work is a method, the closure only a call (a closure created per
+    // connection loses its optimised code at every full GC: keep it small).
+    const p = this.core.enqueue(() => this.firstClientHello(message));
     return rest && rest.length ? p.then(() => this.receive(rest)) : p;
+  }
+
+  private async firstClientHello(message: Uint8Array): Promise<void> {
+    if (this.stateValue !== 'wait_client_hello') {
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
+    }
+    if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
+      throw new DecodeError('ClientHello message length does not match its header');
+    }
+    // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
+    const raw = new Uint8Array(message);
+    await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
   }
 
   /**
@@ -584,13 +588,12 @@ export class ServerConnection {
     // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
     const exts = ch.extensions;
-    const ext = (t: number): Extension | undefined => findExtension(exts, t);
-    const sni = ext(ExtensionType.server_name);
-    const alpn = ext(ExtensionType.application_layer_protocol_negotiation);
-    const groups = ext(ExtensionType.supported_groups);
-    const shares = ext(ExtensionType.key_share);
-    const sigalgs = ext(ExtensionType.signature_algorithms);
-    const modes = ext(ExtensionType.psk_key_exchange_modes);
+    const sni = findExtension(exts, ExtensionType.server_name);
+    const alpn = findExtension(exts, ExtensionType.application_layer_protocol_negotiation);
+    const groups = findExtension(exts, ExtensionType.supported_groups);
+    const shares = findExtension(exts, ExtensionType.key_share);
+    const sigalgs = findExtension(exts, ExtensionType.signature_algorithms);
+    const modes = findExtension(exts, ExtensionType.psk_key_exchange_modes);
     return {
       ch,
       message,
@@ -600,8 +603,8 @@ export class ServerConnection {
       shares: shares ? decodeKeyShareClient(shares.data) : undefined,
       sigalgs: sigalgs ? decodeSignatureAlgorithms(sigalgs.data) : undefined,
       pskModes: modes ? decodePskKeyExchangeModes(modes.data) : undefined,
-      pskExt: ext(ExtensionType.pre_shared_key),
-      earlyData: ext(ExtensionType.early_data) !== undefined,
+      pskExt: findExtension(exts, ExtensionType.pre_shared_key),
+      earlyData: findExtension(exts, ExtensionType.early_data) !== undefined,
       hook,
     };
   }
@@ -710,8 +713,9 @@ export class ServerConnection {
   private pickKeyShare(facts: HelloFacts, retry: boolean): KeyShareEntry | undefined {
     // Shares of groups we do not implement (GREASE, ...) are skipped: we only
     // look up the groups we prefer.
+    const shares = facts.shares;
     for (const g of this.config.groups) {
-      const s = facts.shares?.find((x) => x.group === g);
+      const s = shares ? shareOf(shares, g) : undefined;
       if (s) return s;
       // §4.1.1: a server "MAY" send a HelloRetryRequest for a group it
       // prefers. A post-quantum group we rank above the classical shares the
@@ -765,7 +769,7 @@ export class ServerConnection {
     const cb = this.config.alpnCallback;
     const ours = this.config.alpnProtocols;
     if (!cb && !ours) return undefined;
-    const p = cb ? cb({ servername: facts.servername, protocols: [...facts.alpn] }) : ours!.find((x) => facts.alpn!.includes(x));
+    const p = cb ? cb({ servername: facts.servername, protocols: [...facts.alpn] }) : firstCommon(ours!, facts.alpn);
     if (p !== undefined && !facts.alpn.includes(p)) {
       throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `ALPNCallback chose '${p}', which the client did not offer`);
     }
@@ -1068,6 +1072,18 @@ function certificateMessage(certificate: ServerCertificate): Uint8Array {
     CERTIFICATE_MESSAGES.set(certificate, m);
   }
   return m;
+}
+
+/** The first of `ours` that `offered` lists, if any. */
+function firstCommon(ours: readonly string[], offered: readonly string[]): string | undefined {
+  for (let i = 0; i < ours.length; i++) if (offered.includes(ours[i]!)) return ours[i];
+  return undefined;
+}
+
+/** The first key share of `group`, if any. */
+function shareOf(shares: readonly KeyShareEntry[], group: number): KeyShareEntry | undefined {
+  for (let i = 0; i < shares.length; i++) if (shares[i]!.group === group) return shares[i];
+  return undefined;
 }
 
 /** The suite of `ours` with this id, if any. */
