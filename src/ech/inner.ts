@@ -75,72 +75,84 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
   let size = 4 + len + outerSid;
   for (let i = 0; i < outer.count; i++) size += outer.len[i]! + 4;
   const w = new Writer(size);
+  // Written straight through, the two length prefixes patched at the end (no
+  // closures for the vectors: this runs once per ECH handshake, and a closure
+  // created per call loses its optimised code at every full GC).
   w.u8(HandshakeType.client_hello);
+  w.u24(0); // uint24 length, patched below
   const outerReferences: number[] = [];
-  w.vector24((b) => {
-    b.bytes(enc.subarray(0, 34)); // legacy_version, random
-    b.bytes(outerBody.subarray(34, 35 + outerSid)); // the outer legacy_session_id
-    b.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
-    b.vector16((x) => {
-      const start = x.length;
-      // RFC 9846 §4.1.2: `Extension extensions<8..2^16-1>`. Expansion of
-      // ech_outer_extensions can push the rebuilt block past what its length
-      // prefix holds: that is the client's malformed input (decode_error),
-      // not the writer's internal_error.
-      const room = (n: number) => {
-        if (x.length - start + n > 0xffff) {
-          throw new DecodeError('ClientHelloInner extensions exceed 65535 bytes after ech_outer_extensions expansion');
-        }
-      };
-      for (let i = 0; i < innerList.count; i++) {
-        const at = innerList.at[i]!;
-        const n = innerList.len[i]!;
-        if (innerList.types[i] !== ExtensionType.ech_outer_extensions) {
-          room(n + 4);
-          x.bytes(enc.subarray(at - 4, at + n));
-          continue;
-        }
-        // OuterExtensions: ExtensionType OuterExtensions<2..254>;
-        const data = new Reader(enc, at, at + n);
-        const refs = data.vector8('ech_outer_extensions');
-        if (!data.empty || refs.remaining < 2 || refs.remaining % 2 !== 0) {
-          throw new DecodeError('malformed ech_outer_extensions');
-        }
-        // Appendix B: "Let I be initialized to zero and N be set to the number
-        // of extensions in ClientHelloOuter."
-        let j = 0;
-        while (!refs.empty) {
-          const ref = refs.u16();
-          outerReferences.push(ref);
-          // "If E is "encrypted_client_hello", abort the connection with an
-          // "illegal_parameter" alert."
-          if (ref === ExtensionType.encrypted_client_hello) {
-            throw new IllegalParameterError('ech_outer_extensions references encrypted_client_hello');
-          }
-          // "While I is less than N and the I-th extension of
-          // ClientHelloOuter does not have type E, increment I."
-          while (j < outer.count && outer.types[j] !== ref) j++;
-          // "If I is equal to N, abort ... with an "illegal_parameter"
-          // alert": a missing reference, a repeated one, or one out of order.
-          if (j === outer.count) {
-            throw new IllegalParameterError(
-              `ech_outer_extensions reference 0x${ref.toString(16).padStart(4, '0')} is missing, repeated or out of order in ClientHelloOuter`,
-            );
-          }
-          const oat = outer.at[j]!;
-          room(outer.len[j]! + 4);
-          x.bytes(outerBody.subarray(oat - 4, oat + outer.len[j]!));
-          j++;
-        }
+  w.bytes(enc.subarray(0, 34)); // legacy_version, random
+  w.bytes(outerBody.subarray(34, 35 + outerSid)); // the outer legacy_session_id
+  w.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
+  const extensionsAt = w.length;
+  w.u16(0); // Extension extensions<8..2^16-1> length, patched below
+  const start = w.length;
+  for (let i = 0; i < innerList.count; i++) {
+    const at = innerList.at[i]!;
+    const n = innerList.len[i]!;
+    if (innerList.types[i] !== ExtensionType.ech_outer_extensions) {
+      checkRoom(w.length - start, n + 4);
+      w.bytes(enc.subarray(at - 4, at + n));
+      continue;
+    }
+    // OuterExtensions: ExtensionType OuterExtensions<2..254>;
+    const data = new Reader(enc, at, at + n);
+    const refs = data.vector8('ech_outer_extensions');
+    if (!data.empty || refs.remaining < 2 || refs.remaining % 2 !== 0) {
+      throw new DecodeError('malformed ech_outer_extensions');
+    }
+    // Appendix B: "Let I be initialized to zero and N be set to the number
+    // of extensions in ClientHelloOuter."
+    let j = 0;
+    while (!refs.empty) {
+      const ref = refs.u16();
+      outerReferences.push(ref);
+      // "If E is "encrypted_client_hello", abort the connection with an
+      // "illegal_parameter" alert."
+      if (ref === ExtensionType.encrypted_client_hello) {
+        throw new IllegalParameterError('ech_outer_extensions references encrypted_client_hello');
       }
-    });
-  });
+      // "While I is less than N and the I-th extension of
+      // ClientHelloOuter does not have type E, increment I."
+      while (j < outer.count && outer.types[j] !== ref) j++;
+      // "If I is equal to N, abort ... with an "illegal_parameter"
+      // alert": a missing reference, a repeated one, or one out of order.
+      if (j === outer.count) {
+        throw new IllegalParameterError(
+          `ech_outer_extensions reference 0x${ref.toString(16).padStart(4, '0')} is missing, repeated or out of order in ClientHelloOuter`,
+        );
+      }
+      const oat = outer.at[j]!;
+      checkRoom(w.length - start, outer.len[j]! + 4);
+      w.bytes(outerBody.subarray(oat - 4, oat + outer.len[j]!));
+      j++;
+    }
+  }
   // The writer was sized for the message and is dropped here: keep its buffer.
   const message = w.finishView();
+  const body = message.length - 4;
+  message[1] = body >>> 16;
+  message[2] = (body >>> 8) & 0xff;
+  message[3] = body & 0xff;
+  const block = message.length - start;
+  message[extensionsAt] = block >>> 8;
+  message[extensionsAt + 1] = block & 0xff;
   // Checks the rebuilt hello's structure and that expansion introduced no
   // duplicate (RFC 9846 §4.2), and finds its extensions.
   const scan = scanClientHello(message.subarray(4));
   return { message, scan, outerReferences };
+}
+
+/**
+ * RFC 9846 §4.1.2: `Extension extensions<8..2^16-1>`. Expansion of
+ * ech_outer_extensions can push the rebuilt block past what its length
+ * prefix holds: that is the client's malformed input (decode_error), not the
+ * writer's internal_error.
+ */
+function checkRoom(used: number, n: number): void {
+  if (used + n > 0xffff) {
+    throw new DecodeError('ClientHelloInner extensions exceed 65535 bytes after ech_outer_extensions expansion');
+  }
 }
 
 /**

@@ -91,57 +91,92 @@ const LINEAR_DUPLICATE_CHECK = 32;
  * ```
  */
 export function parseClientHelloOwned(raw: Uint8Array): ParsedClientHello {
+  return walkClientHello(raw, true)!;
+}
+
+/**
+ * Check a ClientHello body as {@link parseClientHelloOwned} would, with the
+ * same errors in the same order, without building the result (no views, no
+ * extension objects): for a caller that may never need the decoded form.
+ * @group TLS
+ * @example
+ * ```ts
+ * checkClientHello(body); // throws DecodeError / IllegalParameterError like decodeClientHello
+ * ```
+ */
+export function checkClientHello(body: Uint8Array): void {
+  walkClientHello(body, false);
+}
+
+/** Whether an extension of `type` sits in raw[start, end) (whole, already walked extensions). */
+function hasExtensionBetween(raw: Uint8Array, start: number, end: number, type: number): boolean {
+  for (let o = start; o < end; o += 4 + ((raw[o + 2]! << 8) | raw[o + 3]!)) {
+    if (((raw[o]! << 8) | raw[o + 1]!) === type) return true;
+  }
+  return false;
+}
+
+function walkClientHello(raw: Uint8Array, build: boolean): ParsedClientHello | undefined {
   const r = new Reader(raw);
   const legacyVersion = r.u16('legacy_version');
-  const random = r.view(32, 'random');
+  const randomAt = r.offset;
+  r.skip(32, 'random');
   const sid = r.u8('legacy_session_id');
   if (sid > 32) throw new DecodeError(`legacy_session_id of ${sid} bytes exceeds 32`);
-  const legacySessionId = r.view(sid, 'legacy_session_id');
+  const sidAt = r.offset;
+  r.skip(sid, 'legacy_session_id');
   const cs = r.vector16('cipher_suites');
   if (cs.remaining < 2 || cs.remaining % 2 !== 0) throw new DecodeError('cipher_suites length must be even and non-zero');
   const cipherSuites: number[] = [];
-  while (!cs.empty) cipherSuites.push(cs.u16());
+  if (build) while (!cs.empty) cipherSuites.push(cs.u16());
   const cm = r.u8('legacy_compression_methods');
   if (cm < 1) throw new DecodeError('empty legacy_compression_methods');
-  const legacyCompressionMethods = r.view(cm, 'legacy_compression_methods');
+  const cmAt = r.offset;
+  r.skip(cm, 'legacy_compression_methods');
   const extensions: Extension[] = [];
   const extensionOffsets: number[] = [];
   // RFC 9846 §4.1.2: `Extension extensions<8..2^16-1>` — a TLS 1.3
   // ClientHello always has the block (a hello without it is pre-TLS 1.2 and
   // of no use to this library), so its absence is a decode error.
   const ex = r.vector16('extensions');
-  // Duplicates: a linear look at the extensions so far (no allocation; a
-  // hello has ~10-20), a Set past LINEAR_DUPLICATE_CHECK so a hostile hello
-  // of thousands of empty extensions stays linear.
+  const first = ex.offset;
+  // Duplicates: a linear look back over the extensions so far (no
+  // allocation; a hello has ~10-20), a Set past LINEAR_DUPLICATE_CHECK so a
+  // hostile hello of thousands of empty extensions stays linear.
   let seen: Set<number> | undefined;
+  let count = 0;
   while (!ex.empty) {
+    const entry = ex.offset;
     const type = ex.u16('extension type');
     const len = ex.u16('extension length');
     const at = ex.offset;
-    const data = ex.view(len, 'extension_data');
-    let duplicate = false;
-    const n = extensions.length;
-    if (n < LINEAR_DUPLICATE_CHECK) {
-      for (let i = 0; i < n && !duplicate; i++) duplicate = extensions[i]!.type === type;
+    ex.skip(len, 'extension_data');
+    let duplicate: boolean;
+    if (count < LINEAR_DUPLICATE_CHECK) {
+      duplicate = hasExtensionBetween(raw, first, entry, type);
     } else {
       if (!seen) {
         seen = new Set<number>();
-        for (const e of extensions) seen.add(e.type);
+        for (let o = first; o < entry; o += 4 + ((raw[o + 2]! << 8) | raw[o + 3]!)) seen.add((raw[o]! << 8) | raw[o + 1]!);
       }
       duplicate = seen.has(type);
       seen.add(type);
     }
     if (duplicate) throw new IllegalParameterError(`duplicate extension 0x${type.toString(16).padStart(4, '0')}`);
-    extensions.push({ type, data });
-    extensionOffsets.push(at);
+    count++;
+    if (build) {
+      extensions.push({ type, data: raw.subarray(at, at + len) });
+      extensionOffsets.push(at);
+    }
   }
   r.end('ClientHello');
+  if (!build) return undefined;
   return {
     legacyVersion,
-    random,
-    legacySessionId,
+    random: raw.subarray(randomAt, randomAt + 32),
+    legacySessionId: raw.subarray(sidAt, sidAt + sid),
     cipherSuites,
-    legacyCompressionMethods,
+    legacyCompressionMethods: raw.subarray(cmAt, cmAt + cm),
     extensions,
     raw,
     extensionOffsets,
@@ -214,7 +249,8 @@ export function encodeClientHelloMessage(ch: ClientHello): Uint8Array {
  * ```
  */
 export function findExtension(extensions: readonly Extension[], type: number): Extension | undefined {
-  for (const e of extensions) if (e.type === type) return e;
+  // Indexed: no iterator object on a path run several times per ClientHello.
+  for (let i = 0; i < extensions.length; i++) if (extensions[i]!.type === type) return extensions[i];
   return undefined;
 }
 

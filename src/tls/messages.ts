@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { DecodeError, EchError, IllegalParameterError } from '../wire/alert.js';
+import { DecodeError, EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
-import { Writer, encode } from '../wire/writer.js';
+import { Writer, encode, encodeWith } from '../wire/writer.js';
 import type { Extension } from './client-hello.js';
 import { HELLO_RETRY_REQUEST_RANDOM } from './constants.js';
 import { equalBytes } from '../wire/bytes.js';
@@ -56,12 +56,42 @@ export function readExtensionBlock(r: Reader, what = 'extensions'): Extension[] 
  * ```
  */
 export function writeExtensionBlock(w: Writer, extensions: readonly Extension[]): void {
-  w.vector16((v) => {
-    for (const e of extensions) {
-      v.u16(e.type);
-      v.bytes16(e.data);
-    }
-  });
+  // The block's length is known up front: no closure for the vector.
+  let n = 0;
+  for (let i = 0; i < extensions.length; i++) {
+    const len = extensions[i]!.data.length;
+    if (len > 0xffff) throw new InvalidArgumentError(`vector of ${len} bytes exceeds its 16-bit length prefix`);
+    n += 4 + len;
+  }
+  if (n > 0xffff) throw new InvalidArgumentError(`vector of ${n} bytes exceeds its 16-bit length prefix`);
+  w.u16(n);
+  for (let i = 0; i < extensions.length; i++) {
+    const e = extensions[i]!;
+    w.u16(e.type);
+    w.bytes16(e.data);
+  }
+}
+
+/**
+ * A whole handshake message (RFC 9846 §4: msg_type, uint24 length, body)
+ * whose body `write(w, value)` puts straight into the writer: one buffer,
+ * where `encodeHandshake(type, encodeX(...))` builds the body and then
+ * copies it behind a header.
+ * @group TLS
+ * @example
+ * ```ts
+ * const message = encodeHandshakeMessage(HandshakeType.encrypted_extensions, writeExtensionBlock, exts);
+ * ```
+ */
+export function encodeHandshakeMessage<T>(type: number, write: (w: Writer, value: T) => void, value: T): Uint8Array {
+  const out = encodeWith(write, value, 4);
+  const n = out.length - 4;
+  if (n > 0xffffff) throw new RangeError('handshake body too long');
+  out[0] = type;
+  out[1] = n >>> 16;
+  out[2] = (n >>> 8) & 0xff;
+  out[3] = n & 0xff;
+  return out;
 }
 
 // ---------------------------------------------------------------- ServerHello
@@ -105,16 +135,32 @@ export interface ServerHello {
  * ```
  */
 export function encodeServerHello(sh: ServerHello): Uint8Array {
+  checkServerHello(sh);
+  return encode((w) => writeServerHello(w, sh));
+}
+
+function checkServerHello(sh: ServerHello): void {
   if (sh.random.length !== 32) throw new RangeError('ServerHello.random must be 32 bytes');
   if (sh.legacySessionIdEcho.length > 32) throw new RangeError('legacy_session_id_echo longer than 32 bytes');
-  return encode((w) => {
-    w.u16(sh.legacyVersion);
-    w.bytes(sh.random);
-    w.bytes8(sh.legacySessionIdEcho);
-    w.u16(sh.cipherSuite);
-    w.u8(sh.legacyCompressionMethod);
-    writeExtensionBlock(w, sh.extensions);
-  });
+}
+
+/**
+ * Write a ServerHello (or HelloRetryRequest) body into an existing
+ * {@link Writer} (see {@link encodeHandshakeMessage}).
+ * @group TLS
+ * @example
+ * ```ts
+ * const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, sh);
+ * ```
+ */
+export function writeServerHello(w: Writer, sh: ServerHello): void {
+  checkServerHello(sh);
+  w.u16(sh.legacyVersion);
+  w.bytes(sh.random);
+  w.bytes8(sh.legacySessionIdEcho);
+  w.u16(sh.cipherSuite);
+  w.u8(sh.legacyCompressionMethod);
+  writeExtensionBlock(w, sh.extensions);
 }
 
 /**
@@ -287,10 +333,20 @@ export interface CertificateVerify {
  * ```
  */
 export function encodeCertificateVerify(cv: CertificateVerify): Uint8Array {
-  return encode((w) => {
-    w.u16(cv.algorithm);
-    w.bytes16(cv.signature);
-  });
+  return encode((w) => writeCertificateVerify(w, cv));
+}
+
+/**
+ * Write a CertificateVerify body into an existing {@link Writer}.
+ * @group TLS
+ * @example
+ * ```ts
+ * encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm, signature });
+ * ```
+ */
+export function writeCertificateVerify(w: Writer, cv: CertificateVerify): void {
+  w.u16(cv.algorithm);
+  w.bytes16(cv.signature);
 }
 
 /**
@@ -378,13 +434,24 @@ export interface NewSessionTicket {
  */
 export function encodeNewSessionTicket(t: NewSessionTicket): Uint8Array {
   if (t.ticket.length === 0) throw new RangeError('empty ticket');
-  return encode((w) => {
-    w.u32(t.lifetime);
-    w.u32(t.ageAdd);
-    w.bytes8(t.nonce);
-    w.bytes16(t.ticket);
-    writeExtensionBlock(w, t.extensions);
-  });
+  return encode((w) => writeNewSessionTicket(w, t));
+}
+
+/**
+ * Write a NewSessionTicket body into an existing {@link Writer}.
+ * @group TLS
+ * @example
+ * ```ts
+ * encodeHandshakeMessage(HandshakeType.new_session_ticket, writeNewSessionTicket, nst);
+ * ```
+ */
+export function writeNewSessionTicket(w: Writer, t: NewSessionTicket): void {
+  if (t.ticket.length === 0) throw new RangeError('empty ticket');
+  w.u32(t.lifetime);
+  w.u32(t.ageAdd);
+  w.bytes8(t.nonce);
+  w.bytes16(t.ticket);
+  writeExtensionBlock(w, t.extensions);
 }
 
 /**
@@ -469,10 +536,12 @@ export function decodeKeyUpdate(body: Uint8Array): KeyUpdateRequest {
  * ```
  */
 export function encodeKeyShareServer(share: { group: number; keyExchange: Uint8Array }): Uint8Array {
-  return encode((w) => {
-    w.u16(share.group);
-    w.bytes16(share.keyExchange);
-  });
+  return encodeWith(writeKeyShareServer, share);
+}
+
+function writeKeyShareServer(w: Writer, share: { group: number; keyExchange: Uint8Array }): void {
+  w.u16(share.group);
+  w.bytes16(share.keyExchange);
 }
 
 /**
@@ -501,7 +570,7 @@ export function decodeKeyShareServer(data: Uint8Array): { group: number; keyExch
  * ```
  */
 export function encodeKeyShareHelloRetry(group: number): Uint8Array {
-  return encode((w) => w.u16(group));
+  return u16Bytes(group);
 }
 
 /**
@@ -525,7 +594,7 @@ export function decodeKeyShareHelloRetry(data: Uint8Array): number {
  * ```
  */
 export function encodeSupportedVersionSelected(version: number): Uint8Array {
-  return encode((w) => w.u16(version));
+  return u16Bytes(version);
 }
 
 /**
@@ -549,7 +618,7 @@ export function decodeSupportedVersionSelected(data: Uint8Array): number {
  * ```
  */
 export function encodePreSharedKeySelected(index: number): Uint8Array {
-  return encode((w) => w.u16(index));
+  return u16Bytes(index);
 }
 
 /**
@@ -576,7 +645,22 @@ export function decodePreSharedKeySelected(data: Uint8Array): number {
 export function encodeAlpnSelected(protocol: string): Uint8Array {
   const b = Buffer.from(protocol, 'latin1');
   if (b.length === 0 || b.length > 255) throw new RangeError(`bad ALPN protocol name '${protocol}'`);
-  return encode((w) => w.vector16((l) => l.bytes8(b)));
+  // ProtocolNameList with one ProtocolName: u16 length, u8 length, name.
+  const out = new Uint8Array(3 + b.length);
+  out[0] = (b.length + 1) >>> 8;
+  out[1] = (b.length + 1) & 0xff;
+  out[2] = b.length;
+  out.set(b, 3);
+  return out;
+}
+
+/**
+ * A big-endian uint16 as its own 2 bytes (the one-value extension bodies:
+ * no writer, no closure), checked as {@link Writer.u16} checks.
+ */
+function u16Bytes(v: number): Uint8Array {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new InvalidArgumentError(`u16 out of range: ${v}`);
+  return Uint8Array.of(v >>> 8, v & 0xff);
 }
 
 /**

@@ -30,6 +30,15 @@ import { deriveSecret, hashBytes, hashLength, hkdfExpandLabel, hkdfExtract, hmac
 import { InvalidArgumentError } from '../wire/alert.js';
 import type { CipherSuiteParams } from './suites.js';
 
+/** The empty HkdfLabel context ("" in §7.1, §7.3, §4.4.4); read only. */
+const EMPTY = new Uint8Array(0);
+
+/** HashLen zeros of each hash (§7.1: the IKM without a PSK, and of the Master Secret); read only. */
+const ZEROS: { readonly [H in HashName]: Uint8Array } = {
+  sha256: new Uint8Array(hashLength('sha256')),
+  sha384: new Uint8Array(hashLength('sha384')),
+};
+
 /** Transcript-Hash("") of each hash: the context of the "derived" and "res binder" secrets. */
 const EMPTY_HASH: { readonly [H in HashName]: Uint8Array } = {
   sha256: hashBytes('sha256', new Uint8Array(0)),
@@ -71,7 +80,7 @@ export class KeySchedule {
   /** @param psk the resumption PSK, or none for a full handshake */
   constructor(hash: HashName, psk?: Uint8Array) {
     this.hash = hash;
-    const zeros = new Uint8Array(hashLength(hash));
+    const zeros = ZEROS[hash];
     this.earlySecret = hkdfExtract(hash, zeros, psk ?? zeros);
   }
 
@@ -104,7 +113,7 @@ export class KeySchedule {
   applicationSecrets(transcriptHash: Uint8Array): { client: Uint8Array; server: Uint8Array; exporter: Uint8Array } {
     if (!this.handshakeSecret) throw new InvalidArgumentError('handshake secret not derived yet');
     const derived = deriveSecret(this.hash, this.handshakeSecret, 'derived', this.emptyHash());
-    this.masterSecret = hkdfExtract(this.hash, derived, new Uint8Array(hashLength(this.hash)));
+    this.masterSecret = hkdfExtract(this.hash, derived, ZEROS[this.hash]);
     return {
       client: deriveSecret(this.hash, this.masterSecret, 'c ap traffic', transcriptHash),
       server: deriveSecret(this.hash, this.masterSecret, 's ap traffic', transcriptHash),
@@ -130,8 +139,8 @@ export class KeySchedule {
  */
 export function trafficKeys(suite: CipherSuiteParams, secret: Uint8Array): TrafficKeys {
   return {
-    key: hkdfExpandLabel(suite.hash, secret, 'key', new Uint8Array(0), suite.keyLength),
-    iv: hkdfExpandLabel(suite.hash, secret, 'iv', new Uint8Array(0), suite.ivLength),
+    key: hkdfExpandLabel(suite.hash, secret, 'key', EMPTY, suite.keyLength),
+    iv: hkdfExpandLabel(suite.hash, secret, 'iv', EMPTY, suite.ivLength),
   };
 }
 
@@ -145,7 +154,7 @@ export function trafficKeys(suite: CipherSuiteParams, secret: Uint8Array): Traff
  * ```
  */
 export function nextTrafficSecret(hash: HashName, secret: Uint8Array): Uint8Array {
-  return hkdfExpandLabel(hash, secret, 'traffic upd', new Uint8Array(0), hashLength(hash));
+  return hkdfExpandLabel(hash, secret, 'traffic upd', EMPTY, hashLength(hash));
 }
 
 /**
@@ -159,7 +168,7 @@ export function nextTrafficSecret(hash: HashName, secret: Uint8Array): Uint8Arra
  * ```
  */
 export function finishedVerifyData(hash: HashName, baseKey: Uint8Array, transcriptHash: Uint8Array): Uint8Array {
-  const finishedKey = hkdfExpandLabel(hash, baseKey, 'finished', new Uint8Array(0), hashLength(hash));
+  const finishedKey = hkdfExpandLabel(hash, baseKey, 'finished', EMPTY, hashLength(hash));
   return hmac(hash, finishedKey, transcriptHash);
 }
 

@@ -29,6 +29,29 @@ export const MAX_EMPTY_RECORDS = 32;
 const EMPTY = new Uint8Array(0);
 
 /**
+ * The per-record nonce, by IV length, rewritten for each record by every
+ * RecordProtection: createCipheriv and createDecipheriv copy the IV they are
+ * given, and the nonce is built and used in one synchronous step, so one
+ * buffer serves all connections (RFC 9846 §5.3: iv_length is at least 8;
+ * the AEADs of TLS 1.3 all use 12).
+ */
+const NONCES: Buffer[] = [];
+
+/**
+ * Records whose content is at most this long are sealed from one joined
+ * TLSInnerPlaintext (a copy that costs less than the cipher's extra output
+ * buffer); longer ones are fed to the cipher in two parts without a copy.
+ */
+const JOIN_LIMIT = 2048;
+
+/**
+ * `type || zeros(padding)` ending TLSInnerPlaintext (RFC 9846 §5.2), for
+ * records without padding (all of ours unless asked): one shared
+ * read-only byte per content type, as the cipher copies its input.
+ */
+const TAIL_UNPADDED: readonly Uint8Array[] = Array.from({ length: 256 }, (_, t) => Uint8Array.of(t));
+
+/**
  * AEAD protection of one direction (RFC 9846 §5.2, §5.3): the key, the
  * static IV and the 64-bit sequence number.
  * @group Server
@@ -44,17 +67,12 @@ export class RecordProtection {
   private readonly iv: Uint8Array;
   /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
   private seq = 0;
-  /**
-   * The per-record nonce, rewritten for each record: createCipheriv and
-   * createDecipheriv copy the IV they are given, so one buffer serves all.
-   */
-  private readonly nonceBuffer: Buffer;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
+    if (keys.iv.length < 8) throw new RangeError(`IV of ${keys.iv.length} bytes`);
     this.suite = suite;
     this.key = keys.key;
     this.iv = keys.iv;
-    this.nonceBuffer = Buffer.alloc(keys.iv.length);
   }
 
   /** Records protected so far with this key. */
@@ -71,7 +89,8 @@ export class RecordProtection {
       throw new EchError('ERR_PROTOCOL', 'internal_error', 'record sequence number would wrap');
     }
     const len = this.iv.length;
-    const n = this.nonceBuffer;
+    // The shared buffer, read by the cipher before anything else runs (see NONCES).
+    const n = (NONCES[len] ??= Buffer.alloc(len));
     n.set(this.iv);
     const seq = this.seq++;
     n.writeUInt32BE((n.readUInt32BE(len - 4) ^ seq) >>> 0, len - 4);
@@ -103,18 +122,32 @@ export class RecordProtection {
     out[2] = 0x03;
     out[3] = length >> 8;
     out[4] = length & 0xff;
-    // TLSInnerPlaintext is fed in two parts, the content as it is (no copy
-    // into a joined buffer) and then type || zeros(padding); the AEADs are
-    // stream ciphers, but every output is placed at its running offset, so
-    // the result holds whatever split the cipher returns.
-    const tail = new Uint8Array(1 + padding);
-    tail[0] = type;
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
     (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
-    let part = c.update(content);
-    out.set(part, RECORD_HEADER_LENGTH);
-    let o = RECORD_HEADER_LENGTH + part.length;
-    part = c.update(tail);
+    let part: Buffer;
+    let o = RECORD_HEADER_LENGTH;
+    if (content.length <= JOIN_LIMIT) {
+      // A short record: TLSInnerPlaintext (content || type || zeros, the
+      // zeros already there) is laid out where its ciphertext goes and fed
+      // in one update, one output buffer fewer from the cipher.
+      out.set(content, o);
+      out[o + content.length] = type;
+      part = c.update(out.subarray(o, o + innerLen));
+    } else {
+      // A long one: fed in two parts, the content as it is (no copy into a
+      // joined buffer) and then type || zeros(padding); the AEADs are
+      // stream ciphers, but every output is placed at its running offset,
+      // so the result holds whatever split the cipher returns.
+      let tail = padding === 0 ? TAIL_UNPADDED[type] : undefined;
+      if (!tail) {
+        tail = new Uint8Array(1 + padding);
+        tail[0] = type;
+      }
+      part = c.update(content);
+      out.set(part, o);
+      o += part.length;
+      part = c.update(tail);
+    }
     out.set(part, o);
     o += part.length;
     part = c.final();
@@ -457,23 +490,14 @@ export class RecordLayer {
    * get `padding` zero bytes of record padding (RFC 9846 §5.4).
    */
   encode(type: number, content: Uint8Array, maxFragment: number = MAX_PLAINTEXT, padding = 0): Uint8Array {
+    // One record (every handshake flight and most writes): no list, no view.
+    if (content.length <= maxFragment) return this.record(type, content, padding);
     const chunks: Uint8Array[] = [];
     let total = 0;
     const n = Math.max(1, Math.ceil(content.length / maxFragment));
     for (let i = 0; i < n; i++) {
       const part = content.subarray(i * maxFragment, Math.min(content.length, (i + 1) * maxFragment));
-      let rec: Uint8Array;
-      if (this.writer) {
-        rec = this.writer.seal(type, part, padding);
-      } else {
-        rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
-        rec[0] = type;
-        rec[1] = 0x03;
-        rec[2] = 0x03;
-        rec[3] = part.length >> 8;
-        rec[4] = part.length & 0xff;
-        rec.set(part, RECORD_HEADER_LENGTH);
-      }
+      const rec = this.record(type, part, padding);
       chunks.push(rec);
       total += rec.length;
     }
@@ -485,6 +509,19 @@ export class RecordLayer {
       o += c.length;
     }
     return out;
+  }
+
+  /** One record of `part` (at most one fragment), protected once write keys are installed. */
+  private record(type: number, part: Uint8Array, padding: number): Uint8Array {
+    if (this.writer) return this.writer.seal(type, part, padding);
+    const rec = new Uint8Array(RECORD_HEADER_LENGTH + part.length);
+    rec[0] = type;
+    rec[1] = 0x03;
+    rec[2] = 0x03;
+    rec[3] = part.length >> 8;
+    rec[4] = part.length & 0xff;
+    rec.set(part, RECORD_HEADER_LENGTH);
+    return rec;
   }
 
   /** An alert record (fatal unless `close_notify` / `user_canceled`). */

@@ -33,14 +33,13 @@
  *
  * @module
  */
-import { randomInt } from 'node:crypto';
 import { randomPublicBytes } from '../crypto/random.js';
 import { DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError } from '../wire/alert.js';
 import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
 import { ContentType, ExtensionType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType, ProtocolVersion, PskKeyExchangeMode } from '../tls/constants.js';
 import { encodeHandshake, type HandshakeMessage } from '../tls/record.js';
-import { decodeClientHello, findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
+import { checkClientHello, decodeClientHello, findExtension, parseClientHelloOwned, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import {
   decodeAlpn,
   decodeKeyShareClient,
@@ -58,15 +57,15 @@ import {
   decodeFinished,
   encodeAlpnSelected,
   encodeCertificate,
-  encodeCertificateVerify,
-  encodeEncryptedExtensions,
-  encodeFinished,
+  encodeHandshakeMessage,
   encodeKeyShareHelloRetry,
   encodeKeyShareServer,
-  encodeNewSessionTicket,
   encodePreSharedKeySelected,
-  encodeServerHello,
   encodeSupportedVersionSelected,
+  writeCertificateVerify,
+  writeExtensionBlock,
+  writeNewSessionTicket,
+  writeServerHello,
   type ServerHello,
 } from '../tls/messages.js';
 import { CertificateStore, ServerCertificate, certificateVerifyInput } from './certificates.js';
@@ -223,7 +222,8 @@ export class ServerConnection {
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
-  private ticketNonce = 0n;
+  /** Tickets sent so far: the next ticket_nonce (a Number, exact far beyond any ticket count). */
+  private ticketNonce = 0;
   /** KeyUpdate messages sent and received so far. */
   readonly keyUpdates: { sent: number; received: number };
 
@@ -280,18 +280,22 @@ export class ServerConnection {
    * ```
    */
   receiveClientHello(message: Uint8Array, rest?: Uint8Array): Promise<void> {
-    const p = this.core.enqueue(async () => {
-      if (this.stateValue !== 'wait_client_hello') {
-        throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
-      }
-      if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
-        throw new DecodeError('ClientHello message length does not match its header');
-      }
-      // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
-      const raw = new Uint8Array(message);
-      await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
-    });
+    // The work is a method, the closure only a call (a closure created per
+    // connection loses its optimised code at every full GC: keep it small).
+    const p = this.core.enqueue(() => this.firstClientHello(message));
     return rest && rest.length ? p.then(() => this.receive(rest)) : p;
+  }
+
+  private async firstClientHello(message: Uint8Array): Promise<void> {
+    if (this.stateValue !== 'wait_client_hello') {
+      throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
+    }
+    if (message.length < 4 || ((message[1]! << 16) | (message[2]! << 8) | message[3]!) !== message.length - 4) {
+      throw new DecodeError('ClientHello message length does not match its header');
+    }
+    // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
+    const raw = new Uint8Array(message);
+    await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
   }
 
   /**
@@ -387,7 +391,7 @@ export class ServerConnection {
   }
 
   private sendHandshake(messages: Uint8Array[]): void {
-    this.send(this.records.encode(ContentType.handshake, concatBytes(...messages)));
+    this.send(this.records.encode(ContentType.handshake, messages.length === 1 ? messages[0]! : concatBytes(...messages)));
   }
 
   /** RFC 9846 §5.1: messages preceding a key change must end a record. */
@@ -507,7 +511,8 @@ export class ServerConnection {
     let certificate: ServerCertificate | undefined;
     let scheme: number | undefined;
     if (!psk) {
-      const pick = await this.pickCertificate(facts);
+      // Without an SNICallback the pick is synchronous: no promise, no extra turn.
+      const pick = this.config.sniCallback ? await this.pickCertificate(facts) : this.selectCertificate(facts, this.config.certificates);
       this.checkAlive();
       certificate = pick.certificate;
       scheme = pick.scheme;
@@ -539,11 +544,30 @@ export class ServerConnection {
 
   /** Decode a ClientHello and run the hook, which may replace it. */
   private async readClientHello(received: Uint8Array, retry: boolean): Promise<HelloFacts> {
-    let ch = decodeClientHello(received.subarray(4));
+    // `received` is the connection's own copy of the message (from the
+    // handshake reassembler or receiveClientHello), never written again:
+    // the ClientHello is decoded in place, as views into it.
+    const body = received.subarray(4);
+    let ch: ParsedClientHello | undefined;
     let message = received;
     let hook: ClientHelloHookResult = {};
     if (this.config.onClientHello) {
-      const r = await this.config.onClientHello({ clientHello: ch, message: received, retry, state: this.hookState });
+      // Checked now (a malformed ClientHello fails before the hook, as
+      // always), decoded only if the hook reads it or the handshake continues
+      // on it: the ECH hook replaces it with ClientHelloInner, and the outer
+      // one is never decoded here.
+      checkClientHello(body);
+      let decoded: ParsedClientHello | undefined;
+      const info = {
+        get clientHello(): ParsedClientHello {
+          return (decoded ??= parseClientHelloOwned(body));
+        },
+        message: received,
+        retry,
+        state: this.hookState,
+      };
+      const r = await this.config.onClientHello(info);
+      ch = decoded;
       if (r) {
         hook = r;
         if (r.attributes) Object.assign(this.attributes, r.attributes);
@@ -559,16 +583,17 @@ export class ServerConnection {
         }
       }
     }
+    ch ??= parseClientHelloOwned(body);
     // The first record may be a ClientHello only; after it an unprotected
     // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
-    const ext = (t: number): Extension | undefined => findExtension(ch.extensions, t);
-    const sni = ext(ExtensionType.server_name);
-    const alpn = ext(ExtensionType.application_layer_protocol_negotiation);
-    const groups = ext(ExtensionType.supported_groups);
-    const shares = ext(ExtensionType.key_share);
-    const sigalgs = ext(ExtensionType.signature_algorithms);
-    const modes = ext(ExtensionType.psk_key_exchange_modes);
+    const exts = ch.extensions;
+    const sni = findExtension(exts, ExtensionType.server_name);
+    const alpn = findExtension(exts, ExtensionType.application_layer_protocol_negotiation);
+    const groups = findExtension(exts, ExtensionType.supported_groups);
+    const shares = findExtension(exts, ExtensionType.key_share);
+    const sigalgs = findExtension(exts, ExtensionType.signature_algorithms);
+    const modes = findExtension(exts, ExtensionType.psk_key_exchange_modes);
     return {
       ch,
       message,
@@ -578,8 +603,8 @@ export class ServerConnection {
       shares: shares ? decodeKeyShareClient(shares.data) : undefined,
       sigalgs: sigalgs ? decodeSignatureAlgorithms(sigalgs.data) : undefined,
       pskModes: modes ? decodePskKeyExchangeModes(modes.data) : undefined,
-      pskExt: ext(ExtensionType.pre_shared_key),
-      earlyData: ext(ExtensionType.early_data) !== undefined,
+      pskExt: findExtension(exts, ExtensionType.pre_shared_key),
+      earlyData: findExtension(exts, ExtensionType.early_data) !== undefined,
       hook,
     };
   }
@@ -631,10 +656,27 @@ export class ServerConnection {
 
   private pickCipherSuite(offered: readonly number[], preferHash: HashName | undefined): CipherSuiteParams {
     const ours = this.config.suites;
-    const common = this.config.honorCipherOrder
-      ? ours.filter((s) => offered.includes(s.id))
-      : offered.map((id) => ours.find((s) => s.id === id)).filter((s): s is CipherSuiteParams => s !== undefined);
-    const suite = common.find((s) => s.hash === preferHash) ?? common[0];
+    // The common suites in the server's or the client's order: the first of
+    // them with the preferred hash, else the first. Plain loops: this runs
+    // on every ClientHello and needs no intermediate arrays or closures.
+    let first: CipherSuiteParams | undefined;
+    let preferred: CipherSuiteParams | undefined;
+    if (this.config.honorCipherOrder) {
+      for (let i = 0; i < ours.length && !preferred; i++) {
+        const s = ours[i]!;
+        if (!offered.includes(s.id)) continue;
+        first ??= s;
+        if (s.hash === preferHash) preferred = s;
+      }
+    } else {
+      for (let i = 0; i < offered.length && !preferred; i++) {
+        const s = suiteIn(ours, offered[i]!);
+        if (!s) continue;
+        first ??= s;
+        if (s.hash === preferHash) preferred = s;
+      }
+    }
+    const suite = preferred ?? first;
     // §4.1.1: "If the server is unable to negotiate a supported set of
     // parameters ... it MUST abort the handshake with either a
     // "handshake_failure" or "insufficient_security" fatal alert".
@@ -671,8 +713,9 @@ export class ServerConnection {
   private pickKeyShare(facts: HelloFacts, retry: boolean): KeyShareEntry | undefined {
     // Shares of groups we do not implement (GREASE, ...) are skipped: we only
     // look up the groups we prefer.
+    const shares = facts.shares;
     for (const g of this.config.groups) {
-      const s = facts.shares?.find((x) => x.group === g);
+      const s = shares ? shareOf(shares, g) : undefined;
       if (s) return s;
       // §4.1.1: a server "MAY" send a HelloRetryRequest for a group it
       // prefers. A post-quantum group we rank above the classical shares the
@@ -726,7 +769,7 @@ export class ServerConnection {
     const cb = this.config.alpnCallback;
     const ours = this.config.alpnProtocols;
     if (!cb && !ours) return undefined;
-    const p = cb ? cb({ servername: facts.servername, protocols: [...facts.alpn] }) : ours!.find((x) => facts.alpn!.includes(x));
+    const p = cb ? cb({ servername: facts.servername, protocols: [...facts.alpn] }) : firstCommon(ours!, facts.alpn);
     if (p !== undefined && !facts.alpn.includes(p)) {
       throw new EchError('ERR_INVALID_ARGUMENT', 'internal_error', `ALPNCallback chose '${p}', which the client did not offer`);
     }
@@ -762,11 +805,18 @@ export class ServerConnection {
         store = new CertificateStore([ServerCertificate.from(ctx as Parameters<typeof ServerCertificate.from>[0])]);
       }
     }
+    return this.selectCertificate(facts, store);
+  }
+
+  private selectCertificate(facts: HelloFacts, store: CertificateStore): { certificate: ServerCertificate; scheme: number } {
+    // §9.2: certificate authentication needs signature_algorithms (the PSK
+    // offered, if any, was not accepted) → "missing_extension".
+    if (!facts.sigalgs) throw new MissingExtensionError('no signature_algorithms for certificate authentication');
     if (store.certificates.length === 0) {
       // RFC 6066 §3: no certificate for the requested name.
       throw new EchError('ERR_HANDSHAKE_FAILURE', facts.servername ? 'unrecognized_name' : 'handshake_failure', 'no certificate configured');
     }
-    const pick = store.select(facts.servername, facts.sigalgs ?? []);
+    const pick = store.select(facts.servername, facts.sigalgs);
     // §4.4.2.2: no certificate the client's signature_algorithms accept →
     // abort ("handshake_failure").
     if (!pick) throw new EchError('ERR_HANDSHAKE_FAILURE', 'handshake_failure', 'no certificate for the client\'s signature algorithms');
@@ -799,10 +849,10 @@ export class ServerConnection {
     if (extra) {
       const e: Extension = { type: extra.type, data: new Uint8Array(extra.length ?? 8) };
       exts.push(e);
-      const zeroed = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+      const zeroed = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, hrr);
       e.data = checkLength(extra.compute(this.transcript.digestWith(zeroed), suite.hash), e.data.length);
     }
-    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(hrr));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, hrr);
     this.transcript.update(message);
     this.sendHandshake([message]);
     this.sendCompatChangeCipherSpec(facts);
@@ -849,7 +899,7 @@ export class ServerConnection {
       // the last 8 bytes of ServerHello.random set to zero.
       random.fill(0, 24);
     }
-    const message = encodeHandshake(HandshakeType.server_hello, encodeServerHello(sh));
+    const message = encodeHandshakeMessage(HandshakeType.server_hello, writeServerHello, sh);
     if (confirm) {
       const c = checkLength(confirm(transcript.digestWith(message), suite.hash), 8);
       random.set(c, 24);
@@ -882,7 +932,7 @@ export class ServerConnection {
     // type "server_name" ... The "extension_data" field ... SHALL be empty."
     if (certificateAuth && facts.servername !== undefined) exts.push({ type: ExtensionType.server_name, data: new Uint8Array(0) });
     for (const e of facts.hook.encryptedExtensions ?? []) exts.push(e);
-    this.queueHandshake(encodeHandshake(HandshakeType.encrypted_extensions, encodeEncryptedExtensions(exts)));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.encrypted_extensions, writeExtensionBlock, exts));
   }
 
   private queueHandshake(message: Uint8Array): void {
@@ -893,15 +943,7 @@ export class ServerConnection {
   // ---------------------------------------------------------- sendCertificate
 
   private sendCertificate(certificate: ServerCertificate): void {
-    this.queueHandshake(
-      encodeHandshake(
-        HandshakeType.certificate,
-        encodeCertificate({
-          certificateRequestContext: new Uint8Array(0),
-          entries: certificate.chain.map((data) => ({ data, extensions: [] })),
-        }),
-      ),
-    );
+    this.queueHandshake(certificateMessage(certificate));
   }
 
   // ---------------------------------------------------- sendCertificateVerify
@@ -910,7 +952,7 @@ export class ServerConnection {
     // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
     // Transcript-Hash(ClientHello ... Certificate).
     const signature = await certificate.sign(scheme, certificateVerifyInput(true, this.transcript!.digest()));
-    this.queueHandshake(encodeHandshake(HandshakeType.certificate_verify, encodeCertificateVerify({ algorithm: scheme, signature })));
+    this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm: scheme, signature }));
   }
 
   // ------------------------------------------------------- sendServerFinished
@@ -920,7 +962,8 @@ export class ServerConnection {
     const transcript = this.transcript!;
     // §4.4.4: verify_data = HMAC(finished_key, Transcript-Hash(... CertificateVerify)).
     const verify = finishedVerifyData(suite.hash, this.serverHsSecret!, transcript.digest());
-    this.queueHandshake(encodeHandshake(HandshakeType.finished, encodeFinished(verify)));
+    // Finished is verify_data alone (§4.4.4): framed as it is.
+    this.queueHandshake(encodeHandshake(HandshakeType.finished, verify));
     this.sendHandshake(this.pendingFlight);
     this.pendingFlight = [];
     // §7.1: application secrets over ClientHello ... server Finished.
@@ -969,8 +1012,11 @@ export class ServerConnection {
       // across all tickets issued on this connection": an 8-byte counter
       // (opaque ticket_nonce<0..255>), which cannot wrap.
       const nonce = new Uint8Array(TICKET_NONCE_LENGTH);
-      new DataView(nonce.buffer).setBigUint64(0, this.ticketNonce++);
-      const ageAdd = randomInt(0, 0xffffffff);
+      const n = this.ticketNonce++;
+      writeU32(nonce, 0, Math.floor(n / 0x100000000));
+      writeU32(nonce, 4, n >>> 0);
+      // §4.6.1: ticket_age_add, "a securely generated, random 32-bit value".
+      const ageAdd = readU32(randomPublicBytes(4), 0);
       const ticket = tickets.seal({
         suite: suite.id,
         psk: resumptionPsk(suite.hash, this.resumptionSecret!, nonce),
@@ -980,12 +1026,8 @@ export class ServerConnection {
         servername: info.servername ?? '',
         alpn: info.alpnProtocol || '',
       });
-      messages.push(
-        encodeHandshake(
-          HandshakeType.new_session_ticket,
-          encodeNewSessionTicket({ lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: [] }),
-        ),
-      );
+      const nst = { lifetime: this.config.ticketLifetime, ageAdd, nonce, ticket, extensions: NO_EXTENSIONS };
+      messages.push(encodeHandshakeMessage(HandshakeType.new_session_ticket, writeNewSessionTicket, nst));
     }
     this.sendHandshake(messages);
   }
@@ -994,6 +1036,60 @@ export class ServerConnection {
   get groupName(): string | undefined {
     return this.group ? groupName(this.group) : undefined;
   }
+}
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = (v >>> 16) & 0xff;
+  b[at + 2] = (v >>> 8) & 0xff;
+  b[at + 3] = v & 0xff;
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+/** An empty extension list, shared (read only). */
+const NO_EXTENSIONS: Extension[] = [];
+
+/**
+ * The Certificate message of each certificate (RFC 9846 §4.4.2: empty
+ * certificate_request_context, the chain without per-entry extensions):
+ * the same bytes for every handshake, encoded once. Read only.
+ */
+const CERTIFICATE_MESSAGES = new WeakMap<ServerCertificate, Uint8Array>();
+
+function certificateMessage(certificate: ServerCertificate): Uint8Array {
+  let m = CERTIFICATE_MESSAGES.get(certificate);
+  if (!m) {
+    m = encodeHandshake(
+      HandshakeType.certificate,
+      encodeCertificate({
+        certificateRequestContext: new Uint8Array(0),
+        entries: certificate.chain.map((data) => ({ data, extensions: [] })),
+      }),
+    );
+    CERTIFICATE_MESSAGES.set(certificate, m);
+  }
+  return m;
+}
+
+/** The first of `ours` that `offered` lists, if any. */
+function firstCommon(ours: readonly string[], offered: readonly string[]): string | undefined {
+  for (let i = 0; i < ours.length; i++) if (offered.includes(ours[i]!)) return ours[i];
+  return undefined;
+}
+
+/** The first key share of `group`, if any. */
+function shareOf(shares: readonly KeyShareEntry[], group: number): KeyShareEntry | undefined {
+  for (let i = 0; i < shares.length; i++) if (shares[i]!.group === group) return shares[i];
+  return undefined;
+}
+
+/** The suite of `ours` with this id, if any. */
+function suiteIn(ours: readonly CipherSuiteParams[], id: number): CipherSuiteParams | undefined {
+  for (let i = 0; i < ours.length; i++) if (ours[i]!.id === id) return ours[i];
+  return undefined;
 }
 
 function checkLength(b: Uint8Array, n: number): Uint8Array {

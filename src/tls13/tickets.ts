@@ -14,7 +14,7 @@ import { hkdfExpand, hkdfExtract } from '../crypto/hkdf.js';
 import { randomPublicBytes } from '../crypto/random.js';
 import { InvalidArgumentError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
-import { encode } from '../wire/writer.js';
+import { encodeWith, type Writer } from '../wire/writer.js';
 import { equalBytes } from '../wire/bytes.js';
 
 /**
@@ -49,6 +49,22 @@ interface TicketKey {
 }
 
 const VERSION = 1;
+
+/**
+ * The ticket plaintext (a module function, not a closure per ticket: a
+ * closure created per call loses its optimised code at every full GC).
+ */
+function writeTicketState(w: Writer, state: TicketState): void {
+  w.u8(VERSION);
+  w.u16(state.suite);
+  w.bytes8(state.psk);
+  w.u32(Math.floor(state.createdAt / 0x100000000));
+  w.u32(state.createdAt % 0x100000000);
+  w.u32(state.lifetime);
+  w.u32(state.ageAdd);
+  w.bytes16(Buffer.from(state.servername, 'latin1'));
+  w.bytes8(Buffer.from(state.alpn, 'latin1'));
+}
 
 /**
  * Rotating ticket-sealing keys.
@@ -107,23 +123,19 @@ export class TicketKeys {
   /** Seal a ticket. */
   seal(state: TicketState): Uint8Array {
     const k = this.rotate();
-    const plain = encode((w) => {
-      w.u8(VERSION);
-      w.u16(state.suite);
-      w.bytes8(state.psk);
-      w.u32(Math.floor(state.createdAt / 0x100000000));
-      w.u32(state.createdAt % 0x100000000);
-      w.u32(state.lifetime);
-      w.u32(state.ageAdd);
-      w.bytes16(Buffer.from(state.servername, 'latin1'));
-      w.bytes8(Buffer.from(state.alpn, 'latin1'));
-    });
+    const plain = encodeWith(writeTicketState, state);
     const iv = randomPublicBytes(12); // public (it is in the ticket); only unique per key
     const c = createCipheriv('aes-256-gcm', k.key, iv);
     c.setAAD(k.id);
     const body = c.update(plain);
     c.final(); // GCM: no output, computes the tag
-    return new Uint8Array(Buffer.concat([k.id, iv, body, c.getAuthTag()]));
+    // id || iv || ciphertext || tag, written once into the ticket.
+    const out = new Uint8Array(k.id.length + iv.length + body.length + 16);
+    out.set(k.id, 0);
+    out.set(iv, k.id.length);
+    out.set(body, k.id.length + iv.length);
+    out.set(c.getAuthTag(), k.id.length + iv.length + body.length);
+    return out;
   }
 
   /** Open a ticket; `undefined` if it is not ours, forged, or malformed. */

@@ -42,12 +42,12 @@ export function copyBytes(b: Uint8Array, start = 0, end = b.length): Uint8Array 
  */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   let n = 0;
-  for (const p of parts) n += p.length;
+  for (let i = 0; i < parts.length; i++) n += parts[i]!.length;
   const out = new Uint8Array(n);
   let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
+  for (let i = 0; i < parts.length; i++) {
+    out.set(parts[i]!, o);
+    o += parts[i]!.length;
   }
   return out;
 }

@@ -31,6 +31,11 @@ export class Writer {
     return this.len;
   }
 
+  /** Size of the current buffer (it grows as needed). */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
@@ -124,19 +129,47 @@ export class Writer {
     return this.vector(3, 0xffffff, body);
   }
 
+  /**
+   * `b` behind a `prefix`-byte length: the vector of {@link Writer.vector8}
+   * and its siblings without the closure (the length is known up front).
+   */
+  private prefixed(prefix: 1 | 2 | 3, max: number, b: Uint8Array): this {
+    const n = b.length;
+    if (n > max) throw new InvalidArgumentError(`vector of ${n} bytes exceeds its ${prefix * 8}-bit length prefix`);
+    this.ensure(prefix + n);
+    const buf = this.buf;
+    let at = this.len;
+    if (prefix === 3) buf[at++] = n >>> 16;
+    if (prefix >= 2) buf[at++] = (n >>> 8) & 0xff;
+    buf[at++] = n & 0xff;
+    buf.set(b, at);
+    this.len = at + n;
+    return this;
+  }
+
   /** Shorthand: u8-prefixed bytes. */
   bytes8(b: Uint8Array): this {
-    return this.vector8((w) => w.bytes(b));
+    return this.prefixed(1, 0xff, b);
   }
 
   /** Shorthand: u16-prefixed bytes. */
   bytes16(b: Uint8Array): this {
-    return this.vector16((w) => w.bytes(b));
+    return this.prefixed(2, 0xffff, b);
   }
 
   /** Shorthand: u24-prefixed bytes. */
   bytes24(b: Uint8Array): this {
-    return this.vector24((w) => w.bytes(b));
+    return this.prefixed(3, 0xffffff, b);
+  }
+
+  /**
+   * Forget what was written and keep the buffer, to write a new value
+   * (see {@link encode}). Views from {@link Writer.finishView} are
+   * overwritten by what follows.
+   */
+  reset(): this {
+    this.len = 0;
+    return this;
   }
 
   /**
@@ -162,7 +195,41 @@ export class Writer {
  * ```
  */
 export function encode(body: (w: Writer) => void): Uint8Array {
-  const w = new Writer();
-  body(w);
-  return w.finish();
+  return encodeWith(callBody, body);
 }
+
+const callBody = (w: Writer, body: (w: Writer) => void): void => body(w);
+
+/**
+ * {@link encode} without a closure: `write(w, value)` writes into a writer
+ * whose first `headroom` bytes are zeros, left for the caller to fill in the
+ * returned copy (a header whose length field covers what follows).
+ * @group Wire
+ * @example
+ * ```ts
+ * const msg = encodeWith(writeServerHello, sh, 4); // then msg[0..3] = type, uint24 length
+ * ```
+ */
+export function encodeWith<T>(write: (w: Writer, value: T) => void, value: T, headroom = 0): Uint8Array {
+  // Writers are reused: encoding runs once or more per handshake message and
+  // extension, and a fresh Writer costs an object and a 256-byte buffer each
+  // time. A nested call (from inside `write`) takes another writer off the
+  // pool; a `write` that throws loses its writer (the pool refills).
+  const w = pooled > 0 ? pool[--pooled]! : new Writer();
+  if (headroom > 0) w.zeros(headroom);
+  write(w, value);
+  const out = w.finish();
+  if (w.capacity <= POOLED_CAPACITY && pooled < POOL_SIZE) pool[pooled++] = w.reset();
+  return out;
+}
+
+/** Writers kept for {@link encodeWith}: enough for its nesting depth. */
+const POOL_SIZE = 8;
+/** A writer that grew beyond this is not kept (its buffer would stay allocated). */
+const POOLED_CAPACITY = 4096;
+/**
+ * A fixed-size stack (`pooled` writers at the bottom): an array used with
+ * push/pop would trim and regrow its backing store as it empties and refills.
+ */
+const pool: Writer[] = [];
+let pooled = 0;
