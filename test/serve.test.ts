@@ -4,7 +4,8 @@
 // config → retry_configs → accepted, GREASE, HRR; and config errors that
 // name their field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import tls from 'node:tls';
@@ -194,6 +195,56 @@ describe('ech-server serve with BoringSSL', () => {
     const wild = pki.leaf('ec', ['*.legacy.example']);
     const w = await checkRun({ ...baseConfig, routes: [{ serverName: '*.legacy.example', cert: wild.certPath, key: wild.keyPath, respond: 'ech-status' }] });
     expect(w.code, w.stderr).toBe(0);
+  });
+
+  it('a SIGHUP while serve starts does not kill it: the handlers are in place before the listening line, and the reload runs once it listens', async () => {
+    // The configuration file is a FIFO: serve blocks reading it, its start
+    // under way. A writer can open a FIFO (O_NONBLOCK) only once a reader
+    // has it open, so the test knows when serve is reading. SIGHUP's
+    // default action would end the process.
+    const fifo = join(dir, `fifo-${process.pid}-${Date.now()}.json`);
+    await promisify(execFile)('mkfifo', ['-m', '600', fifo]);
+    const config = JSON.stringify({ ...baseConfig, keys: join(dir, 'keys') });
+    const openWriter = async () => {
+      for (let i = 0; i < 200; i++) {
+        try {
+          return openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      throw new Error('serve never opened its configuration FIFO');
+    };
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', fifo], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const until = async (re: RegExp) => {
+      for (let i = 0; i < 300 && !re.test(out) && child.exitCode === null && child.signalCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toMatch(re);
+    };
+    try {
+      const fd = await openWriter();
+      child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(child.signalCode, out).toBe(null);
+      writeSync(fd, config);
+      closeSync(fd);
+      await until(/"listening":"/);
+      // The SIGHUP that came during the start reloads the file now.
+      const again = await openWriter();
+      writeSync(again, config);
+      closeSync(again);
+      await until(/"event":"reloaded"/);
+      child.kill('SIGTERM');
+      expect(await exited, out).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      await unlink(fifo).catch(() => undefined);
+    }
   });
 
   it('SIGHUP with a broken config file (invalid JSON, unknown field, missing file): reload_failed is logged and counted, the old configuration keeps serving', async () => {

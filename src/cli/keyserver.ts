@@ -120,7 +120,6 @@ export async function runKeyserver(args: string[]): Promise<number> {
     process.stderr.write(`ech-server keyserver: ${(e as Error).message}\n`);
     return 1;
   }
-  process.stdout.write(`${JSON.stringify({ listening: `${addr.host}:${addr.port}`, admin: adminPort ?? null, pid: process.pid, keys: server.keys() })}\n`);
   const file = values.config;
   const hup = () => {
     loadKeyServerConfig(file)
@@ -131,7 +130,7 @@ export async function runKeyserver(args: string[]): Promise<number> {
       .catch((e: unknown) => log({ event: 'keyserver_reload_failed', error: (e as Error).message }));
   };
   process.on('SIGHUP', hup);
-  await new Promise<void>((res) => {
+  const stopped = new Promise<void>((res) => {
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
@@ -141,6 +140,10 @@ export async function runKeyserver(args: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  // Every handler is in place before the listening line: a supervisor may
+  // signal as soon as it reads it (SIGHUP's default action ends a process).
+  process.stdout.write(`${JSON.stringify({ listening: `${addr.host}:${addr.port}`, admin: adminPort ?? null, pid: process.pid, keys: server.keys() })}\n`);
+  await stopped;
   admin?.close();
   await server.close();
   await audit.close();

@@ -24,7 +24,7 @@ import { ROTATE_USAGE, runRotate } from './rotate.js';
 import { KEYSERVER_USAGE, runKeyserver } from './keyserver.js';
 import { CHECK_USAGE, runCheck } from './check.js';
 import { FLEET_USAGE, runFleet } from './fleet.js';
-import { loadServeConfig } from '../front/config.js';
+import { loadServeConfig, type ServeConfig } from '../front/config.js';
 import { checkServeConfig, startServe } from '../front/serve.js';
 import { resolveWorkers, startWorkers } from '../front/workers.js';
 import { jsonLines } from '../front/log.js';
@@ -253,7 +253,29 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
       const { values } = parse(args, { config: { type: 'string' }, check: { type: 'boolean' } });
       if (!values.config) throw new UsageError('--config is required');
       const file = values.config;
-      const config = await loadServeConfig(file);
+      // SIGHUP's default action ends the process: a supervisor that sends
+      // it while the server starts (or just after the listening line) must
+      // not kill it. A SIGHUP before the server runs is kept and reloads
+      // once the server is up.
+      let running: Awaited<ReturnType<typeof startServe>> | Awaited<ReturnType<typeof startWorkers>> | undefined;
+      let hupBeforeStart = false;
+      const hup = () => {
+        if (!running) {
+          hupBeforeStart = true;
+          return;
+        }
+        // A file that does not load or check is a failed reload too:
+        // logged (reload_failed), counted, and the old configuration stays.
+        running.reload(() => loadServeConfig(file)).catch(() => undefined);
+      };
+      if (!values.check) process.on('SIGHUP', hup);
+      let config: ServeConfig;
+      try {
+        config = await loadServeConfig(file);
+      } catch (e) {
+        process.off('SIGHUP', hup);
+        throw e;
+      }
       if (values.check) {
         const report = await checkServeConfig(config);
         process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
@@ -265,29 +287,34 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
       // no gain here: the server finishes about one handshake per turn).
       const log = jsonLines(process.stderr);
       // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
-      const running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
-      // The log lines of the start (worker_started...) come out before the
-      // listening line that tells a supervisor the server is up.
-      log.flush();
-      process.stdout.write(
-        `${JSON.stringify({ listening: `${running.host}:${running.port}`, admin: running.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
-      );
-      const hup = () => {
-        // A file that does not load or check is a failed reload too:
-        // logged (reload_failed), counted, and the old configuration stays.
-        running.reload(() => loadServeConfig(file)).catch(() => undefined);
-      };
-      process.on('SIGHUP', hup);
-      await new Promise<void>((res) => {
+      let started: Awaited<ReturnType<typeof startServe>> | Awaited<ReturnType<typeof startWorkers>>;
+      try {
+        started = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
+      } catch (e) {
+        process.off('SIGHUP', hup);
+        throw e;
+      }
+      running = started;
+      // Every handler is in place before the listening line: a supervisor
+      // may signal as soon as it reads it.
+      const stopped = new Promise<void>((res) => {
         const stop = () => {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
           process.off('SIGHUP', hup);
-          running.close().then(res, res);
+          started.close().then(res, res);
         };
         process.on('SIGTERM', stop);
         process.on('SIGINT', stop);
       });
+      // The log lines of the start (worker_started...) come out before the
+      // listening line that tells a supervisor the server is up.
+      log.flush();
+      process.stdout.write(
+        `${JSON.stringify({ listening: `${started.host}:${started.port}`, admin: started.adminPort ?? null, pid: process.pid, routes: config.routes.map((r) => r.serverName) })}\n`,
+      );
+      if (hupBeforeStart) hup();
+      await stopped;
       return 0;
     },
   },
