@@ -3,7 +3,9 @@
  * one-shot hash) against node:crypto's createHmac / hkdfSync, for random
  * inputs and both TLS 1.3 hashes; the running Transcript against a plain hash
  * of the concatenated messages; and the structural fact that the key
- * schedule makes no createHmac call and the transcript no native Hash object. RFC 8448 vectors: test/tls13-engine.test.ts.
+ * schedule makes no createHmac call and the transcript no native Hash object,
+ * and that no digest comes back as a node:crypto Buffer (a native backing
+ * store per digest). RFC 8448 vectors: test/tls13-engine.test.ts.
  */
 import * as nodeCrypto from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
@@ -13,7 +15,7 @@ vi.mock('node:crypto', async (importOriginal) => {
   const orig = await importOriginal<typeof import('node:crypto')>();
   const native = orig as unknown as Record<string, unknown>;
   // crypto/mlkem.ts probes for native ML-KEM (Node ≥ 24): keep those names defined.
-  return { ...orig, encapsulate: native.encapsulate, decapsulate: native.decapsulate, createHmac: vi.fn(orig.createHmac), createHash: vi.fn(orig.createHash) };
+  return { ...orig, encapsulate: native.encapsulate, decapsulate: native.decapsulate, createHmac: vi.fn(orig.createHmac), createHash: vi.fn(orig.createHash), hash: vi.fn(orig.hash) };
 });
 
 const { createHash, createHmac, hkdfSync } = nodeCrypto;
@@ -161,5 +163,34 @@ describe('no native Hash object in the transcript', () => {
     expect(hex(finInput)).toBe(ref(ch, sh, ee, cert, cv));
     expect(hex(ap)).toBe(ref(ch, sh, ee, cert, cv, fin));
     expect(hex(res)).toBe(ref(ch, sh, ee, cert, cv, fin, cfin));
+  });
+});
+
+describe('no node:crypto Buffer per digest', () => {
+  it('transcript digests, hashBytes, messageHash and HMACs ask crypto.hash for binary strings, never a Buffer', () => {
+    // A Buffer returned by node:crypto owns a native backing store (external
+    // memory the GC frees); the digest was copied into a Uint8Array anyway.
+    const hash = vi.mocked(nodeCrypto.hash);
+    hash.mockClear();
+    const m = (n: number) => nodeCrypto.randomBytes(n);
+    const ch = m(600), sh = m(90), ee = m(700);
+    for (const h of HASHES) {
+      const t = hk.Transcript.fromMessages(h, ch);
+      const a = t.digestWith(sh);
+      t.update(sh).update(ee);
+      const b = t.digest();
+      const c = hk.hashBytes(h, ch);
+      const mh = hk.messageHash(h, ch);
+      const d = hk.hkdfExpandLabel(h, hk.hkdfExtract(h, new Uint8Array(0), b), 'derived', c, 16);
+      const ref = (...parts: Uint8Array[]) => createHash(h).update(Buffer.concat(parts)).digest('hex');
+      expect(hex(a)).toBe(ref(ch, sh));
+      expect(hex(b)).toBe(ref(ch, sh, ee));
+      expect(hex(c)).toBe(ref(ch));
+      expect(hex(mh.subarray(4))).toBe(ref(ch));
+      expect(d.length).toBe(16);
+      for (const x of [a, b, c]) expect(x.buffer.byteLength).toBe(hk.hashLength(h)); // own bytes, not a view of a pool
+    }
+    expect(hash.mock.calls.length).toBeGreaterThan(0);
+    for (const call of hash.mock.calls) expect(call[2]).toBe('binary');
   });
 });

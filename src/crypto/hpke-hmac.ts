@@ -62,14 +62,23 @@ export class HmacScratch {
   readonly #ipad: Buffer;
   /** (K' ^ opad) || inner digest. */
   readonly #outer: Buffer;
+  /** 32-bit views of K', the ipad block and the opad block: the pads are XORed a word at a time. */
+  readonly #key32: Int32Array;
+  readonly #ipad32: Int32Array;
+  readonly #outer32: Int32Array;
 
   constructor(alg: HpkeHashName) {
     this.alg = alg;
     this.block = alg === 'sha256' ? 64 : 128;
     this.size = alg === 'sha256' ? 32 : alg === 'sha384' ? 48 : 64;
+    // Buffer.alloc never hands out a slice of the shared pool: each has its
+    // own ArrayBuffer at offset 0, so the Int32Array views are aligned.
     this.#key = Buffer.alloc(this.block);
     this.#ipad = Buffer.alloc(this.block);
     this.#outer = Buffer.alloc(this.block + this.size);
+    this.#key32 = new Int32Array(this.#key.buffer, this.#key.byteOffset, this.block >> 2);
+    this.#ipad32 = new Int32Array(this.#ipad.buffer, this.#ipad.byteOffset, this.block >> 2);
+    this.#outer32 = new Int32Array(this.#outer.buffer, this.#outer.byteOffset, this.block >> 2);
   }
 
   /**
@@ -79,7 +88,7 @@ export class HmacScratch {
    */
   setKey(key: Uint8Array | string): void {
     const k = this.#key;
-    k.fill(0);
+    this.#key32.fill(0); // TypedArray fill: Buffer#fill validates its arguments first
     if (typeof key === 'string') {
       if (key.length > this.block) k.write(digestBinary(this.alg, Buffer.from(key, 'binary')), 0, 'binary');
       else k.write(key, 0, 'binary');
@@ -88,12 +97,14 @@ export class HmacScratch {
     } else {
       k.set(key);
     }
-    const ipad = this.#ipad;
-    const outer = this.#outer;
-    for (let i = 0; i < this.block; i++) {
-      const b = k[i] as number;
-      ipad[i] = b ^ 0x36;
-      outer[i] = b ^ 0x5c;
+    // The pad bytes repeat, so a word at a time is the same XOR whatever the byte order.
+    const k32 = this.#key32;
+    const ipad32 = this.#ipad32;
+    const outer32 = this.#outer32;
+    for (let i = 0; i < k32.length; i++) {
+      const w = k32[i] as number;
+      ipad32[i] = w ^ 0x36363636;
+      outer32[i] = w ^ 0x5c5c5c5c;
     }
   }
 
