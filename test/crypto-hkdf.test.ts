@@ -194,3 +194,23 @@ describe('no node:crypto Buffer per digest', () => {
     for (const call of hash.mock.calls) expect(call[2]).toBe('binary');
   });
 });
+
+describe('key schedule without a PSK', () => {
+  it('the Early Secret and its "derived" secret are computed once per hash, not per handshake (RFC 8448 values)', async () => {
+    const { KeySchedule } = await import('../src/tls13/key-schedule.js');
+    const hash = vi.mocked(nodeCrypto.hash);
+    const shared = Buffer.from('8bd4054fb55b9d63fdfbacf9f04b9f0d35e6d63f537563efd46272900f89492d', 'hex');
+    const th = Buffer.from('860c06edc07858ee8e78f0e7428c58edd6b43f2ca3e6e95f02ed063cf0e1cad8', 'hex');
+    new KeySchedule('sha256').handshakeSecrets(shared, th); // first use of the hash
+    hash.mockClear();
+    const ks = new KeySchedule('sha256');
+    const hs = ks.handshakeSecrets(shared, th);
+    // RFC 8448 §3 (simple 1-RTT handshake).
+    expect(hex(ks.earlySecret)).toBe('33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a');
+    expect(hex(hs.client)).toBe('b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21');
+    expect(hex(hs.server)).toBe('b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38');
+    // HMAC = two hashes: Extract(derived, shared) and the two traffic secrets;
+    // the old code also ran Extract(0, 0) and Derive-Secret(., "derived", "").
+    expect(hash.mock.calls.length).toBe(6);
+  });
+});

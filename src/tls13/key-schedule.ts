@@ -46,6 +46,22 @@ const EMPTY_HASH: { readonly [H in HashName]: Uint8Array } = {
 };
 
 /**
+ * Without a PSK the Early Secret, HKDF-Extract(0, 0), and its
+ * Derive-Secret(., "derived", "") are the same for every handshake of a
+ * hash (RFC 9846 §7.1): computed once per hash, on first use, and read only.
+ */
+const NO_PSK: { [H in HashName]?: { early: Uint8Array; derived: Uint8Array } } = {};
+
+function noPsk(hash: HashName): { early: Uint8Array; derived: Uint8Array } {
+  let v = NO_PSK[hash];
+  if (!v) {
+    const early = hkdfExtract(hash, ZEROS[hash], ZEROS[hash]);
+    v = NO_PSK[hash] = { early, derived: deriveSecret(hash, early, 'derived', EMPTY_HASH[hash]) };
+  }
+  return v;
+}
+
+/**
  * Key and IV of one direction's record protection.
  * @group Server
  * @example
@@ -76,12 +92,20 @@ export class KeySchedule {
   readonly earlySecret: Uint8Array;
   private handshakeSecret: Uint8Array | undefined;
   private masterSecret: Uint8Array | undefined;
+  /** Derive-Secret(Early Secret, "derived", ""), shared when there is no PSK. */
+  private readonly earlyDerived: Uint8Array | undefined;
 
   /** @param psk the resumption PSK, or none for a full handshake */
   constructor(hash: HashName, psk?: Uint8Array) {
     this.hash = hash;
-    const zeros = ZEROS[hash];
-    this.earlySecret = hkdfExtract(hash, zeros, psk ?? zeros);
+    if (psk) {
+      this.earlySecret = hkdfExtract(hash, ZEROS[hash], psk);
+      this.earlyDerived = undefined;
+    } else {
+      const shared = noPsk(hash);
+      this.earlySecret = shared.early;
+      this.earlyDerived = shared.derived;
+    }
   }
 
   private emptyHash(): Uint8Array {
@@ -98,7 +122,7 @@ export class KeySchedule {
    * secrets over Transcript-Hash(ClientHello...ServerHello).
    */
   handshakeSecrets(sharedSecret: Uint8Array, transcriptHash: Uint8Array): { client: Uint8Array; server: Uint8Array } {
-    const derived = deriveSecret(this.hash, this.earlySecret, 'derived', this.emptyHash());
+    const derived = this.earlyDerived ?? deriveSecret(this.hash, this.earlySecret, 'derived', this.emptyHash());
     this.handshakeSecret = hkdfExtract(this.hash, derived, sharedSecret);
     return {
       client: deriveSecret(this.hash, this.handshakeSecret, 'c hs traffic', transcriptHash),
