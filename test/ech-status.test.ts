@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import http from 'node:http';
 import tls from 'node:tls';
 import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
 import { EchKeySet } from '../src/keys/key-set.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { EchFrontEnd } from '../src/front/front-end.js';
@@ -193,10 +194,11 @@ describe('EchFrontEnd ech-status route', () => {
     pki?.cleanup();
   });
 
-  function get(requests: string[]): Promise<string> {
+  function get(requests: string[], end = false): Promise<string> {
     return new Promise((resolve, reject) => {
       const s = tls.connect({ host: '127.0.0.1', port, servername: 'alpha.example', ca: pki.caPem, ALPNProtocols: ['http/1.1'] }, () => {
         for (const r of requests) s.write(r);
+        if (end) s.end();
       });
       let got = '';
       s.setEncoding('latin1');
@@ -225,5 +227,36 @@ describe('EchFrontEnd ech-status route', () => {
     } finally {
       emit.mockRestore();
     }
+  });
+  it('a one-shot request is answered on the raw socket: no TlsSocket stream, 11 listeners added per connection instead of 19', async () => {
+    // Listeners added on the server's side (the client is a tls.TLSSocket),
+    // by the class of the emitter, over a few one-shot requests.
+    const on = vi.spyOn(EventEmitter.prototype, 'on');
+    const counts = new Map<string, number>();
+    const n = 4;
+    try {
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      // Every connection's last listeners run (linger ends on the client's FIN).
+      await new Promise((r) => setTimeout(r, 50));
+      for (const c of on.mock.contexts) {
+        const name = (c as object).constructor.name;
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+      }
+    } finally {
+      on.mockRestore();
+    }
+    expect(counts.get('TlsSocket') ?? 0).toBe(0);
+    // On the raw socket: net.Socket's own `end`, the front end's 2, the
+    // first-flight reader's 4, the session's data, end, error and close. A
+    // TlsSocket made it 13 on the socket and 6 on itself.
+    expect((counts.get('Socket') ?? 0) / n).toBeLessThanOrEqual(11);
+  });
+  it('keep-alive requests with the client\'s close_notify and FIN right after them: http.Server answers both, nothing lost', async () => {
+    const got = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\n\r\n', 'GET /x HTTP/1.1\r\nHost: alpha.example\r\n\r\n'], true);
+    expect(got.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(got.trimEnd().endsWith('</html>')).toBe(true);
   });
 });

@@ -9,6 +9,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { TlsSocket } from '../tls13/socket.js';
+import { ServerSession } from '../tls13/session.js';
+
+/** What the page can report on: our engine's socket or session, or node:tls's socket (TLS 1.2 clients). */
+type Reported = TlsSocket | ServerSession | tls.TLSSocket;
 
 /**
  * What the server saw on one connection.
@@ -38,7 +42,7 @@ export interface EchStatusReport {
  * const report = echStatusReport(tlsSocket);
  * ```
  */
-export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusReport {
+export function echStatusReport(socket: Reported): EchStatusReport {
   if (socket instanceof tls.TLSSocket) {
     const name = socket.servername || null;
     return {
@@ -101,7 +105,7 @@ ${rows}
 }
 
 /** The page for one request: JSON when `accept` asks for it, else HTML. */
-function page(socket: TlsSocket | tls.TLSSocket, site: string, accept: string | undefined): { json: boolean; body: string } {
+function page(socket: Reported, site: string, accept: string | undefined): { json: boolean; body: string } {
   const report = echStatusReport(socket);
   const json = accept !== undefined && accept.includes('application/json');
   return { json, body: json ? `${JSON.stringify({ site, ...report })}\n` : html(report, site) };
@@ -233,7 +237,8 @@ function httpDate(): string {
  * tlsSocket.once('secure', () => serveEchStatus(tlsSocket, 'alpha.example', () => app));
  * ```
  */
-export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, app: (site: string) => Server): void {
+export function serveEchStatus(socket: Reported, site: string, app: (site: string) => Server): void {
+  if (socket instanceof ServerSession) return serveSession(socket, site, app);
   // As http.Server does for its connections: a socket error (the engine
   // closed the connection on a bad record, a reset) ends this socket, never
   // the process. The front end has logged and counted it already.
@@ -256,11 +261,46 @@ export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, 
       socket.destroy();
       return;
     }
-    const { json, body } = page(socket, site, req.accept);
-    socket.write(
-      `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${req.head ? '' : body}`,
-    );
+    socket.write(answer(socket, site, req));
     socket.destroySoon();
   };
   socket.on('data', onData);
+}
+
+/** The fast path's whole answer: what `http.Server` with {@link echStatusHandler} writes. */
+function answer(socket: Reported, site: string, req: SimpleRequest): string {
+  const { json, body } = page(socket, site, req.accept);
+  return `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${req.head ? '' : body}`;
+}
+
+/**
+ * {@link serveEchStatus} on a stream-less {@link ServerSession}: the same
+ * answer from the first plaintext record, and the same close (close_notify,
+ * FIN, read until the peer's FIN); anything else gets the session as a
+ * `TlsSocket` (`session.stream()`), handed to `http.Server` with this
+ * record put back in front.
+ */
+function serveSession(session: ServerSession, site: string, app: (site: string) => Server): void {
+  session.read(
+    (b) => {
+      session.read();
+      const chunk = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      const req = simpleRequest(chunk);
+      if (!req) {
+        const socket = session.stream();
+        socket.on('error', destroyOnError);
+        socket.unshift(chunk);
+        app(site).emit('connection', socket);
+        return;
+      }
+      if (!session.writable) {
+        session.destroy();
+        return;
+      }
+      session.write(Buffer.from(answer(session, site, req)));
+      session.end();
+    },
+    // The peer's end of data without a request: close as a TlsSocket without allowHalfOpen does.
+    () => session.end(),
+  );
 }

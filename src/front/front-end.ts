@@ -17,6 +17,7 @@ import { type DecryptResult, decryptClientHello } from '../ech/decrypt.js';
 import type { EchKeySet } from '../keys/key-set.js';
 import { type EchServerOptions, type ServerConfig, resolveServerConfig } from '../tls13/config.js';
 import { TlsSocket } from '../tls13/socket.js';
+import { ServerSession } from '../tls13/session.js';
 import { createEchHook, type EchStatus } from '../tls13/ech-hook.js';
 import type { CertificateKeyPair } from '../tls13/certificates.js';
 import { alertRecord } from './alerts.js';
@@ -506,37 +507,62 @@ export class EchFrontEnd {
 
     // Shared mode: terminate with our engine, continuing from the ClientHello already read.
     const engine: ServerConfig = { ...c.engine, onClientHello: createEchHook({ keys: c.keys, first: result }) };
-    // A relay keeps the client's write side open after the client's
-    // close_notify, for the backend's answer; the ech-status page and handlers
-    // close like a net.Socket does (http.Server ends the socket itself).
-    const a = chosen.action;
-    const relays = 'forward' in a || 'forwardTls' in a;
-    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest, allowHalfOpen: relays });
-    tlsSocket.once('tlsClientError', (e: Error) => {
+    const onHandshakeError = (e: Error) => {
       handshakeDone();
       const code = e instanceof EchError ? e.code : 'ERR_SOCKET';
       this.metrics.connection('error');
       this.metrics.handshakeError(code);
       if (e instanceof EchError && code !== 'ERR_ALERT_RECEIVED' && code !== 'ERR_PROTOCOL') this.metrics.alertSent(e.alert);
       this.#log({ event: 'handshake_error', ...logInfo, code, alert: e instanceof EchError ? e.alert : undefined });
-    });
-    tlsSocket.once('secure', () => {
+    };
+    const onSecure = (s: TlsSocket | ServerSession) => {
       handshakeDone();
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name, group: tlsSocket.group ?? null });
-      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
-    });
+      this.#log({ event: 'handshake', ...logInfo, alpn: s.alpnProtocol || null, cipher: s.getCipher()?.name, group: s.group ?? null });
+    };
     // After the handshake: the client's ech_required alert is counted, not
     // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
-    // of the "ech_required" alert").
-    tlsSocket.on('tlsError', (e: Error) => {
+    // of the "ech_required" alert"). The socket (or session) closes itself.
+    const onTlsError = (e: Error) => {
       if (e instanceof EchError && e.alert === 'ech_required') {
         this.metrics.echRequired();
         this.#log({ event: 'ech_required', ...logInfo });
       }
+    };
+    const a = chosen.action;
+    if ('respond' in a) {
+      // The ech-status page: no stream unless the request needs http.Server
+      // (src/tls13/session.ts, serveEchStatus).
+      new ServerSession(socket, engine, { clientHello: first.message, initialData: first.rest }, {
+        secure: (s) => {
+          onSecure(s);
+          serveEchStatus(s, this.#site(chosen), this.#appOf);
+        },
+        handshakeError: onHandshakeError,
+        error: onTlsError,
+      });
+      return;
+    }
+    // A relay keeps the client's write side open after the client's
+    // close_notify, for the backend's answer; handlers close like a
+    // net.Socket does.
+    const relays = 'forward' in a || 'forwardTls' in a;
+    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest, allowHalfOpen: relays });
+    tlsSocket.once('tlsClientError', onHandshakeError);
+    tlsSocket.once('secure', () => {
+      onSecure(tlsSocket);
+      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
+    });
+    tlsSocket.on('tlsError', (e: Error) => {
+      onTlsError(e);
       tlsSocket.destroy();
     });
+  }
+
+  /** The site an ech-status route reports: its server name, or the public name for the public route. */
+  #site(route: FrontEndRoute): string {
+    return route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName;
   }
 
   #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, infoOf: () => ConnectionInfo, label: string): void {
@@ -544,7 +570,7 @@ export class EchFrontEnd {
     if ('respond' in a) {
       // One-shot requests are answered without an http.Server connection;
       // anything else goes to the site's http.Server (src/front/ech-status.ts).
-      serveEchStatus(tlsSocket, route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName, this.#appOf);
+      serveEchStatus(tlsSocket, this.#site(route), this.#appOf);
       return;
     }
     const info = infoOf();

@@ -56,13 +56,82 @@ export interface TlsDuplexOptions {
  * How long a closed connection keeps its transport open, reading and
  * discarding, for the peer's FIN (see `linger`).
  */
-const LINGER_MS = 5000;
+export const LINGER_MS = 5000;
 
 /**
  * Bytes of records held for one transport write (see `toTransport`): a
  * full record and a little more, so that bulk data goes out as it comes.
  */
 const COALESCE_BYTES = 16 * 1024 + 1024;
+
+/**
+ * Records on their way to a transport: what an engine writes in one turn of
+ * the event loop leaves in one transport write (at `setImmediate`, or before
+ * the transport ends or is destroyed), and at {@link COALESCE_BYTES} pending
+ * at once (bulk data is not held). Every write on a loopback or LAN socket
+ * costs the writer the whole TCP path in the kernel. Shared by
+ * {@link TlsDuplex} and the front end's stream-less `ServerSession`, which
+ * hands its writer to the `TlsSocket` that adopts it.
+ * @example
+ * ```ts
+ * const w = new TransportWriter(rawSocket);
+ * w.push(record); // written with the rest of this turn's records
+ * w.flush(); // now
+ * ```
+ */
+export class TransportWriter {
+  /** Bytes held, not yet on the transport. */
+  bytes = 0;
+  private list: Uint8Array[] = [];
+  private scheduled = false;
+
+  constructor(readonly socket: Duplex) {}
+
+  /** Hold `b` for this turn's write (dropped once the transport is not writable). */
+  push(b: Uint8Array): void {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    this.list.push(b);
+    this.bytes += b.length;
+    if (this.bytes >= COALESCE_BYTES) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.later);
+    }
+  }
+
+  /** Write what is held, in one write. */
+  flush(): void {
+    const list = this.list;
+    if (list.length === 0) return;
+    const bytes = this.bytes;
+    this.list = [];
+    this.bytes = 0;
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    if (list.length === 1) {
+      socket.write(list[0]!);
+    } else if (bytes <= COALESCE_BYTES) {
+      const out = Buffer.allocUnsafe(bytes);
+      let o = 0;
+      for (const c of list) {
+        out.set(c, o);
+        o += c.length;
+      }
+      socket.write(out);
+    } else {
+      // Large: one writev, no copy.
+      socket.cork();
+      for (const c of list) socket.write(c);
+      socket.uncork();
+    }
+  }
+
+  private readonly later = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+}
 
 /**
  * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
@@ -86,71 +155,25 @@ export abstract class TlsDuplex extends Duplex {
   protected lingering = false;
   private waiters: Array<() => void> = [];
   private readonly glue: TlsDuplexOptions;
-  /** Records written by the engine in this turn, not yet on the transport. */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private flushScheduled = false;
+  /** Records written by the engine in this turn, not yet on the transport. @internal */
+  protected writer: TransportWriter;
 
   constructor(socket: Duplex, options: TlsDuplexOptions) {
     super({ allowHalfOpen: options.allowHalfOpen });
     this.socket = socket;
     this.glue = options;
+    this.writer = new TransportWriter(socket);
   }
 
-  /**
-   * Records from the engine to the transport, while it is writable. What
-   * the engine writes in one turn of the event loop leaves in one transport
-   * write (at `setImmediate`, or before the transport ends or is
-   * destroyed): the server's session tickets go out with the application's
-   * first answer and its close_notify when the application answers in that
-   * turn, as an HTTP server does when the request came with the client's
-   * Finished. Every write on a loopback or LAN socket costs the writer the
-   * whole TCP path in the kernel. At {@link COALESCE_BYTES} pending, the
-   * records go out at once (bulk data is not held). @internal
-   */
+  /** Records from the engine to the transport, while it is writable (see {@link TransportWriter}). @internal */
   protected toTransport(b: Uint8Array): void {
-    const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return;
-    this.pending.push(b);
-    this.pendingBytes += b.length;
-    if (this.pendingBytes >= COALESCE_BYTES) this.flushTransport();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushLater);
-    }
+    this.writer.push(b);
   }
 
   /** Write what {@link TlsDuplex.toTransport} holds, in one write. @internal */
   protected flushTransport(): void {
-    const list = this.pending;
-    if (list.length === 0) return;
-    const bytes = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
-    const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return;
-    if (list.length === 1) {
-      socket.write(list[0]!);
-    } else if (bytes <= COALESCE_BYTES) {
-      const out = Buffer.allocUnsafe(bytes);
-      let o = 0;
-      for (const c of list) {
-        out.set(c, o);
-        o += c.length;
-      }
-      socket.write(out);
-    } else {
-      // Large: one writev, no copy.
-      socket.cork();
-      for (const c of list) socket.write(c);
-      socket.uncork();
-    }
+    this.writer.flush();
   }
-
-  private readonly flushLater = (): void => {
-    this.flushScheduled = false;
-    this.flushTransport();
-  };
 
   /** Plaintext from the engine to the reader; the transport pauses while the reader does. @internal */
   protected deliver(b: Uint8Array): void {
@@ -201,7 +224,7 @@ export abstract class TlsDuplex extends Duplex {
       // Records held for the turn's one write count as written: if they
       // would fill the transport's buffer, they go now, and the callback
       // waits for the drain.
-      if (this.pendingBytes > 0 && raw.writableLength + this.pendingBytes >= raw.writableHighWaterMark) this.flushTransport();
+      if (this.writer.bytes > 0 && raw.writableLength + this.writer.bytes >= raw.writableHighWaterMark) this.flushTransport();
       if ((raw as Partial<Socket>).writableNeedDrain) {
         raw.once('drain', () => cb());
         return;

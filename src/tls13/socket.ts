@@ -15,6 +15,7 @@ import type { ServerConfig } from './config.js';
 import { ServerConnection, type HandshakeInfo } from './server-handshake.js';
 import { groupName } from './groups.js';
 import { TlsDuplex } from './duplex.js';
+import type { ServerSession } from './session.js';
 
 /**
  * How a {@link TlsSocket} starts.
@@ -40,6 +41,12 @@ export interface TlsSocketStart {
    * ends (close_notify) once the peer's end of data has been read.
    */
   allowHalfOpen?: boolean;
+  /**
+   * An established {@link ServerSession} to take over (its transport,
+   * engine, unwritten records, unread plaintext and the peer's end of data)
+   * in place of a new handshake; see `ServerSession#stream`.
+   */
+  session?: ServerSession;
 }
 
 /**
@@ -93,18 +100,29 @@ export class TlsSocket extends TlsDuplex {
     // and every record written after that (the answer to a request the
     // client sent just before half-closing) would be dropped.
     socket.allowHalfOpen = true;
-    this.connection = new ServerConnection(config, {
-      send: (b) => this.toTransport(b),
-      data: (b) => this.deliver(b),
-      handshakeComplete: () => this.onSecure(),
-      peerClosed: () => this.push(null),
-    });
-    if (config.handshakeTimeout > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
-      }, config.handshakeTimeout);
-      this.timer.unref?.();
+    const session = start.session;
+    let adopted: { held: Uint8Array[]; peerEnded: boolean } | undefined;
+    if (session) {
+      // The handshake is done: the engine, its records on their way and the
+      // bytes already processed carry over; its output now comes here.
+      this.connection = session.connection;
+      this.writer = session.writer;
+      this.received = session.received;
+      adopted = session.handOver({ data: (b) => this.deliver(b), peerClosed: () => this.push(null), failed: (e) => this.receiveFailed(e) });
+    } else {
+      this.connection = new ServerConnection(config, {
+        send: (b) => this.toTransport(b),
+        data: (b) => this.deliver(b),
+        handshakeComplete: () => this.onSecure(),
+        peerClosed: () => this.push(null),
+      });
+      if (config.handshakeTimeout > 0) {
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
+        }, config.handshakeTimeout);
+        this.timer.unref?.();
+      }
     }
     this.readTransport();
     // The FIN is acted on after the engine has processed every byte read
@@ -124,6 +142,13 @@ export class TlsSocket extends TlsDuplex {
       }
     });
     socket.on('timeout', () => this.emit('timeout'));
+    if (adopted) {
+      this.markSecure();
+      for (const b of adopted.held) this.deliver(b);
+      if (adopted.peerEnded) this.push(null);
+      if (socket.destroyed) queueMicrotask(() => this.destroy());
+      return;
+    }
     if (start.clientHello) {
       this.feed(this.connection.receiveClientHello(start.clientHello, start.initialData));
     } else if (start.initialData?.length) {
