@@ -22,7 +22,7 @@ import { createEchHook, type EchStatus } from '../tls13/ech-hook.js';
 import type { CertificateKeyPair } from '../tls13/certificates.js';
 import { alertRecord } from './alerts.js';
 import { echStatusHandler, serveEchStatus } from './ech-status.js';
-import { readFirstFlight } from './first-flight.js';
+import { type FirstFlight, readFirstFlightThen } from './first-flight.js';
 import { type LogSink, silent } from './log.js';
 import { FrontEndMetrics } from './metrics.js';
 import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrough.js';
@@ -259,7 +259,7 @@ export class EchFrontEnd {
     // the socket's write side as soon as the client's FIN is read, and the
     // answer (relayed from a passthrough backend, or encrypted by a
     // TlsSocket) is dropped. Each path ends the write side itself.
-    this.server = net.createServer({ allowHalfOpen: true }, (s) => void this.#connection(s));
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => this.#connection(s));
   }
 
   /** The key set in use. */
@@ -395,7 +395,8 @@ export class EchFrontEnd {
     return this.#c.options.logClientAddress === false ? {} : { remote: socket.remoteAddress, remotePort: socket.remotePort };
   }
 
-  async #connection(socket: Socket): Promise<void> {
+  /** A new connection: limits, then the first flight, then the ClientHello decrypted, then {@link EchFrontEnd.#route} (callbacks, not awaits: no promise per step). */
+  #connection(socket: Socket): void {
     const started = process.hrtime.bigint();
     const c = this.#c;
     const limits = c.options.limits ?? {};
@@ -409,8 +410,8 @@ export class EchFrontEnd {
       }
     };
     // One listener for the connection's whole life (the gauge, the live set
-    // and the handshake count).
-    socket.once('close', () => {
+    // and the handshake count); `close` comes once.
+    socket.on('close', () => {
       this.#live.delete(socket);
       this.metrics.active(-1);
       handshakeDone();
@@ -424,20 +425,34 @@ export class EchFrontEnd {
     this.#handshaking++;
     handshakeOpen = true;
 
-    let first;
-    let result: DecryptResult;
-    let tls12Only: boolean;
-    try {
-      first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 });
-      result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
-      // A scan of the raw hello, not result.outer: an accepted connection
-      // never needs ClientHelloOuter decoded.
-      tls12Only = isTls12OnlyMessage(first.message);
-    } catch (e) {
+    const failHello = (e: unknown) => {
       handshakeDone();
       this.#fail(socket, e, 'client_hello');
-      return;
-    }
+    };
+    readFirstFlightThen(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 }, (err, first) => {
+      if (err) return failHello(err);
+      let decrypted: Promise<DecryptResult>;
+      try {
+        decrypted = decryptClientHello(first!.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
+      } catch (e) {
+        return failHello(e);
+      }
+      decrypted.then((result) => {
+        let tls12Only: boolean;
+        try {
+          // A scan of the raw hello, not result.outer: an accepted connection
+          // never needs ClientHelloOuter decoded.
+          tls12Only = isTls12OnlyMessage(first!.message);
+        } catch (e) {
+          return failHello(e);
+        }
+        this.#route(socket, c, first!, result, tls12Only, started, handshakeDone);
+      }, failHello);
+    });
+  }
+
+  /** Route a connection whose ClientHello was read and decrypted: split mode, TLS 1.2, or our engine. */
+  #route(socket: Socket, c: Compiled, first: FirstFlight, result: DecryptResult, tls12Only: boolean, started: bigint, handshakeDone: () => void): void {
     const status: EchStatus = result.status === 'rejected' ? (result.reason === 'no-matching-config' ? 'grease' : 'rejected') : result.status;
     // Accepted: the inner name decides. Otherwise the handshake runs on
     // ClientHelloOuter (RFC 9849 §7.1: "proceed with the connection using
@@ -460,24 +475,7 @@ export class EchFrontEnd {
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
-      const target = chosen.action.passthrough;
-      this.metrics.connection(status);
-      const up = await this.#backend(chosen, connectionInfo(status, result, chosen, socket), socket, true);
-      if (!up) return handshakeDone();
-      const r =
-        result.status === 'accepted'
-          ? await passthrough(socket, result, { ...target, socket: up }, first.rest, first.recordVersion, handshakeDone)
-          : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
-      handshakeDone();
-      this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.metrics.relayed(label, 'client_to_backend', r.bytesFromClient);
-      this.metrics.relayed(label, 'backend_to_client', r.bytesFromBackend);
-      if (r.error) {
-        const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
-        this.metrics.handshakeError(code);
-        if (r.error instanceof EchError) this.metrics.alertSent(r.error.alert);
-      }
-      this.#log({ event: 'passthrough_closed', ...logInfo, helloRetry: r.helloRetry, error: r.error?.message });
+      void this.#split(socket, chosen, chosen.action.passthrough, status, result, first, label, logInfo, started, handshakeDone);
       return;
     }
 
@@ -558,6 +556,38 @@ export class EchFrontEnd {
       onTlsError(e);
       tlsSocket.destroy();
     });
+  }
+
+  /** Split mode: connect to the route's backend and relay, the backend terminating TLS. */
+  async #split(
+    socket: Socket,
+    chosen: FrontEndRoute,
+    target: PassthroughTarget,
+    status: EchStatus,
+    result: DecryptResult,
+    first: FirstFlight,
+    label: string,
+    logInfo: Record<string, unknown>,
+    started: bigint,
+    handshakeDone: () => void,
+  ): Promise<void> {
+    this.metrics.connection(status);
+    const up = await this.#backend(chosen, connectionInfo(status, result, chosen, socket), socket, true);
+    if (!up) return handshakeDone();
+    const r =
+      result.status === 'accepted'
+        ? await passthrough(socket, result, { ...target, socket: up }, first.rest, first.recordVersion, handshakeDone)
+        : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
+    handshakeDone();
+    this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics.relayed(label, 'client_to_backend', r.bytesFromClient);
+    this.metrics.relayed(label, 'backend_to_client', r.bytesFromBackend);
+    if (r.error) {
+      const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
+      this.metrics.handshakeError(code);
+      if (r.error instanceof EchError) this.metrics.alertSent(r.error.alert);
+    }
+    this.#log({ event: 'passthrough_closed', ...logInfo, helloRetry: r.helloRetry, error: r.error?.message });
   }
 
   /** The site an ech-status route reports: its server name, or the public name for the public route. */

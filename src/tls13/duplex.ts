@@ -14,6 +14,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { RESOLVED } from './conn.js';
 
 /**
  * What the glue needs of an engine (`ServerConnection` or
@@ -150,7 +151,7 @@ export abstract class TlsDuplex extends Duplex {
   /** The handshake completed: writes go through. @internal */
   protected secured = false;
   /** Settles once every byte read so far has been processed by the engine. @internal */
-  protected received: Promise<void> = Promise.resolve();
+  protected received: Promise<void> = RESOLVED;
   /** The transport is being closed gracefully (see `linger`); its input is discarded. @internal */
   protected lingering = false;
   private waiters: Array<() => void> = [];
@@ -190,6 +191,8 @@ export abstract class TlsDuplex extends Duplex {
 
   /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */
   protected feed(p: Promise<void>): void {
+    // Processed at once, without a failure: nothing to wait for.
+    if (p === RESOLVED) return;
     this.received = p.then(undefined, (err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
   }
 

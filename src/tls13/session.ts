@@ -22,6 +22,7 @@ import type { ServerConfig } from './config.js';
 import { ServerConnection, type ConnectionSink, type HandshakeInfo } from './server-handshake.js';
 import { groupName } from './groups.js';
 import { LINGER_MS, TransportWriter } from './duplex.js';
+import { RESOLVED } from './conn.js';
 import { type CipherInfo, TlsSocket } from './socket.js';
 
 /**
@@ -70,7 +71,7 @@ export class ServerSession {
   /** The engine's sink; its `data` and `peerClosed` are re-pointed by an adopting `TlsSocket`. @internal */
   readonly sink: ConnectionSink;
   /** Settles once every byte read so far has been processed by the engine. @internal */
-  received: Promise<void> = Promise.resolve();
+  received: Promise<void> = RESOLVED;
   /** The handshake completed. */
   secured = false;
   /** Closed, or handed to a `TlsSocket`: nothing more happens here. */
@@ -163,6 +164,8 @@ export class ServerSession {
 
   /** Track `p` (see `received`); its failure closes the session. */
   private feed(p: Promise<void>): void {
+    // Processed at once, without a failure: nothing to wait for.
+    if (p === RESOLVED) return;
     this.received = p.then(undefined, (err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
       if (this.adopterFailed) this.adopterFailed(e);
