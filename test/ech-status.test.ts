@@ -297,4 +297,27 @@ describe('EchFrontEnd ech-status route', () => {
     const serverOnce = once.mock.contexts.filter((c) => (c as object).constructor.name !== 'TLSSocket');
     expect(serverOnce).toHaveLength(0);
   });
+  it('a one-shot connection schedules one setImmediate (the answer\'s records), the flight leaving when the ClientHello\'s task ends', async () => {
+    let immediates = 0;
+    let counting = false;
+    const hook = createHook({
+      init(_id, type) {
+        if (counting && type === 'Immediate' && /src\/tls13\/duplex\.ts/.test(new Error().stack ?? '')) immediates++;
+      },
+    });
+    const n = 4;
+    try {
+      hook.enable();
+      counting = true;
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      counting = false;
+      hook.disable();
+    }
+    expect(immediates / n).toBe(1);
+  });
 });

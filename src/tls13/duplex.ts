@@ -85,6 +85,8 @@ export class TransportWriter {
   bytes = 0;
   private list: Uint8Array[] = [];
   private scheduled = false;
+  /** Held until {@link TransportWriter.release}: no write scheduled meanwhile. */
+  private holding = false;
 
   constructor(readonly socket: Duplex) {}
 
@@ -95,10 +97,27 @@ export class TransportWriter {
     this.list.push(b);
     this.bytes += b.length;
     if (this.bytes >= COALESCE_BYTES) this.flush();
-    else if (!this.scheduled) {
+    else if (!this.scheduled && !this.holding) {
       this.scheduled = true;
       setImmediate(this.later);
     }
+  }
+
+  /**
+   * Hold what is pushed until {@link TransportWriter.release} (or a
+   * `flush`, or {@link COALESCE_BYTES}) instead of until the end of the
+   * turn: a task that ends in a microtask (the server's ClientHello, whose
+   * flight is built across awaits) writes its output as soon as it ends,
+   * without a `setImmediate`.
+   */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /** End {@link TransportWriter.hold}: write what is held now. */
+  release(): void {
+    this.holding = false;
+    this.flush();
   }
 
   /** Write what is held, in one write. */

@@ -116,7 +116,10 @@ export class ServerSession {
     socket.on('end', this.rawEnd);
     socket.on('error', this.rawError);
     socket.on('close', this.rawClose);
-    this.feed(this.connection.receiveClientHello(start.clientHello, start.initialData));
+    // The flight goes out when the ClientHello's task ends (in the reaction
+    // that tracks it), not at the next setImmediate.
+    this.writer.hold();
+    this.feed(this.connection.receiveClientHello(start.clientHello, start.initialData), true);
     // The front end paused the transport while reading the first flight.
     socket.resume();
     if (socket.destroyed || socket.readableEnded) {
@@ -163,16 +166,22 @@ export class ServerSession {
   };
 
   /** Track `p` (see `received`); its failure closes the session. */
-  private feed(p: Promise<void>): void {
+  private feed(p: Promise<void>, release = false): void {
     // Processed at once, without a failure: nothing to wait for.
-    if (p === RESOLVED) return;
-    this.received = p.then(undefined, (err: unknown) => {
+    if (p === RESOLVED) {
+      if (release) this.writer.release();
+      return;
+    }
+    this.received = p.then(release ? this.release : undefined, (err: unknown) => {
+      if (release) this.writer.release();
       const e = err instanceof Error ? err : new Error(String(err));
       if (this.adopterFailed) this.adopterFailed(e);
       else if (!this.secured) this.handshakeFailed(e, false);
       else this.failAfterHandshake(e);
     });
   }
+
+  private readonly release = (): void => this.writer.release();
 
   private onSecure(): void {
     this.clearTimer();
