@@ -320,4 +320,27 @@ describe('EchFrontEnd ech-status route', () => {
     }
     expect(immediates / n).toBe(1);
   });
+  it('one-shot connections share the Node timers of their deadlines (first flight, handshake, linger): at most 3 in all, not 3 each', async () => {
+    let timeouts = 0;
+    let counting = false;
+    const hook = createHook({
+      init(_id, type) {
+        if (counting && type === 'Timeout' && /src\/(front|tls13)\//.test(new Error().stack ?? '')) timeouts++;
+      },
+    });
+    const n = 4;
+    try {
+      hook.enable();
+      counting = true;
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      counting = false;
+      hook.disable();
+    }
+    expect(timeouts).toBeLessThanOrEqual(3);
+  });
 });

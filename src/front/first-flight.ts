@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { readFirstHandshakeMessage } from '../tls/record.js';
+import { deadline } from '../tls13/deadlines.js';
 
 /**
  * A connection's first ClientHello.
@@ -72,7 +73,7 @@ export function readFirstFlightThen(socket: Socket, opts: FirstFlightOptions, do
   const timeoutMs = opts.timeoutMs ?? 10_000;
   let buf = new Uint8Array(0);
   const cleanup = () => {
-    clearTimeout(timer);
+    timer.cancel();
     socket.off('data', onData);
     socket.off('end', onEnd);
     socket.off('error', onError);
@@ -83,7 +84,8 @@ export function readFirstFlightThen(socket: Socket, opts: FirstFlightOptions, do
     cleanup();
     done(e);
   };
-  const timer = setTimeout(() => fail(new EchError('ERR_TIMEOUT', 'handshake_failure', `no complete ClientHello within ${timeoutMs} ms`)), timeoutMs);
+  // One shared timer per duration, not a setTimeout per connection (src/tls13/deadlines.ts).
+  const timer = deadline(timeoutMs, () => fail(new EchError('ERR_TIMEOUT', 'handshake_failure', `no complete ClientHello within ${timeoutMs} ms`)));
   const onData = (d: Buffer) => {
     // The first read is the usual case: one copy of it, into our own bytes.
     if (buf.length === 0) buf = new Uint8Array(d);

@@ -23,6 +23,7 @@ import { ServerConnection, type ConnectionSink, type HandshakeInfo } from './ser
 import { groupName } from './groups.js';
 import { LINGER_MS, TransportWriter } from './duplex.js';
 import { RESOLVED } from './conn.js';
+import { type Deadline, deadline } from './deadlines.js';
 import { type CipherInfo, TlsSocket } from './socket.js';
 
 /**
@@ -77,8 +78,9 @@ export class ServerSession {
   /** Closed, or handed to a `TlsSocket`: nothing more happens here. */
   closed = false;
   private readonly events: ServerSessionEvents;
-  private timer: NodeJS.Timeout | undefined;
-  private lingerTimer: NodeJS.Timeout | undefined;
+  /** The handshake's deadline, then the linger's (shared timers: src/tls13/deadlines.ts). */
+  private timer: Deadline | undefined;
+  private lingerTimer: Deadline | undefined;
   private lingering = false;
   /** Inside `connection.receive` (plaintext is held until it returns). */
   private reading = false;
@@ -106,11 +108,10 @@ export class ServerSession {
     };
     this.connection = new ServerConnection(config, this.sink);
     if (config.handshakeTimeout > 0) {
-      this.timer = setTimeout(() => {
+      this.timer = deadline(config.handshakeTimeout, () => {
         this.timer = undefined;
         this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
-      }, config.handshakeTimeout);
-      this.timer.unref();
+      });
     }
     socket.on('data', this.rawData);
     socket.on('end', this.rawEnd);
@@ -159,7 +160,7 @@ export class ServerSession {
 
   private readonly rawClose = (): void => {
     this.clearTimer();
-    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer?.cancel();
     if (this.closed) return;
     if (!this.secured) this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport closed during the TLS handshake'), false);
     else this.destroy();
@@ -301,7 +302,7 @@ export class ServerSession {
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
@@ -333,8 +334,7 @@ export class ServerSession {
     if (!raw.writableEnded) raw.end();
     // allowHalfOpen: the transport closes by itself once its FIN is out and
     // the peer's FIN has been read. `rawClose` clears the timer.
-    this.lingerTimer = setTimeout(() => raw.destroy(), LINGER_MS);
-    this.lingerTimer.unref();
+    this.lingerTimer = deadline(LINGER_MS, () => raw.destroy());
     raw.resume();
   }
 
