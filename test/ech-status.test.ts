@@ -131,6 +131,24 @@ describe('serveEchStatus', () => {
     expect(fast.ended).toBe(true);
   });
 
+  it('the fast path writes its answer once: content-length counts the UTF-8 bytes of the page, names the client chose are escaped', async () => {
+    const fast = new FakeTls();
+    Object.assign(fast.attributes, { outerServerName: '<script>"x"&\'y\'</script>' });
+    serveEchStatus(fast as unknown as TlsSocket, 'site <&> —', () => {
+      throw new Error('not handed over');
+    });
+    fast.push(Buffer.from(ONE_SHOT[0]![1], 'latin1'));
+    await settle();
+    expect(fast.written).toHaveLength(1);
+    const bytes = Buffer.concat(fast.written);
+    const end = bytes.indexOf('\r\n\r\n') + 4;
+    expect(Number(/content-length: (\d+)/.exec(bytes.toString('latin1', 0, end))![1])).toBe(bytes.length - end);
+    const page = bytes.toString('utf8', end);
+    expect(page).toContain('<title>ECH status — site &#60;&#38;&#62; —</title>');
+    expect(page).toContain('<tr><th>outerServerName</th><td>&#60;script&#62;&#34;x&#34;&#38;&#39;y&#39;&#60;/script&#62;</td></tr>');
+    expect(page).not.toContain('<script>');
+  });
+
   it.each(HANDED_OVER)('anything else (%s): handed to http.Server, which answers as it does alone', async (_name, chunks) => {
     const { ref, fast, handedOver } = await both(chunks);
     expect(handedOver).toBe(true);

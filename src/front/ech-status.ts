@@ -78,8 +78,23 @@ export function echStatusReport(socket: Reported): EchStatusReport {
   };
 }
 
-const ESCAPED = /[&<>"']/;
-const esc = (s: string) => (ESCAPED.test(s) ? s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`) : s);
+const ESCAPED = /[&<>"']/g;
+/** HTML-escape `s` (`&<>"'` as numeric references); one pass over the characters when there is nothing to escape. */
+function esc(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 38 || c === 60 || c === 62 || c === 34 || c === 39) return s.replace(ESCAPED, (m) => `&#${m.charCodeAt(0)};`);
+  }
+  return s;
+}
+
+/** The report's fields in page order (the order of {@link EchStatusReport}), with their rows' opening markup. */
+const ROWS: ReadonlyArray<readonly [keyof EchStatusReport, string]> = (
+  ['echStatus', 'protocol', 'outerServerName', 'innerServerName', 'servername', 'cipher', 'group', 'alpn', 'helloRetryRequest', 'resumed', 'configId'] as const
+).map((k, i) => [k, `${i === 0 ? '' : '\n'}<tr><th>${k}</th><td>`] as const);
+
+/** The page's head for each site (sites are configuration: a handful). */
+const heads = new Map<string, string>();
 
 function html(r: EchStatusReport, site: string): string {
   const verdict =
@@ -91,13 +106,18 @@ function html(r: EchStatusReport, site: string): string {
           : 'Your client did not offer ECH.'
         : `ECH ${esc(r.echStatus)}: the handshake ran for the public name; retry_configs were sent.`;
   let rows = '';
-  for (const k in r) {
-    const v = r[k as keyof EchStatusReport];
-    rows += `${rows === '' ? '' : '\n'}<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`;
+  for (const [k, open] of ROWS) {
+    const v = r[k];
+    rows += `${open}${v === null ? '-' : typeof v === 'string' ? esc(v) : String(v)}</td></tr>`;
   }
-  return `<!doctype html>
+  let head = heads.get(site);
+  if (head === undefined) {
+    head = `<!doctype html>
 <html><head><meta charset="utf-8"><title>ECH status — ${esc(site)}</title></head>
-<body><h1>${esc(site)}</h1><p id="verdict">${verdict}</p>
+<body><h1>${esc(site)}</h1><p id="verdict">`;
+    if (heads.size < 256) heads.set(site, head);
+  }
+  return `${head}${verdict}</p>
 <table id="report">
 ${rows}
 </table></body></html>
@@ -267,10 +287,22 @@ export function serveEchStatus(socket: Reported, site: string, app: (site: strin
   socket.on('data', onData);
 }
 
-/** The fast path's whole answer: what `http.Server` with {@link echStatusHandler} writes. */
-function answer(socket: Reported, site: string, req: SimpleRequest): string {
+/**
+ * The fast path's whole answer: what `http.Server` with {@link echStatusHandler}
+ * writes, as bytes. The body is encoded once (its length for the header
+ * and its bytes from the same encoding: a page built by concatenation is
+ * flattened once, not once for `Buffer.byteLength` and again for the write).
+ */
+function answer(socket: Reported, site: string, req: SimpleRequest): Buffer {
   const { json, body } = page(socket, site, req.accept);
-  return `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${req.head ? '' : body}`;
+  const bytes = Buffer.from(body);
+  // ASCII only: latin1 is its UTF-8.
+  const head = `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${bytes.length}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n`;
+  if (req.head) return Buffer.from(head, 'latin1');
+  const out = Buffer.allocUnsafe(head.length + bytes.length);
+  out.write(head, 0, 'latin1');
+  out.set(bytes, head.length);
+  return out;
 }
 
 /**
@@ -297,7 +329,7 @@ function serveSession(session: ServerSession, site: string, app: (site: string) 
         session.destroy();
         return;
       }
-      session.write(Buffer.from(answer(session, site, req)));
+      session.write(answer(session, site, req));
       session.end();
     },
     // The peer's end of data without a request: close as a TlsSocket without allowHalfOpen does.
