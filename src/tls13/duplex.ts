@@ -15,6 +15,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { RESOLVED } from './conn.js';
+import { deadline } from './deadlines.js';
 
 /**
  * What the glue needs of an engine (`ServerConnection` or
@@ -312,9 +313,8 @@ export abstract class TlsDuplex extends Duplex {
     if (!raw.writableEnded) raw.end();
     // With allowHalfOpen (set by the server socket) the transport closes by
     // itself once its FIN is out and the peer's FIN has been read.
-    const t = setTimeout(() => raw.destroy(), LINGER_MS);
-    t.unref?.();
-    raw.once('close', () => clearTimeout(t));
+    const d = deadline(LINGER_MS, () => raw.destroy());
+    raw.once('close', () => d.cancel());
     raw.resume();
   }
 }

@@ -16,6 +16,7 @@ import { ServerConnection, type HandshakeInfo } from './server-handshake.js';
 import { groupName } from './groups.js';
 import { TlsDuplex } from './duplex.js';
 import type { ServerSession } from './session.js';
+import { type Deadline, deadline } from './deadlines.js';
 
 /**
  * How a {@link TlsSocket} starts.
@@ -90,7 +91,8 @@ export class TlsSocket extends TlsDuplex {
   declare readonly socket: RawTransport;
   /** The transport-free engine. */
   readonly connection: ServerConnection;
-  private timer: NodeJS.Timeout | undefined;
+  /** The handshake's deadline (a shared timer: src/tls13/deadlines.ts). */
+  private timer: Deadline | undefined;
 
   constructor(socket: RawTransport, config: ServerConfig, start: TlsSocketStart = {}) {
     super(socket, { allowHalfOpen: start.allowHalfOpen ?? false, writeBackpressure: true, gracefulClose: true });
@@ -117,11 +119,10 @@ export class TlsSocket extends TlsDuplex {
         peerClosed: () => this.push(null),
       });
       if (config.handshakeTimeout > 0) {
-        this.timer = setTimeout(() => {
+        this.timer = deadline(config.handshakeTimeout, () => {
           this.timer = undefined;
           this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
-        }, config.handshakeTimeout);
-        this.timer.unref?.();
+        });
       }
     }
     this.readTransport();
@@ -200,7 +201,7 @@ export class TlsSocket extends TlsDuplex {
   tlsError: Error | undefined;
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
