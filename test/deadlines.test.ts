@@ -36,6 +36,26 @@ describe('deadline', () => {
     expect(order).toEqual(['20', '20 again', '60']);
   });
 
+  it('a callback setting a deadline of its own duration (a handshake timeout starting a linger) does not make the pending ones late', async () => {
+    const fired: Record<string, number> = {};
+    const setAt: Record<string, number> = {};
+    setAt['a'] = performance.now();
+    deadline(100, () => {
+      fired['a'] = performance.now();
+      setAt['c'] = performance.now();
+      deadline(100, () => (fired['c'] = performance.now()));
+    });
+    await sleep(50);
+    setAt['b'] = performance.now();
+    deadline(100, () => (fired['b'] = performance.now()));
+    await sleep(300);
+    expect(Object.keys(fired).sort()).toEqual(['a', 'b', 'c']);
+    // b is due 100 ms after it was set, not 100 ms after a's callback ran.
+    expect(fired['b']! - setAt['b']!).toBeLessThan(140);
+    expect(fired['b']! - setAt['b']!).toBeGreaterThanOrEqual(99.5);
+    expect(fired['c']! - setAt['c']!).toBeGreaterThanOrEqual(99.5);
+  });
+
   it('many deadlines of one duration, nearly all cancelled at once, share one Node timer', async () => {
     let timeouts = 0;
     const hook = createHook({

@@ -40,13 +40,15 @@ class Queue {
   private entries: Entry[] = [];
   private head = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Inside `sweep`: it arms the timer itself, for the first live entry. */
+  private sweeping = false;
 
   constructor(private readonly ms: number) {}
 
   add(fire: () => void): Entry {
     const e = new Entry(performance.now() + this.ms, fire);
     this.entries.push(e);
-    if (!this.timer) this.arm(this.ms);
+    if (!this.timer && !this.sweeping) this.arm(this.ms);
     return e;
   }
 
@@ -59,14 +61,22 @@ class Queue {
     this.timer = undefined;
     const now = performance.now();
     const q = this.entries;
-    while (this.head < q.length) {
-      const e = q[this.head]!;
-      if (e.fire && e.at > now) break;
-      this.head++;
-      const fire = e.fire;
-      e.fire = undefined;
-      // A callback may set new deadlines (pushed behind, due later).
-      fire?.();
+    // A callback may set new deadlines of this duration (a handshake's
+    // timeout starts a linger of the same length): they are pushed behind,
+    // due later, and the timer is armed below for the first live entry, not
+    // by `add` for the new one (which would make the entries before it late).
+    this.sweeping = true;
+    try {
+      while (this.head < q.length) {
+        const e = q[this.head]!;
+        if (e.fire && e.at > now) break;
+        this.head++;
+        const fire = e.fire;
+        e.fire = undefined;
+        fire?.();
+      }
+    } finally {
+      this.sweeping = false;
     }
     // Drop what was swept, at once when the queue is empty, else once it is half of it.
     if (this.head === q.length) {

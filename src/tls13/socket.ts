@@ -43,9 +43,10 @@ export interface TlsSocketStart {
    */
   allowHalfOpen?: boolean;
   /**
-   * An established {@link ServerSession} to take over (its transport,
-   * engine, unwritten records, unread plaintext and the peer's end of data)
-   * in place of a new handshake; see `ServerSession#stream`.
+   * An established `ServerSession` (src/tls13/session.ts) to take over (its
+   * transport, engine, unwritten records, unread plaintext and the peer's
+   * end of data) in place of a new handshake; see `ServerSession#stream`.
+   * @internal
    */
   session?: ServerSession;
 }
