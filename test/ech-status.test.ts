@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import http from 'node:http';
 import tls from 'node:tls';
 import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { createHook } from 'node:async_hooks';
 import { EchKeySet } from '../src/keys/key-set.js';
 import { generateEchKey } from '../src/keys/generate.js';
 import { EchFrontEnd } from '../src/front/front-end.js';
@@ -129,6 +131,24 @@ describe('serveEchStatus', () => {
     expect(fast.ended).toBe(true);
   });
 
+  it('the fast path writes its answer once: content-length counts the UTF-8 bytes of the page, names the client chose are escaped', async () => {
+    const fast = new FakeTls();
+    Object.assign(fast.attributes, { outerServerName: '<script>"x"&\'y\'</script>' });
+    serveEchStatus(fast as unknown as TlsSocket, 'site <&> —', () => {
+      throw new Error('not handed over');
+    });
+    fast.push(Buffer.from(ONE_SHOT[0]![1], 'latin1'));
+    await settle();
+    expect(fast.written).toHaveLength(1);
+    const bytes = Buffer.concat(fast.written);
+    const end = bytes.indexOf('\r\n\r\n') + 4;
+    expect(Number(/content-length: (\d+)/.exec(bytes.toString('latin1', 0, end))![1])).toBe(bytes.length - end);
+    const page = bytes.toString('utf8', end);
+    expect(page).toContain('<title>ECH status — site &#60;&#38;&#62; —</title>');
+    expect(page).toContain('<tr><th>outerServerName</th><td>&#60;script&#62;&#34;x&#34;&#38;&#39;y&#39;&#60;/script&#62;</td></tr>');
+    expect(page).not.toContain('<script>');
+  });
+
   it.each(HANDED_OVER)('anything else (%s): handed to http.Server, which answers as it does alone', async (_name, chunks) => {
     const { ref, fast, handedOver } = await both(chunks);
     expect(handedOver).toBe(true);
@@ -193,10 +213,11 @@ describe('EchFrontEnd ech-status route', () => {
     pki?.cleanup();
   });
 
-  function get(requests: string[]): Promise<string> {
+  function get(requests: string[], end = false): Promise<string> {
     return new Promise((resolve, reject) => {
       const s = tls.connect({ host: '127.0.0.1', port, servername: 'alpha.example', ca: pki.caPem, ALPNProtocols: ['http/1.1'] }, () => {
         for (const r of requests) s.write(r);
+        if (end) s.end();
       });
       let got = '';
       s.setEncoding('latin1');
@@ -225,5 +246,119 @@ describe('EchFrontEnd ech-status route', () => {
     } finally {
       emit.mockRestore();
     }
+  });
+  it('a one-shot request is answered on the raw socket: no TlsSocket stream, 11 listeners added per connection instead of 19', async () => {
+    // Listeners added on the server's side (the client is a tls.TLSSocket),
+    // by the class of the emitter, over a few one-shot requests.
+    const on = vi.spyOn(EventEmitter.prototype, 'on');
+    const counts = new Map<string, number>();
+    const n = 4;
+    try {
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      // Every connection's last listeners run (linger ends on the client's FIN).
+      await new Promise((r) => setTimeout(r, 50));
+      for (const c of on.mock.contexts) {
+        const name = (c as object).constructor.name;
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+      }
+    } finally {
+      on.mockRestore();
+    }
+    expect(counts.get('TlsSocket') ?? 0).toBe(0);
+    // On the raw socket: net.Socket's own `end`, the front end's 2, the
+    // first-flight reader's 4, the session's data, end, error and close. A
+    // TlsSocket made it 13 on the socket and 6 on itself.
+    expect((counts.get('Socket') ?? 0) / n).toBeLessThanOrEqual(11);
+  });
+  it('keep-alive requests with the client\'s close_notify and FIN right after them: http.Server answers both, nothing lost', async () => {
+    const got = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\n\r\n', 'GET /x HTTP/1.1\r\nHost: alpha.example\r\n\r\n'], true);
+    expect(got.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(got.trimEnd().endsWith('</html>')).toBe(true);
+  });
+  it('a one-shot request costs the front end, the session and the connection core 5 promises, and no once-wrapper', async () => {
+    // Promises created with one of these files on top of the stack (the
+    // engine's handshake steps in server-handshake.ts are not counted).
+    const ours = /src\/(front\/[\w-]+|tls13\/(session|conn|duplex|socket))\.ts/;
+    let promises = 0;
+    let counting = false;
+    const hook = createHook({
+      init(_id, type) {
+        if (!counting || type !== 'PROMISE') return;
+        const frames = (new Error().stack ?? '').split('\n').slice(1).filter((l) => !l.includes('node:') && !l.includes('(<anonymous>)') && !l.includes('AsyncHook.init'));
+        if (frames[0] && ours.test(frames[0])) promises++;
+      },
+    });
+    const once = vi.spyOn(EventEmitter.prototype, 'once');
+    const n = 4;
+    try {
+      hook.enable();
+      for (let i = 0; i < n; i++) {
+        counting = true;
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        await new Promise((r) => setTimeout(r, 20));
+        counting = false;
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+    } finally {
+      hook.disable();
+      once.mockRestore();
+    }
+    // The ClientHello's task in the core (its result and the idle mark), the
+    // session's tracking of it, the decrypted hello's continuation, the
+    // FIN's wait for the bytes before it. Before: 11 (an async #connection
+    // and its awaits, the first flight's promise, a resolved promise and a
+    // reaction per read, two reactions per tracked task).
+    expect(promises / n).toBeLessThanOrEqual(5);
+    const serverOnce = once.mock.contexts.filter((c) => (c as object).constructor.name !== 'TLSSocket');
+    expect(serverOnce).toHaveLength(0);
+  });
+  it('a one-shot connection schedules one setImmediate (the answer\'s records), the flight leaving when the ClientHello\'s task ends', async () => {
+    let immediates = 0;
+    let counting = false;
+    const hook = createHook({
+      init(_id, type) {
+        if (counting && type === 'Immediate' && /src\/tls13\/duplex\.ts/.test(new Error().stack ?? '')) immediates++;
+      },
+    });
+    const n = 4;
+    try {
+      hook.enable();
+      counting = true;
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      counting = false;
+      hook.disable();
+    }
+    expect(immediates / n).toBe(1);
+  });
+  it('one-shot connections share the Node timers of their deadlines (first flight, handshake, linger): at most 3 in all, not 3 each', async () => {
+    let timeouts = 0;
+    let counting = false;
+    const hook = createHook({
+      init(_id, type) {
+        if (counting && type === 'Timeout' && /src\/(front|tls13)\//.test(new Error().stack ?? '')) timeouts++;
+      },
+    });
+    const n = 4;
+    try {
+      hook.enable();
+      counting = true;
+      for (let i = 0; i < n; i++) {
+        const page = await get(['GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n']);
+        expect(page).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      counting = false;
+      hook.disable();
+    }
+    expect(timeouts).toBeLessThanOrEqual(3);
   });
 });

@@ -3,7 +3,7 @@
 // uses (one write per event-loop turn, nothing lost at exit).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { jsonLines } from '../src/log/log.js';
 
 const LOG_MODULE = fileURLToPath(new URL('../dist/log/log.js', import.meta.url));
@@ -118,5 +118,26 @@ describe('jsonLines', () => {
     const r = child(ending);
     expect(r.status).toBe(code);
     expect(lines(r.stderr)).toEqual([...Array(1000).keys()]);
+  });
+});
+
+describe('jsonLines timestamps', () => {
+  it('are new Date().toISOString() at the time of the line, across seconds, with one Date formatted per second, not per line', () => {
+    vi.useFakeTimers();
+    const iso = vi.spyOn(Date.prototype, 'toISOString');
+    try {
+      const { writes, log } = capture();
+      const times = [Date.UTC(2026, 10, 29, 2, 59, 59, 998), Date.UTC(2026, 10, 29, 2, 59, 59, 999), Date.UTC(2026, 10, 29, 3, 0, 0, 0), Date.UTC(2026, 10, 29, 3, 0, 0, 7), Date.UTC(2026, 10, 29, 3, 0, 0, 42), Date.UTC(2026, 10, 29, 3, 0, 0, 420)];
+      for (const t of times) {
+        vi.setSystemTime(t);
+        log({ event: 'e' });
+      }
+      expect(writes.map((w) => JSON.parse(w).time)).toEqual(times.map((t) => new Date(t).toISOString()));
+      // Two seconds seen (plus the expectations' own calls above).
+      expect(iso.mock.calls.length - times.length).toBe(2);
+    } finally {
+      iso.mockRestore();
+      vi.useRealTimers();
+    }
   });
 });

@@ -1,6 +1,7 @@
 // The Duplex glue shared by TlsSocket and TlsClientSocket (src/tls13/duplex.ts):
 // its two options are the deliberate differences between the sides.
 import { Duplex } from 'node:stream';
+import { createHook } from 'node:async_hooks';
 import { describe, expect, test } from 'vitest';
 import { TlsDuplex, type TlsDuplexOptions, type TlsEngine } from '../src/tls13/duplex.js';
 
@@ -68,5 +69,31 @@ describe('TlsDuplex options', () => {
         t.raw.destroy();
       }
     }
+  });
+
+  test('lingering server sockets share one Node timer for their linger deadline, not one each', async () => {
+    let timeouts = 0;
+    const hook = createHook({
+      init(_id, type) {
+        if (type === 'Timeout' && /src\/tls13\//.test(new Error().stack ?? '')) timeouts++;
+      },
+    });
+    const raws: Duplex[] = [];
+    hook.enable();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const t = slowTransport();
+        raws.push(t.raw);
+        const s = new Plain(t.raw, server);
+        s.end();
+        await new Promise((r) => s.once('finish', r));
+        s.destroy();
+        t.release();
+      }
+    } finally {
+      hook.disable();
+    }
+    expect(timeouts).toBeLessThanOrEqual(1);
+    for (const r of raws) r.destroy();
   });
 });

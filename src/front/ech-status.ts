@@ -9,6 +9,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { TlsSocket } from '../tls13/socket.js';
+import { ServerSession } from '../tls13/session.js';
+
+/** What the page can report on: our engine's socket or session, or node:tls's socket (TLS 1.2 clients). */
+type Reported = TlsSocket | ServerSession | tls.TLSSocket;
 
 /**
  * What the server saw on one connection.
@@ -38,7 +42,7 @@ export interface EchStatusReport {
  * const report = echStatusReport(tlsSocket);
  * ```
  */
-export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusReport {
+export function echStatusReport(socket: Reported): EchStatusReport {
   if (socket instanceof tls.TLSSocket) {
     const name = socket.servername || null;
     return {
@@ -74,8 +78,23 @@ export function echStatusReport(socket: TlsSocket | tls.TLSSocket): EchStatusRep
   };
 }
 
-const ESCAPED = /[&<>"']/;
-const esc = (s: string) => (ESCAPED.test(s) ? s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`) : s);
+const ESCAPED = /[&<>"']/g;
+/** HTML-escape `s` (`&<>"'` as numeric references); one pass over the characters when there is nothing to escape. */
+function esc(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 38 || c === 60 || c === 62 || c === 34 || c === 39) return s.replace(ESCAPED, (m) => `&#${m.charCodeAt(0)};`);
+  }
+  return s;
+}
+
+/** The report's fields in page order (the order of {@link EchStatusReport}), with their rows' opening markup. */
+const ROWS: ReadonlyArray<readonly [keyof EchStatusReport, string]> = (
+  ['echStatus', 'protocol', 'outerServerName', 'innerServerName', 'servername', 'cipher', 'group', 'alpn', 'helloRetryRequest', 'resumed', 'configId'] as const
+).map((k, i) => [k, `${i === 0 ? '' : '\n'}<tr><th>${k}</th><td>`] as const);
+
+/** The page's head for each site (sites are configuration: a handful). */
+const heads = new Map<string, string>();
 
 function html(r: EchStatusReport, site: string): string {
   const verdict =
@@ -87,13 +106,18 @@ function html(r: EchStatusReport, site: string): string {
           : 'Your client did not offer ECH.'
         : `ECH ${esc(r.echStatus)}: the handshake ran for the public name; retry_configs were sent.`;
   let rows = '';
-  for (const k in r) {
-    const v = r[k as keyof EchStatusReport];
-    rows += `${rows === '' ? '' : '\n'}<tr><th>${esc(k)}</th><td>${esc(v === null ? '-' : String(v))}</td></tr>`;
+  for (const [k, open] of ROWS) {
+    const v = r[k];
+    rows += `${open}${v === null ? '-' : typeof v === 'string' ? esc(v) : String(v)}</td></tr>`;
   }
-  return `<!doctype html>
+  let head = heads.get(site);
+  if (head === undefined) {
+    head = `<!doctype html>
 <html><head><meta charset="utf-8"><title>ECH status — ${esc(site)}</title></head>
-<body><h1>${esc(site)}</h1><p id="verdict">${verdict}</p>
+<body><h1>${esc(site)}</h1><p id="verdict">`;
+    if (heads.size < 256) heads.set(site, head);
+  }
+  return `${head}${verdict}</p>
 <table id="report">
 ${rows}
 </table></body></html>
@@ -101,7 +125,7 @@ ${rows}
 }
 
 /** The page for one request: JSON when `accept` asks for it, else HTML. */
-function page(socket: TlsSocket | tls.TLSSocket, site: string, accept: string | undefined): { json: boolean; body: string } {
+function page(socket: Reported, site: string, accept: string | undefined): { json: boolean; body: string } {
   const report = echStatusReport(socket);
   const json = accept !== undefined && accept.includes('application/json');
   return { json, body: json ? `${JSON.stringify({ site, ...report })}\n` : html(report, site) };
@@ -233,7 +257,8 @@ function httpDate(): string {
  * tlsSocket.once('secure', () => serveEchStatus(tlsSocket, 'alpha.example', () => app));
  * ```
  */
-export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, app: (site: string) => Server): void {
+export function serveEchStatus(socket: Reported, site: string, app: (site: string) => Server): void {
+  if (socket instanceof ServerSession) return serveSession(socket, site, app);
   // As http.Server does for its connections: a socket error (the engine
   // closed the connection on a bad record, a reset) ends this socket, never
   // the process. The front end has logged and counted it already.
@@ -256,11 +281,58 @@ export function serveEchStatus(socket: TlsSocket | tls.TLSSocket, site: string, 
       socket.destroy();
       return;
     }
-    const { json, body } = page(socket, site, req.accept);
-    socket.write(
-      `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${req.head ? '' : body}`,
-    );
+    socket.write(answer(socket, site, req));
     socket.destroySoon();
   };
   socket.on('data', onData);
+}
+
+/**
+ * The fast path's whole answer: what `http.Server` with {@link echStatusHandler}
+ * writes, as bytes. The body is encoded once (its length for the header
+ * and its bytes from the same encoding: a page built by concatenation is
+ * flattened once, not once for `Buffer.byteLength` and again for the write).
+ */
+function answer(socket: Reported, site: string, req: SimpleRequest): Buffer {
+  const { json, body } = page(socket, site, req.accept);
+  const bytes = Buffer.from(body);
+  // ASCII only: latin1 is its UTF-8.
+  const head = `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${bytes.length}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n`;
+  if (req.head) return Buffer.from(head, 'latin1');
+  const out = Buffer.allocUnsafe(head.length + bytes.length);
+  out.write(head, 0, 'latin1');
+  out.set(bytes, head.length);
+  return out;
+}
+
+/**
+ * {@link serveEchStatus} on a stream-less {@link ServerSession}: the same
+ * answer from the first plaintext record, and the same close (close_notify,
+ * FIN, read until the peer's FIN); anything else gets the session as a
+ * `TlsSocket` (`session.stream()`), handed to `http.Server` with this
+ * record put back in front.
+ */
+function serveSession(session: ServerSession, site: string, app: (site: string) => Server): void {
+  session.read(
+    (b) => {
+      session.read();
+      const chunk = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      const req = simpleRequest(chunk);
+      if (!req) {
+        const socket = session.stream();
+        socket.on('error', destroyOnError);
+        socket.unshift(chunk);
+        app(site).emit('connection', socket);
+        return;
+      }
+      if (!session.writable) {
+        session.destroy();
+        return;
+      }
+      session.write(answer(session, site, req));
+      session.end();
+    },
+    // The peer's end of data without a request: close as a TlsSocket without allowHalfOpen does.
+    () => session.end(),
+  );
 }

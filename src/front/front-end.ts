@@ -17,11 +17,12 @@ import { type DecryptResult, decryptClientHello } from '../ech/decrypt.js';
 import type { EchKeySet } from '../keys/key-set.js';
 import { type EchServerOptions, type ServerConfig, resolveServerConfig } from '../tls13/config.js';
 import { TlsSocket } from '../tls13/socket.js';
+import { ServerSession } from '../tls13/session.js';
 import { createEchHook, type EchStatus } from '../tls13/ech-hook.js';
 import type { CertificateKeyPair } from '../tls13/certificates.js';
 import { alertRecord } from './alerts.js';
 import { echStatusHandler, serveEchStatus } from './ech-status.js';
-import { readFirstFlight } from './first-flight.js';
+import { type FirstFlight, readFirstFlightThen } from './first-flight.js';
 import { type LogSink, silent } from './log.js';
 import { FrontEndMetrics } from './metrics.js';
 import { type PassthroughTarget, passthrough, passthroughRaw } from './passthrough.js';
@@ -258,7 +259,7 @@ export class EchFrontEnd {
     // the socket's write side as soon as the client's FIN is read, and the
     // answer (relayed from a passthrough backend, or encrypted by a
     // TlsSocket) is dropped. Each path ends the write side itself.
-    this.server = net.createServer({ allowHalfOpen: true }, (s) => void this.#connection(s));
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => this.#connection(s));
   }
 
   /** The key set in use. */
@@ -394,7 +395,8 @@ export class EchFrontEnd {
     return this.#c.options.logClientAddress === false ? {} : { remote: socket.remoteAddress, remotePort: socket.remotePort };
   }
 
-  async #connection(socket: Socket): Promise<void> {
+  /** A new connection: limits, then the first flight, then the ClientHello decrypted, then {@link EchFrontEnd.#route} (callbacks, not awaits: no promise per step). */
+  #connection(socket: Socket): void {
     const started = process.hrtime.bigint();
     const c = this.#c;
     const limits = c.options.limits ?? {};
@@ -408,8 +410,8 @@ export class EchFrontEnd {
       }
     };
     // One listener for the connection's whole life (the gauge, the live set
-    // and the handshake count).
-    socket.once('close', () => {
+    // and the handshake count); `close` comes once.
+    socket.on('close', () => {
       this.#live.delete(socket);
       this.metrics.active(-1);
       handshakeDone();
@@ -423,20 +425,34 @@ export class EchFrontEnd {
     this.#handshaking++;
     handshakeOpen = true;
 
-    let first;
-    let result: DecryptResult;
-    let tls12Only: boolean;
-    try {
-      first = await readFirstFlight(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 });
-      result = await decryptClientHello(first.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
-      // A scan of the raw hello, not result.outer: an accepted connection
-      // never needs ClientHelloOuter decoded.
-      tls12Only = isTls12OnlyMessage(first.message);
-    } catch (e) {
+    const failHello = (e: unknown) => {
       handshakeDone();
       this.#fail(socket, e, 'client_hello');
-      return;
-    }
+    };
+    readFirstFlightThen(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 }, (err, first) => {
+      if (err) return failHello(err);
+      let decrypted: Promise<DecryptResult>;
+      try {
+        decrypted = decryptClientHello(first!.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
+      } catch (e) {
+        return failHello(e);
+      }
+      decrypted.then((result) => {
+        let tls12Only: boolean;
+        try {
+          // A scan of the raw hello, not result.outer: an accepted connection
+          // never needs ClientHelloOuter decoded.
+          tls12Only = isTls12OnlyMessage(first!.message);
+        } catch (e) {
+          return failHello(e);
+        }
+        this.#route(socket, c, first!, result, tls12Only, started, handshakeDone);
+      }, failHello);
+    });
+  }
+
+  /** Route a connection whose ClientHello was read and decrypted: split mode, TLS 1.2, or our engine. */
+  #route(socket: Socket, c: Compiled, first: FirstFlight, result: DecryptResult, tls12Only: boolean, started: bigint, handshakeDone: () => void): void {
     const status: EchStatus = result.status === 'rejected' ? (result.reason === 'no-matching-config' ? 'grease' : 'rejected') : result.status;
     // Accepted: the inner name decides. Otherwise the handshake runs on
     // ClientHelloOuter (RFC 9849 §7.1: "proceed with the connection using
@@ -459,24 +475,7 @@ export class EchFrontEnd {
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
-      const target = chosen.action.passthrough;
-      this.metrics.connection(status);
-      const up = await this.#backend(chosen, connectionInfo(status, result, chosen, socket), socket, true);
-      if (!up) return handshakeDone();
-      const r =
-        result.status === 'accepted'
-          ? await passthrough(socket, result, { ...target, socket: up }, first.rest, first.recordVersion, handshakeDone)
-          : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
-      handshakeDone();
-      this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.metrics.relayed(label, 'client_to_backend', r.bytesFromClient);
-      this.metrics.relayed(label, 'backend_to_client', r.bytesFromBackend);
-      if (r.error) {
-        const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
-        this.metrics.handshakeError(code);
-        if (r.error instanceof EchError) this.metrics.alertSent(r.error.alert);
-      }
-      this.#log({ event: 'passthrough_closed', ...logInfo, helloRetry: r.helloRetry, error: r.error?.message });
+      void this.#split(socket, chosen, chosen.action.passthrough, status, result, first, label, logInfo, started, handshakeDone);
       return;
     }
 
@@ -506,37 +505,94 @@ export class EchFrontEnd {
 
     // Shared mode: terminate with our engine, continuing from the ClientHello already read.
     const engine: ServerConfig = { ...c.engine, onClientHello: createEchHook({ keys: c.keys, first: result }) };
-    // A relay keeps the client's write side open after the client's
-    // close_notify, for the backend's answer; the ech-status page and handlers
-    // close like a net.Socket does (http.Server ends the socket itself).
-    const a = chosen.action;
-    const relays = 'forward' in a || 'forwardTls' in a;
-    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest, allowHalfOpen: relays });
-    tlsSocket.once('tlsClientError', (e: Error) => {
+    const onHandshakeError = (e: Error) => {
       handshakeDone();
       const code = e instanceof EchError ? e.code : 'ERR_SOCKET';
       this.metrics.connection('error');
       this.metrics.handshakeError(code);
       if (e instanceof EchError && code !== 'ERR_ALERT_RECEIVED' && code !== 'ERR_PROTOCOL') this.metrics.alertSent(e.alert);
       this.#log({ event: 'handshake_error', ...logInfo, code, alert: e instanceof EchError ? e.alert : undefined });
-    });
-    tlsSocket.once('secure', () => {
+    };
+    const onSecure = (s: TlsSocket | ServerSession) => {
       handshakeDone();
       this.metrics.connection(status);
       this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
-      this.#log({ event: 'handshake', ...logInfo, alpn: tlsSocket.alpnProtocol || null, cipher: tlsSocket.getCipher()?.name, group: tlsSocket.group ?? null });
-      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
-    });
+      this.#log({ event: 'handshake', ...logInfo, alpn: s.alpnProtocol || null, cipher: s.getCipher()?.name, group: s.group ?? null });
+    };
     // After the handshake: the client's ech_required alert is counted, not
     // treated as an error (RFC 9849 §7.1: servers "can measure occurrences
-    // of the "ech_required" alert").
-    tlsSocket.on('tlsError', (e: Error) => {
+    // of the "ech_required" alert"). The socket (or session) closes itself.
+    const onTlsError = (e: Error) => {
       if (e instanceof EchError && e.alert === 'ech_required') {
         this.metrics.echRequired();
         this.#log({ event: 'ech_required', ...logInfo });
       }
+    };
+    const a = chosen.action;
+    if ('respond' in a) {
+      // The ech-status page: no stream unless the request needs http.Server
+      // (src/tls13/session.ts, serveEchStatus).
+      new ServerSession(socket, engine, { clientHello: first.message, initialData: first.rest }, {
+        secure: (s) => {
+          onSecure(s);
+          serveEchStatus(s, this.#site(chosen), this.#appOf);
+        },
+        handshakeError: onHandshakeError,
+        error: onTlsError,
+      });
+      return;
+    }
+    // A relay keeps the client's write side open after the client's
+    // close_notify, for the backend's answer; handlers close like a
+    // net.Socket does.
+    const relays = 'forward' in a || 'forwardTls' in a;
+    const tlsSocket = new TlsSocket(socket, engine, { clientHello: first.message, initialData: first.rest, allowHalfOpen: relays });
+    tlsSocket.once('tlsClientError', onHandshakeError);
+    tlsSocket.once('secure', () => {
+      onSecure(tlsSocket);
+      this.#deliver(tlsSocket, chosen, () => connectionInfo(status, result, chosen, socket), label);
+    });
+    tlsSocket.on('tlsError', (e: Error) => {
+      onTlsError(e);
       tlsSocket.destroy();
     });
+  }
+
+  /** Split mode: connect to the route's backend and relay, the backend terminating TLS. */
+  async #split(
+    socket: Socket,
+    chosen: FrontEndRoute,
+    target: PassthroughTarget,
+    status: EchStatus,
+    result: DecryptResult,
+    first: FirstFlight,
+    label: string,
+    logInfo: Record<string, unknown>,
+    started: bigint,
+    handshakeDone: () => void,
+  ): Promise<void> {
+    this.metrics.connection(status);
+    const up = await this.#backend(chosen, connectionInfo(status, result, chosen, socket), socket, true);
+    if (!up) return handshakeDone();
+    const r =
+      result.status === 'accepted'
+        ? await passthrough(socket, result, { ...target, socket: up }, first.rest, first.recordVersion, handshakeDone)
+        : await passthroughRaw(socket, first.raw, { ...target, socket: up }, handshakeDone);
+    handshakeDone();
+    this.metrics.handshakeSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics.relayed(label, 'client_to_backend', r.bytesFromClient);
+    this.metrics.relayed(label, 'backend_to_client', r.bytesFromBackend);
+    if (r.error) {
+      const code = r.error instanceof EchError ? r.error.code : ((r.error as NodeJS.ErrnoException).code ?? 'ERR_SOCKET');
+      this.metrics.handshakeError(code);
+      if (r.error instanceof EchError) this.metrics.alertSent(r.error.alert);
+    }
+    this.#log({ event: 'passthrough_closed', ...logInfo, helloRetry: r.helloRetry, error: r.error?.message });
+  }
+
+  /** The site an ech-status route reports: its server name, or the public name for the public route. */
+  #site(route: FrontEndRoute): string {
+    return route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName;
   }
 
   #deliver(tlsSocket: TerminatedSocket, route: FrontEndRoute, infoOf: () => ConnectionInfo, label: string): void {
@@ -544,7 +600,7 @@ export class EchFrontEnd {
     if ('respond' in a) {
       // One-shot requests are answered without an http.Server connection;
       // anything else goes to the site's http.Server (src/front/ech-status.ts).
-      serveEchStatus(tlsSocket, route.serverName === 'public' ? (this.#c.keys.retryConfigs()[0]?.publicName ?? 'public name') : route.serverName, this.#appOf);
+      serveEchStatus(tlsSocket, this.#site(route), this.#appOf);
       return;
     }
     const info = infoOf();

@@ -29,10 +29,18 @@ import { nextTrafficSecret, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
 import type { CipherSuiteParams } from './suites.js';
 
-/** The settled promise a synchronous task returns. */
-const RESOLVED: Promise<void> = Promise.resolve();
-
-function noop(): void {}
+/**
+ * The settled promise a synchronous task returns: `receive` (and
+ * `enqueue`) return this very object when the input was processed at once,
+ * without a failure, so a transport can skip tracking it (no `then`, no
+ * microtask per read).
+ * @example
+ * ```ts
+ * const p = core.receive(chunk);
+ * if (p !== RESOLVED) p.catch(() => socket.destroy());
+ * ```
+ */
+export const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * The peer sent a fatal alert (or closed during the handshake). Carries the
@@ -186,11 +194,18 @@ export class ConnectionCore {
 
   /** Later tasks wait for `p`; once it and everything before settled, the core is idle. */
   private track(p: Promise<void>): void {
-    const settled = p.then(noop, noop);
+    // One reaction both waits for `p` and marks the core idle when nothing
+    // was enqueued after it.
+    const settled: Promise<void> = p.then(
+      () => this.settle(settled),
+      () => this.settle(settled),
+    );
     this.chain = settled;
-    void settled.then(() => {
-      if (this.chain === settled) this.chain = undefined;
-    });
+  }
+
+  /** `settled` (see `track`) is the last task: the next one may run at once. */
+  private settle(settled: Promise<void>): void {
+    if (this.chain === settled) this.chain = undefined;
   }
 
   /**

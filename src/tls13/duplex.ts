@@ -14,6 +14,8 @@
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { RESOLVED } from './conn.js';
+import { deadline } from './deadlines.js';
 
 /**
  * What the glue needs of an engine (`ServerConnection` or
@@ -56,7 +58,7 @@ export interface TlsDuplexOptions {
  * How long a closed connection keeps its transport open, reading and
  * discarding, for the peer's FIN (see `linger`).
  */
-const LINGER_MS = 5000;
+export const LINGER_MS = 5000;
 
 /**
  * Bytes of records held for one transport write (see `toTransport`): a
@@ -65,68 +67,67 @@ const LINGER_MS = 5000;
 const COALESCE_BYTES = 16 * 1024 + 1024;
 
 /**
- * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
- * `TlsSocket` and `TlsClientSocket`, which add their handshake
- * events and error policy.
+ * Records on their way to a transport: what an engine writes in one turn of
+ * the event loop leaves in one transport write (at `setImmediate`, or before
+ * the transport ends or is destroyed), and at {@link COALESCE_BYTES} pending
+ * at once (bulk data is not held). Every write on a loopback or LAN socket
+ * costs the writer the whole TCP path in the kernel. Shared by
+ * {@link TlsDuplex} and the front end's stream-less `ServerSession`, which
+ * hands its writer to the `TlsSocket` that adopts it.
  * @example
  * ```ts
- * class MySocket extends TlsDuplex { readonly connection = engine; protected receiveFailed(e: Error) { this.destroy(e); } }
+ * const w = new TransportWriter(rawSocket);
+ * w.push(record); // written with the rest of this turn's records
+ * w.flush(); // now
  * ```
  */
-export abstract class TlsDuplex extends Duplex {
-  /** The transport underneath. */
-  readonly socket: Duplex;
-  /** The transport-free engine. */
-  abstract readonly connection: TlsEngine;
-  /** The handshake completed: writes go through. @internal */
-  protected secured = false;
-  /** Settles once every byte read so far has been processed by the engine. @internal */
-  protected received: Promise<void> = Promise.resolve();
-  /** The transport is being closed gracefully (see `linger`); its input is discarded. @internal */
-  protected lingering = false;
-  private waiters: Array<() => void> = [];
-  private readonly glue: TlsDuplexOptions;
-  /** Records written by the engine in this turn, not yet on the transport. */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private flushScheduled = false;
+export class TransportWriter {
+  /** Bytes held, not yet on the transport. */
+  bytes = 0;
+  private list: Uint8Array[] = [];
+  private scheduled = false;
+  /** Held until {@link TransportWriter.release}: no write scheduled meanwhile. */
+  private holding = false;
 
-  constructor(socket: Duplex, options: TlsDuplexOptions) {
-    super({ allowHalfOpen: options.allowHalfOpen });
-    this.socket = socket;
-    this.glue = options;
-  }
+  constructor(readonly socket: Duplex) {}
 
-  /**
-   * Records from the engine to the transport, while it is writable. What
-   * the engine writes in one turn of the event loop leaves in one transport
-   * write (at `setImmediate`, or before the transport ends or is
-   * destroyed): the server's session tickets go out with the application's
-   * first answer and its close_notify when the application answers in that
-   * turn, as an HTTP server does when the request came with the client's
-   * Finished. Every write on a loopback or LAN socket costs the writer the
-   * whole TCP path in the kernel. At {@link COALESCE_BYTES} pending, the
-   * records go out at once (bulk data is not held). @internal
-   */
-  protected toTransport(b: Uint8Array): void {
+  /** Hold `b` for this turn's write (dropped once the transport is not writable). */
+  push(b: Uint8Array): void {
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return;
-    this.pending.push(b);
-    this.pendingBytes += b.length;
-    if (this.pendingBytes >= COALESCE_BYTES) this.flushTransport();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushLater);
+    this.list.push(b);
+    this.bytes += b.length;
+    if (this.bytes >= COALESCE_BYTES) this.flush();
+    else if (!this.scheduled && !this.holding) {
+      this.scheduled = true;
+      setImmediate(this.later);
     }
   }
 
-  /** Write what {@link TlsDuplex.toTransport} holds, in one write. @internal */
-  protected flushTransport(): void {
-    const list = this.pending;
+  /**
+   * Hold what is pushed until {@link TransportWriter.release} (or a
+   * `flush`, or {@link COALESCE_BYTES}) instead of until the end of the
+   * turn: a task that ends in a microtask (the server's ClientHello, whose
+   * flight is built across awaits) writes its output as soon as it ends,
+   * without a `setImmediate`.
+   */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /** End {@link TransportWriter.hold}: write what is held now. */
+  release(): void {
+    this.holding = false;
+    this.flush();
+  }
+
+  /** Write what is held, in one write. */
+  flush(): void {
+    const list = this.list;
     if (list.length === 0) return;
-    const bytes = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    const bytes = this.bytes;
+    this.list = [];
+    this.bytes = 0;
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return;
     if (list.length === 1) {
@@ -147,10 +148,53 @@ export abstract class TlsDuplex extends Duplex {
     }
   }
 
-  private readonly flushLater = (): void => {
-    this.flushScheduled = false;
-    this.flushTransport();
+  private readonly later = (): void => {
+    this.scheduled = false;
+    this.flush();
   };
+}
+
+/**
+ * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
+ * `TlsSocket` and `TlsClientSocket`, which add their handshake
+ * events and error policy.
+ * @example
+ * ```ts
+ * class MySocket extends TlsDuplex { readonly connection = engine; protected receiveFailed(e: Error) { this.destroy(e); } }
+ * ```
+ */
+export abstract class TlsDuplex extends Duplex {
+  /** The transport underneath. */
+  readonly socket: Duplex;
+  /** The transport-free engine. */
+  abstract readonly connection: TlsEngine;
+  /** The handshake completed: writes go through. @internal */
+  protected secured = false;
+  /** Settles once every byte read so far has been processed by the engine. @internal */
+  protected received: Promise<void> = RESOLVED;
+  /** The transport is being closed gracefully (see `linger`); its input is discarded. @internal */
+  protected lingering = false;
+  private waiters: Array<() => void> = [];
+  private readonly glue: TlsDuplexOptions;
+  /** Records written by the engine in this turn, not yet on the transport. @internal */
+  protected writer: TransportWriter;
+
+  constructor(socket: Duplex, options: TlsDuplexOptions) {
+    super({ allowHalfOpen: options.allowHalfOpen });
+    this.socket = socket;
+    this.glue = options;
+    this.writer = new TransportWriter(socket);
+  }
+
+  /** Records from the engine to the transport, while it is writable (see {@link TransportWriter}). @internal */
+  protected toTransport(b: Uint8Array): void {
+    this.writer.push(b);
+  }
+
+  /** Write what {@link TlsDuplex.toTransport} holds, in one write. @internal */
+  protected flushTransport(): void {
+    this.writer.flush();
+  }
 
   /** Plaintext from the engine to the reader; the transport pauses while the reader does. @internal */
   protected deliver(b: Uint8Array): void {
@@ -167,6 +211,8 @@ export abstract class TlsDuplex extends Duplex {
 
   /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */
   protected feed(p: Promise<void>): void {
+    // Processed at once, without a failure: nothing to wait for.
+    if (p === RESOLVED) return;
     this.received = p.then(undefined, (err: unknown) => this.receiveFailed(err instanceof Error ? err : new Error(String(err))));
   }
 
@@ -201,7 +247,7 @@ export abstract class TlsDuplex extends Duplex {
       // Records held for the turn's one write count as written: if they
       // would fill the transport's buffer, they go now, and the callback
       // waits for the drain.
-      if (this.pendingBytes > 0 && raw.writableLength + this.pendingBytes >= raw.writableHighWaterMark) this.flushTransport();
+      if (this.writer.bytes > 0 && raw.writableLength + this.writer.bytes >= raw.writableHighWaterMark) this.flushTransport();
       if ((raw as Partial<Socket>).writableNeedDrain) {
         raw.once('drain', () => cb());
         return;
@@ -267,9 +313,8 @@ export abstract class TlsDuplex extends Duplex {
     if (!raw.writableEnded) raw.end();
     // With allowHalfOpen (set by the server socket) the transport closes by
     // itself once its FIN is out and the peer's FIN has been read.
-    const t = setTimeout(() => raw.destroy(), LINGER_MS);
-    t.unref?.();
-    raw.once('close', () => clearTimeout(t));
+    const d = deadline(LINGER_MS, () => raw.destroy());
+    raw.once('close', () => d.cancel());
     raw.resume();
   }
 }

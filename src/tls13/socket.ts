@@ -15,6 +15,8 @@ import type { ServerConfig } from './config.js';
 import { ServerConnection, type HandshakeInfo } from './server-handshake.js';
 import { groupName } from './groups.js';
 import { TlsDuplex } from './duplex.js';
+import type { ServerSession } from './session.js';
+import { type Deadline, deadline } from './deadlines.js';
 
 /**
  * How a {@link TlsSocket} starts.
@@ -40,6 +42,13 @@ export interface TlsSocketStart {
    * ends (close_notify) once the peer's end of data has been read.
    */
   allowHalfOpen?: boolean;
+  /**
+   * An established `ServerSession` (src/tls13/session.ts) to take over (its
+   * transport, engine, unwritten records, unread plaintext and the peer's
+   * end of data) in place of a new handshake; see `ServerSession#stream`.
+   * @internal
+   */
+  session?: ServerSession;
 }
 
 /**
@@ -83,7 +92,8 @@ export class TlsSocket extends TlsDuplex {
   declare readonly socket: RawTransport;
   /** The transport-free engine. */
   readonly connection: ServerConnection;
-  private timer: NodeJS.Timeout | undefined;
+  /** The handshake's deadline (a shared timer: src/tls13/deadlines.ts). */
+  private timer: Deadline | undefined;
 
   constructor(socket: RawTransport, config: ServerConfig, start: TlsSocketStart = {}) {
     super(socket, { allowHalfOpen: start.allowHalfOpen ?? false, writeBackpressure: true, gracefulClose: true });
@@ -93,18 +103,28 @@ export class TlsSocket extends TlsDuplex {
     // and every record written after that (the answer to a request the
     // client sent just before half-closing) would be dropped.
     socket.allowHalfOpen = true;
-    this.connection = new ServerConnection(config, {
-      send: (b) => this.toTransport(b),
-      data: (b) => this.deliver(b),
-      handshakeComplete: () => this.onSecure(),
-      peerClosed: () => this.push(null),
-    });
-    if (config.handshakeTimeout > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
-      }, config.handshakeTimeout);
-      this.timer.unref?.();
+    const session = start.session;
+    let adopted: { held: Uint8Array[]; peerEnded: boolean } | undefined;
+    if (session) {
+      // The handshake is done: the engine, its records on their way and the
+      // bytes already processed carry over; its output now comes here.
+      this.connection = session.connection;
+      this.writer = session.writer;
+      this.received = session.received;
+      adopted = session.handOver({ data: (b) => this.deliver(b), peerClosed: () => this.push(null), failed: (e) => this.receiveFailed(e) });
+    } else {
+      this.connection = new ServerConnection(config, {
+        send: (b) => this.toTransport(b),
+        data: (b) => this.deliver(b),
+        handshakeComplete: () => this.onSecure(),
+        peerClosed: () => this.push(null),
+      });
+      if (config.handshakeTimeout > 0) {
+        this.timer = deadline(config.handshakeTimeout, () => {
+          this.timer = undefined;
+          this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
+        });
+      }
     }
     this.readTransport();
     // The FIN is acted on after the engine has processed every byte read
@@ -124,6 +144,13 @@ export class TlsSocket extends TlsDuplex {
       }
     });
     socket.on('timeout', () => this.emit('timeout'));
+    if (adopted) {
+      this.markSecure();
+      for (const b of adopted.held) this.deliver(b);
+      if (adopted.peerEnded) this.push(null);
+      if (socket.destroyed) queueMicrotask(() => this.destroy());
+      return;
+    }
     if (start.clientHello) {
       this.feed(this.connection.receiveClientHello(start.clientHello, start.initialData));
     } else if (start.initialData?.length) {
@@ -175,7 +202,7 @@ export class TlsSocket extends TlsDuplex {
   tlsError: Error | undefined;
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
