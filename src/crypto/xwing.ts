@@ -122,8 +122,11 @@ export function xwingEncapsulate(publicKey: Uint8Array, impl: MlKemImpl = mlkem7
   let ctX: Buffer;
   try {
     m = impl.encapsulate(pkM);
-    const eph = generateKeyPairSync('x25519');
-    ctX = x25519Public(eph.privateKey);
+    // The public JWK from the key generation itself, not an export of the
+    // new key: on Node 20 that export can deadlock (see kem.ts X25519_AS_JWK).
+    const eph = generateKeyPairSync('x25519', { publicKeyEncoding: { format: 'jwk' } } as never) as unknown as { publicKey: { x?: string }; privateKey: KeyObject };
+    ctX = Buffer.from(eph.publicKey.x ?? '', 'base64url');
+    if (ctX.length !== 32) throw new Error('X25519 JWK without a 32-byte x');
     ssX = x25519Dh(eph.privateKey, pkX);
   } catch (cause) {
     throw new InvalidArgumentError('X-Wing public key is not usable', { cause });
