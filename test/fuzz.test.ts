@@ -116,6 +116,31 @@ describe('the fuzz engine catches planted bugs', () => {
     expect(r.code !== 0 || r.signal !== null).toBe(true);
   }, 40_000);
 
+  it('a call blocked without using CPU (a deadlock) is reported by the watchdog thread as stalled, and the process exits non-zero', async () => {
+    // Atomics.wait blocks the main thread the way a lock does: no CPU is
+    // used, so only the wall clock can tell (a Node 20 key export deadlock
+    // once looked like this in CI: the fuzz process sat silent until killed).
+    const engine = new URL('../dist/fuzz/engine.js', import.meta.url).href;
+    const script = `
+      import { runFuzz } from ${JSON.stringify(engine)};
+      const t = { name: 'planted-lock', seeds: [new Uint8Array(4)], run: (b) => { if (b.length > 5 && b[0] === 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); } };
+      await runFuzz([t], { seconds: 30, seed: 1, watchdogMs: 300, slowMs: 50 });
+      console.log('not reached');`;
+    const r = await new Promise<{ code: number | null; signal: string | null; stdout: string }>((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: err ? ((err as { signal?: string }).signal ?? null) : null, stdout }),
+      );
+    });
+    expect(r.stdout).toMatch(/^fuzz: FAILURE in planted-lock: stalled: one call has not returned after \d+ ms \(\d+ ms of CPU\): blocked, e\.g\. a deadlock$/m);
+    const hex = /reproducer \((\d+) bytes, hex\): ([0-9a-f]+)$/m.exec(r.stdout);
+    expect(hex, r.stdout).not.toBeNull();
+    expect(Buffer.from(hex![2]!, 'hex')[0]).toBe(0);
+    expect(r.stdout).toMatch(/^fuzz: \d+ inputs, 1 failures$/m);
+    expect(r.stdout).not.toMatch(/not reached/);
+    expect(r.signal, 'killed by the test timeout, not by the watchdog').not.toBe('SIGTERM');
+    expect(r.code !== 0 || r.signal !== null).toBe(true);
+  }, 40_000);
+
   it('a typed error is fine; internal_error for bad input, a slow call and a hang are failures', async () => {
     const typed: FuzzTarget = { name: 'typed', seeds: [new Uint8Array(4)], run: () => { throw new DecodeError('bad'); } };
     const internal: FuzzTarget = { name: 'internal', seeds: [new Uint8Array(4)], run: () => { throw new InvalidArgumentError('oops'); } };

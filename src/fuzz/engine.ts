@@ -222,7 +222,8 @@ export async function runFuzz(targets: readonly FuzzTarget[], opts: FuzzOptions)
   const perTarget: Record<string, number> = {};
   let inputs = 0;
   const watchdogMs = opts.watchdogMs ?? 30_000;
-  const watchdog = watchdogMs > 0 ? new Watchdog(watchdogMs) : undefined;
+  // Stalled (blocked, no CPU): well after runOne's own timeout of ten times slowMs.
+  const watchdog = watchdogMs > 0 ? new Watchdog(watchdogMs, Math.max(2 * watchdogMs, 20 * slowMs)) : undefined;
   const share = (opts.seconds * 1000) / Math.max(1, targets.length);
   for (const [index, target] of targets.entries()) {
     const rng = new Rng(opts.seed, index + 1);

@@ -3,7 +3,9 @@
  * synchronous call blocks the event loop, so no timer of the fuzzer's own
  * can report it. The watchdog shares the current target name, input and
  * input count through a SharedArrayBuffer; when one call has used more than
- * `limitMs` of CPU, it writes the failure, the reproducer (hex) and the
+ * `limitMs` of CPU, or has not returned after `stallMs` of wall time (a
+ * thread blocked on a lock uses no CPU: a deadlock inside node:crypto was
+ * seen that way), it writes the failure, the reproducer (hex) and the
  * summary line straight to stdout and kills the process (non-zero exit).
  *
  * @module
@@ -20,20 +22,29 @@ const DATA_AT = NAME_AT + NAME_MAX;
 const WORKER = `
 const { workerData } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
-const { sab, limitMs } = workerData;
+const { sab, limitMs, stallMs } = workerData;
 const s = new Int32Array(sab, 0, 8);
 const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 let seq = -1;
 let start = 0;
+let wallStart = 0;
 setInterval(() => {
   const now = Atomics.load(s, 0);
-  if (!Atomics.load(s, 1) || now !== seq) { seq = now; start = cpu(); return; }
+  if (!Atomics.load(s, 1) || now !== seq) { seq = now; start = cpu(); wallStart = Date.now(); return; }
   const used = cpu() - start;
-  if (used < limitMs) return;
+  const wall = Date.now() - wallStart;
+  // A thread blocked on a lock (a deadlock) uses no CPU: the wall clock
+  // catches it (stallMs: past the engine's own timeout for a promise that
+  // never settles, with room for a loaded machine).
+  const stalled = used < limitMs && wall >= stallMs;
+  if (used < limitMs && !stalled) return;
   const name = Buffer.from(new Uint8Array(sab, ${NAME_AT}, Atomics.load(s, 3))).toString();
   const len = Atomics.load(s, 2);
   const hex = Buffer.from(new Uint8Array(sab, ${DATA_AT}, Math.min(len, ${MAX_INPUT}))).toString('hex');
-  writeSync(1, 'fuzz: FAILURE in ' + name + ': hang: one call used ' + Math.round(used) + ' ms of CPU without returning\\n' +
+  const what = stalled
+    ? 'stalled: one call has not returned after ' + wall + ' ms (' + Math.round(used) + ' ms of CPU): blocked, e.g. a deadlock'
+    : 'hang: one call used ' + Math.round(used) + ' ms of CPU without returning';
+  writeSync(1, 'fuzz: FAILURE in ' + name + ': ' + what + '\\n' +
     '  reproducer (' + len + ' bytes, hex' + (len > ${MAX_INPUT} ? ', truncated' : '') + '): ' + hex + '\\n' +
     'fuzz: ' + Atomics.load(s, 4) + ' inputs, 1 failures\\n');
   process.kill(process.pid, 'SIGKILL');
@@ -56,13 +67,18 @@ export class Watchdog {
   private readonly worker: Worker;
   private inputs = 0;
 
-  /** @param limitMs CPU time one call may use before the process is killed */
-  constructor(limitMs: number) {
+  /**
+   * @param limitMs CPU time one call may use before the process is killed
+   * @param stallMs wall time one call may take while using less than
+   *   `limitMs` of CPU (blocked: a deadlock) before the process is killed;
+   *   default twice `limitMs`
+   */
+  constructor(limitMs: number, stallMs = 2 * limitMs) {
     const sab = new SharedArrayBuffer(DATA_AT + MAX_INPUT);
     this.state = new Int32Array(sab, 0, 8);
     this.bytes = new Uint8Array(sab);
     // execArgv: [] so that a parent started with e.g. --input-type=module still runs this as a script.
-    this.worker = new Worker(WORKER, { eval: true, execArgv: [], workerData: { sab, limitMs } });
+    this.worker = new Worker(WORKER, { eval: true, execArgv: [], workerData: { sab, limitMs, stallMs } });
     this.worker.on('error', (e) => process.stderr.write(`fuzz: the watchdog thread failed (endless loops will not be reported): ${e.message}\n`));
     this.worker.unref();
   }
