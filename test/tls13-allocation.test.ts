@@ -78,7 +78,7 @@ async function measure(n: number, handshake: () => Promise<void>, dump?: string,
 describe('server engine allocation', () => {
   const clientOptions = (): ClientOptions => ({ servername: 'localhost', ca: pki.caPem, ALPNProtocols: ['h2'] });
 
-  test('a full handshake allocates under 54 KiB of JS heap in the server engine', async () => {
+  test('a full handshake allocates under 54 KiB (Node 20; 64 KiB on Node 24) of JS heap in the server engine', async () => {
     const config = resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
     const handshake = async (): Promise<void> => {
       const p = memoryPair(config, clientOptions());
@@ -89,11 +89,13 @@ describe('server engine allocation', () => {
     };
     for (let i = 0; i < 20; i++) await handshake();
     const perHandshake = await measure(60, handshake, process.env.ALLOC_DUMP);
-    // Measured (Node 20, this file, 80 handshakes, so mostly interpreted
-    // code): 65.3 KB per handshake before the allocation cuts of the
-    // session-4 JIT work, 46.7 KB after. ALLOC_DUMP=file writes the profile.
+    // Measured (this file, 80 handshakes, so mostly interpreted code):
+    // Node 20 65.3 KB per handshake before the allocation cuts of the
+    // session-4 JIT work, 46.7 KB after; Node 24 (another V8) 79.7 KB
+    // before, 56.0 KB after. ALLOC_DUMP=file writes the profile.
+    const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 64 * 1024 : 54 * 1024;
     expect(perHandshake).toBeGreaterThan(16 * 1024); // the walk found the engine
-    expect(perHandshake).toBeLessThan(54 * 1024);
+    expect(perHandshake).toBeLessThan(bound);
   });
 
   test('a hook that replaces the ClientHello (as ECH does with ClientHelloInner): the one received is not decoded', async () => {
