@@ -269,32 +269,26 @@ A busy port (listen or admin) is exit 69 with nothing left listening.`,
         running.reload(() => loadServeConfig(file)).catch(() => undefined);
       };
       if (!values.check) process.on('SIGHUP', hup);
-      let config: ServeConfig;
-      try {
-        config = await loadServeConfig(file);
-      } catch (e) {
-        process.off('SIGHUP', hup);
-        throw e;
-      }
-      if (values.check) {
-        const report = await checkServeConfig(config);
-        process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
-        return 0;
-      }
       // One write per line, as it happens: a line about a connection is out
       // before the client sees the outcome it describes (the batch option
       // of jsonLines delays lines to the end of the loop turn, and measured
       // no gain here: the server finishes about one handshake per turn).
       const log = jsonLines(process.stderr);
-      // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
-      let started: Awaited<ReturnType<typeof startServe>> | Awaited<ReturnType<typeof startWorkers>>;
+      let config: ServeConfig;
       try {
-        started = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
+        config = await loadServeConfig(file);
+        if (values.check) {
+          const report = await checkServeConfig(config);
+          process.stdout.write(`${JSON.stringify({ ok: true, config: resolve(file), ...report })}\n`);
+          return 0;
+        }
+        // "workers": N > 1 → a primary and N worker processes (src/front/workers.ts).
+        running = resolveWorkers(config.workers) > 1 ? await startWorkers(config, log) : await startServe(config, log);
       } catch (e) {
         process.off('SIGHUP', hup);
         throw e;
       }
-      running = started;
+      const started = running;
       // Every handler is in place before the listening line: a supervisor
       // may signal as soon as it reads it.
       const stopped = new Promise<void>((res) => {
