@@ -22,7 +22,6 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
   type ECDH,
   type KeyObject,
 } from 'node:crypto';
@@ -31,6 +30,7 @@ import { DecryptError, EchError, InvalidArgumentError } from '../wire/alert.js';
 import { hmacScratch, type HmacScratch } from './hpke-hmac.js';
 import { MLKEM768, MLKEM768_PKCS8_PREFIX, mlkem768, mlkemSeed } from './mlkem.js';
 import { XWING, xwingEncapsulate, xwingFromSeed, xwingSeed } from './xwing.js';
+import { generateX25519, generateX25519Raw } from './x25519.js';
 
 /**
  * HPKE KEM ids of the post-quantum KEMs (draft-ietf-hpke-pq): ML-KEM-768
@@ -226,21 +226,6 @@ function b64u(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 
-/**
- * X25519 keys are generated with their JWK encodings requested from
- * `generateKeyPairSync` itself, never by `KeyObject.export({ format: 'jwk' })`
- * on a freshly generated key: on Node 20 that export can deadlock the
- * process. It holds the key's mutex while it allocates the JWK's strings; an
- * allocation may run a garbage collection, which destroys the (finished)
- * key-generation job, whose destructor takes the same mutex (seen in gdb:
- * `ExportJWKEdKey` → `CollectGarbage` → `~KeyGenJob` → `uv_mutex_lock`).
- * A loop of generate + export hung within 20,000 iterations here.
- * (@types/node has no overload for JWK encodings; Node ≥ 15.9 takes them.)
- */
-const X25519_AS_JWK = { publicKeyEncoding: { format: 'jwk' }, privateKeyEncoding: { format: 'jwk' } } as const;
-/** Only the public key as JWK; the private key stays a KeyObject (see {@link X25519_AS_JWK}). */
-const X25519_PUBLIC_AS_JWK = { publicKeyEncoding: { format: 'jwk' } } as const;
-
 function fromB64u(s: string | undefined, len: number): Uint8Array {
   if (s === undefined) throw new EchError('ERR_INTERNAL', 'internal_error', 'JWK export lacks a field');
   const b = Buffer.from(s, 'base64url');
@@ -298,9 +283,8 @@ export function generateKemKeyPair(kem: number): KemKeyPair {
   }
   const p = requireKem(kem);
   if (p.curve === undefined) {
-    // The JWKs come from the key generation itself: see X25519_AS_JWK.
-    const { privateKey, publicKey } = generateKeyPairSync('x25519', X25519_AS_JWK as never) as unknown as { privateKey: { d?: string }; publicKey: { x?: string } };
-    return { kem, privateKey: fromB64u(privateKey.d, p.nsk), publicKey: fromB64u(publicKey.x, p.npk) };
+    const { privateKey, publicKey } = generateX25519Raw();
+    return { kem, privateKey, publicKey };
   }
   const ecdh = createECDH(p.curve);
   ecdh.generateKeys();
@@ -611,9 +595,8 @@ export function kemEncap(kem: number, publicKey: Uint8Array): { enc: Uint8Array;
       enc = new Uint8Array(ecdh.generateKeys());
       dh = ecdh.computeSecret(publicKey);
     } else {
-      // The public JWK comes from the key generation itself: see X25519_AS_JWK.
-      const eph = generateKeyPairSync('x25519', X25519_PUBLIC_AS_JWK as never) as unknown as { publicKey: { x?: string }; privateKey: KeyObject };
-      enc = fromB64u(eph.publicKey.x, p.npk);
+      const eph = generateX25519();
+      enc = eph.publicKey;
       const pkR = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(publicKey) }, format: 'jwk' });
       dh = diffieHellman({ privateKey: eph.privateKey, publicKey: pkR });
       if (isAllZero(dh)) throw new Error('all-zero X25519 output');

@@ -10,9 +10,10 @@
  *
  * @module
  */
-import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
 import { DecryptError, InvalidArgumentError } from '../wire/alert.js';
 import { MLKEM768, mlkem768, type MlKemImpl, type MlKemKeyPair } from './mlkem.js';
+import { generateX25519 } from './x25519.js';
 
 /**
  * Sizes of X-Wing, in bytes.
@@ -122,11 +123,8 @@ export function xwingEncapsulate(publicKey: Uint8Array, impl: MlKemImpl = mlkem7
   let ctX: Buffer;
   try {
     m = impl.encapsulate(pkM);
-    // The public JWK from the key generation itself, not an export of the
-    // new key: on Node 20 that export can deadlock (see kem.ts X25519_AS_JWK).
-    const eph = generateKeyPairSync('x25519', { publicKeyEncoding: { format: 'jwk' } } as never) as unknown as { publicKey: { x?: string }; privateKey: KeyObject };
-    ctX = Buffer.from(eph.publicKey.x ?? '', 'base64url');
-    if (ctX.length !== 32) throw new Error('X25519 JWK without a 32-byte x');
+    const eph = generateX25519();
+    ctX = Buffer.from(eph.publicKey);
     ssX = x25519Dh(eph.privateKey, pkX);
   } catch (cause) {
     throw new InvalidArgumentError('X-Wing public key is not usable', { cause });

@@ -7,10 +7,11 @@
  *
  * @module
  */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, diffieHellman } from 'node:crypto';
 import { EchError, IllegalParameterError, InvalidArgumentError } from '../wire/alert.js';
 import { NamedGroup } from '../tls/constants.js';
 import { MLKEM768, mlkem768, mlkemSeed } from '../crypto/mlkem.js';
+import { generateX25519 } from '../crypto/x25519.js';
 
 /**
  * Groups this engine can compute, in the server's default preference order
@@ -52,17 +53,8 @@ export function isPostQuantumGroup(group: number): boolean {
 const HYBRID_CLIENT_SHARE = MLKEM768.encapsulationKey + 32;
 const HYBRID_SERVER_SHARE = MLKEM768.ciphertext + 32;
 
-const JWK_PUBLIC = { publicKeyEncoding: { format: 'jwk' } } as const;
-
 function toB64u(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
-}
-
-function fromB64u(s: string | undefined): Uint8Array {
-  const b = Buffer.from(s ?? '', 'base64url');
-  // A copy of exactly 32 bytes, not a view of Buffer's shared pool.
-  if (b.length !== 32) throw new EchError('ERR_INTERNAL', 'internal_error', 'X25519 JWK export is not 32 bytes');
-  return new Uint8Array(b);
 }
 
 /**
@@ -163,12 +155,11 @@ export function generateEphemeralKey(group: number): EphemeralKey {
     // ~120 µs and the SPKI import ~90 µs (an ASN.1 round trip through the
     // OpenSSL decoder framework). Same OpenSSL raw-key functions underneath.
     // The public key comes back as JWK straight from the key generation: no
-    // public KeyObject is made, no export called.
-    // (@types/node has no overload for a JWK publicKeyEncoding; Node ≥ 15.9 takes it.)
-    const { publicKey, privateKey } = generateKeyPairSync('x25519', JWK_PUBLIC as never) as unknown as { publicKey: { x?: string }; privateKey: KeyObject };
+    // public KeyObject is made, no export called (crypto/x25519.ts).
+    const { publicKey, privateKey } = generateX25519();
     return {
       group,
-      publicKey: fromB64u(publicKey.x),
+      publicKey,
       computeSecret(peer: Uint8Array): Uint8Array {
         // RFC 9846 §4.2.8.2 / RFC 7748: X25519 public values are 32 bytes.
         if (peer.length !== 32) throw new IllegalParameterError(`X25519 key_exchange of ${peer.length} bytes`);
