@@ -273,7 +273,22 @@ export class ServerCertificate {
 
   /** Sign the CertificateVerify input. */
   async sign(scheme: number, data: Uint8Array): Promise<Uint8Array> {
-    if (this.signer) return await this.signer(scheme, data);
+    return await this.signNow(scheme, data);
+  }
+
+  /**
+   * Sign the CertificateVerify input: with a local key synchronously (the
+   * signature itself, no promise, no job), with a `sign` function (keyless)
+   * whatever it returns. Throws rather than rejects when the signature
+   * cannot be made here.
+   * @example
+   * ```ts
+   * const s = c.signNow(scheme, input);
+   * const signature = s instanceof Uint8Array ? s : await s;
+   * ```
+   */
+  signNow(scheme: number, data: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    if (this.signer) return this.signer(scheme, data);
     if (!this.key) throw new EchError('ERR_INTERNAL', 'internal_error', 'no signing key');
     return signWithScheme(scheme, this.key, data);
   }
