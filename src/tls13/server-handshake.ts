@@ -218,7 +218,10 @@ export class ServerConnection {
   /** EncryptedExtensions ... Finished, sent together. */
   private pendingFlight: Uint8Array[] = [];
   private clientApSecret: Uint8Array | undefined;
+  /** exporter_master_secret, derived on the first export (see exportKeyingMaterial). */
   private exporterSecret: Uint8Array | undefined;
+  /** Transcript-Hash(ClientHello...server Finished): the exporter master secret's context. */
+  private exporterTranscript: Uint8Array | undefined;
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
@@ -346,7 +349,11 @@ export class ServerConnection {
    * ```
    */
   exportKeyingMaterial(label: string, context: Uint8Array, length: number): Uint8Array {
-    if (!this.exporterSecret || !this.suite) throw new EchError('ERR_PROTOCOL', 'internal_error', 'handshake not complete');
+    if (!this.suite || !this.schedule || !this.exporterTranscript) {
+      throw new EchError('ERR_PROTOCOL', 'internal_error', 'handshake not complete');
+    }
+    // §7.1: exporter_master_secret, derived on first use (most connections never export).
+    this.exporterSecret ??= this.schedule.exporterMasterSecret(this.exporterTranscript);
     return exportKeyingMaterial(this.suite.hash, this.exporterSecret, label, context, length);
   }
 
@@ -1037,9 +1044,10 @@ export class ServerConnection {
     this.sendHandshake(this.pendingFlight);
     this.pendingFlight = [];
     // §7.1: application secrets over ClientHello ... server Finished.
-    const ap = this.schedule!.applicationSecrets(transcript.digest());
+    const th = transcript.digest();
+    const ap = this.schedule!.applicationTrafficSecrets(th);
     this.clientApSecret = ap.client;
-    this.exporterSecret = ap.exporter;
+    this.exporterTranscript = th;
     this.core.setWriteSecret(suite, ap.server);
     this.expectedClientFinished = finishedVerifyData(suite.hash, this.clientHsSecret!, transcript.digest());
   }
