@@ -432,7 +432,7 @@ export class ServerConnection {
       // the ClientHello is decoded in place, as views into it.
       const body = received.subarray(4);
       const hookFn = this.config.onClientHello;
-      if (!hookFn) return this.negotiateFlight(this.helloFacts(parseClientHelloOwned(body), received, NO_HOOK_RESULT), retry);
+      if (!hookFn) return this.negotiateFlight(this.helloFacts(undefined, body, received, NO_HOOK_RESULT), retry);
       // Checked now (a malformed ClientHello fails before the hook, as
       // always), decoded only if the hook reads it or the handshake continues
       // on it: the ECH hook replaces it with ClientHelloInner, and the outer
@@ -665,11 +665,16 @@ export class ServerConnection {
         message = encodeHandshake(HandshakeType.client_hello, r.clientHello);
       }
     }
-    return this.helloFacts(ch ?? parseClientHelloOwned(info.body), message, hook);
+    return this.helloFacts(ch, info.body, message, hook);
   }
 
-  /** The extensions the negotiation reads, decoded once. */
-  private helloFacts(ch: ParsedClientHello, message: Uint8Array, hook: ClientHelloHookResult): HelloFacts {
+  /**
+   * The extensions the negotiation reads, decoded once, from `ch` (the
+   * hook's replacement, or the hello as received when the hook decoded it)
+   * or else from `body`, the hello as received, decoded here.
+   */
+  private helloFacts(decoded: ParsedClientHello | undefined, body: Uint8Array, message: Uint8Array, hook: ClientHelloHookResult): HelloFacts {
+    const ch = decoded ?? parseClientHelloOwned(body);
     // The first record may be a ClientHello only; after it an unprotected
     // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
