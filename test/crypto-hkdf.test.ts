@@ -132,6 +132,34 @@ describe('no createHmac on the handshake path', () => {
   });
 });
 
+describe('no Buffer per HMAC', () => {
+  it('the key schedule reuses its HMAC message buffers: no Buffer allocated once each length was seen', () => {
+    const suite = suiteById(0x1301)!;
+    const run = (): void => {
+      const s = new ks.KeySchedule('sha256');
+      const th = hk.hashBytes('sha256', new Uint8Array([1, 2, 3]));
+      const hs = s.handshakeSecrets(new Uint8Array(32).fill(7), th);
+      ks.trafficKeys(suite, hs.server);
+      ks.trafficKeys(suite, hs.client);
+      ks.finishedVerifyData('sha256', hs.server, th);
+      const ap = s.applicationTrafficSecrets(th);
+      ks.trafficKeys(suite, ap.client);
+      ks.trafficKeys(suite, ap.server);
+      ks.finishedVerifyData('sha256', hs.client, th);
+      ks.resumptionPsk('sha256', s.resumptionMasterSecret(th), new Uint8Array(8));
+    };
+    run();
+    const spies = [vi.spyOn(Buffer, 'allocUnsafe'), vi.spyOn(Buffer, 'allocUnsafeSlow'), vi.spyOn(Buffer, 'alloc')];
+    try {
+      run();
+      // Before: a Buffer.allocUnsafe per HMAC (20 in this run).
+      for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+  });
+});
+
 describe('no native Hash object in the transcript', () => {
   it("a server handshake's transcript steps (ECH confirmation, five digests) make no createHash and no Hash copy", () => {
     // Every node:crypto Hash is a native object freed by a weak callback in the

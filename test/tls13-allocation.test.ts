@@ -78,7 +78,7 @@ async function measure(n: number, handshake: () => Promise<void>, dump?: string,
 describe('server engine allocation', () => {
   const clientOptions = (): ClientOptions => ({ servername: 'localhost', ca: pki.caPem, ALPNProtocols: ['h2'] });
 
-  test('a full handshake allocates under 54 KiB (Node 20; 64 KiB on Node 24) of JS heap in the server engine', async () => {
+  test('a full handshake allocates under 42 KiB (Node 20; 64 KiB on Node 24) of JS heap in the server engine', async () => {
     const config = resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
     const handshake = async (): Promise<void> => {
       const p = memoryPair(config, clientOptions());
@@ -93,7 +93,11 @@ describe('server engine allocation', () => {
     // Node 20 65.3 KB per handshake before the allocation cuts of the
     // session-4 JIT work, 46.7 KB after; Node 24 (another V8) 79.7 KB
     // before, 56.0 KB after. ALLOC_DUMP=file writes the profile.
-    const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 64 * 1024 : 54 * 1024;
+    // Session 5 (engine): 44.7 / 45.1 / 45.4 KB -> 39.1 / 39.4 KB on Node 20
+    // (no promise, async frame or await on the synchronous path of a
+    // ClientHello; a reused HMAC message buffer instead of a Buffer per
+    // HMAC). The Node 24 bound was not re-measured.
+    const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 64 * 1024 : 42 * 1024;
     expect(perHandshake).toBeGreaterThan(16 * 1024); // the walk found the engine
     expect(perHandshake).toBeLessThan(bound);
   });
@@ -119,10 +123,12 @@ describe('server engine allocation', () => {
       await run(plain)();
       await run(hooked)();
     }
-    // Bytes under readClientHello (the decode, the hook's call, the
-    // extension decoders; the test's hook itself is not counted).
-    const withHook = await measure(60, run(hooked), undefined, 'readClientHello');
-    const without = await measure(60, run(plain), undefined, 'readClientHello');
+    // Bytes under helloFacts (the decode of the hello as received when no
+    // one decoded it, the extension decoders; the test's hook itself is not
+    // counted). NOTE: readClientHello until session 5, when the hook's call
+    // moved into the flight (no promise around a synchronous hook).
+    const withHook = await measure(60, run(hooked), undefined, 'helloFacts');
+    const without = await measure(60, run(plain), undefined, 'helloFacts');
     // Measured: 5.75 KB with the hook against 5.5 KB without when the
     // ClientHello as received was decoded before the hook (the outer decode
     // is ~1.1 KB of it), 4.7 KB against 5.5 KB now.

@@ -81,7 +81,8 @@ describe('engine: one send per flight', () => {
   test('a failure after ServerHello: the alert, under the handshake key, follows the flight in the same send', async () => {
     const cfg = config();
     const cert = cfg.certificates.certificates[0]!;
-    cert.sign = async () => {
+    // The engine signs through signNow (a keyless signer's promise, rejected).
+    cert.signNow = async () => {
       throw new Error('signing key unavailable');
     };
     const p = memoryPair(cfg, clientOpts());

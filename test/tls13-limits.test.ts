@@ -4,7 +4,7 @@
  * zero-length and protected change_cipher_spec records, and extension
  * responses the client did not ask for (RFC 9846 §4.2).
  */
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { makePki, memoryPair, type TestPki } from './tls13-helpers.js';
 import { MAX_SESSION_TICKETS, resolveServerConfig, type EchServerOptions, type ServerConfig } from '../src/tls13/config.js';
 import { ClientConnection, type ClientOptions, type ClientSession } from '../src/tls13/client.js';
@@ -295,10 +295,15 @@ describe('extension responses the client did not ask for (RFC 9846 §4.2)', () =
 
   test('a Certificate entry extension the client did not ask for (status_request) → unsupported_extension', async () => {
     const cfg = config();
-    const p = memoryPair(cfg, clientOpts());
-    // Make this server staple an unsolicited OCSP response to its leaf.
-    const server = p.server as unknown as { sendCertificate(c: { chain: Uint8Array[] }): void; queueHandshake(m: Uint8Array): void };
-    server.sendCertificate = function (this: typeof server, certificate) {
+    // Make the server staple an unsolicited OCSP response to its leaf (on
+    // the prototype, for this test: the server answers the ClientHello
+    // within memoryPair, before an instance could be patched).
+    const proto = ServerConnection.prototype as unknown as { sendCertificate(c: { chain: Uint8Array[] }): void; queueHandshake(m: Uint8Array): void };
+    const original = proto.sendCertificate;
+    onTestFinished(() => {
+      proto.sendCertificate = original;
+    });
+    proto.sendCertificate = function (this: typeof proto, certificate) {
       this.queueHandshake(
         encodeHandshake(
           HandshakeType.certificate,
@@ -309,6 +314,7 @@ describe('extension responses the client did not ask for (RFC 9846 §4.2)', () =
         ),
       );
     };
+    const p = memoryPair(cfg, clientOpts());
     await p.settle();
     expect(alertOf(p.clientErrors)).toEqual(['unsupported_extension']);
   });

@@ -79,9 +79,32 @@ const SCRATCH: { readonly [H in HashName]: HmacScratch } = { sha256: new HmacScr
 export function hmac(hash: HashName, key: Uint8Array, data: Uint8Array): Uint8Array {
   const h = SCRATCH[hash];
   h.setKey(key);
-  const buf = Buffer.allocUnsafe(h.block + data.length);
+  const buf = messageBuffer(h.block + data.length);
   buf.set(data, h.block);
   return fromBinary(h.mac(buf));
+}
+
+/**
+ * Message buffers of the HMACs (headroom ‖ message), one per length, reused:
+ * a buffer is filled and hashed in one synchronous call, never kept. A
+ * handshake's key schedule uses a dozen lengths (its labels, with an empty
+ * or a hash-long context), each several times, so a Buffer object per HMAC
+ * (~20 per handshake) is saved; the map is bounded (emptied when full)
+ * since exporter labels and contexts come from callers.
+ */
+const MESSAGE_BUFFERS = new Map<number, Buffer>();
+const MESSAGE_BUFFERS_MAX = 64;
+
+function messageBuffer(length: number): Buffer {
+  let b = MESSAGE_BUFFERS.get(length);
+  if (b === undefined) {
+    b = Buffer.allocUnsafeSlow(length);
+    // Full (lengths of callers' exporter labels and contexts): start over,
+    // so the key schedule's lengths come back at once.
+    if (MESSAGE_BUFFERS.size >= MESSAGE_BUFFERS_MAX) MESSAGE_BUFFERS.clear();
+    MESSAGE_BUFFERS.set(length, b);
+  }
+  return b;
 }
 
 /**
@@ -109,7 +132,7 @@ export function hkdfExtract(hash: HashName, salt: Uint8Array, ikm: Uint8Array): 
 export function hkdfExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   const h = SCRATCH[hash];
   checkExpandLength(h, length);
-  const buf = Buffer.allocUnsafe(h.block + info.length + 1);
+  const buf = messageBuffer(h.block + info.length + 1);
   buf.set(info, h.block);
   return expand(h, prk, buf, length);
 }
@@ -182,8 +205,12 @@ function encodedLabel(label: string): Uint8Array {
   return l;
 }
 
-/** `head` spare bytes ‖ HkdfLabel ‖ `tail` spare bytes. */
-function hkdfLabelBuffer(head: number, length: number, label: string | Uint8Array, context: Uint8Array, tail: number): Buffer {
+/**
+ * `head` spare bytes ‖ HkdfLabel ‖ `tail` spare bytes: in a new buffer, or
+ * (`scratch`) in the reused message buffer of that length (filled and hashed
+ * at once by the caller).
+ */
+function hkdfLabelBuffer(head: number, length: number, label: string | Uint8Array, context: Uint8Array, tail: number, scratch = false): Buffer {
   let encoded: Uint8Array | undefined;
   let fullLen: number;
   if (typeof label === 'string') {
@@ -195,7 +222,8 @@ function hkdfLabelBuffer(head: number, length: number, label: string | Uint8Arra
   }
   if (context.length > 255) throw new InvalidArgumentError('HKDF context longer than 255 bytes');
   if (length > 0xffff) throw new InvalidArgumentError('HKDF label length out of range');
-  const out = Buffer.allocUnsafe(head + 2 + 1 + fullLen + 1 + context.length + tail);
+  const size = head + 2 + 1 + fullLen + 1 + context.length + tail;
+  const out = scratch ? messageBuffer(size) : Buffer.allocUnsafe(size);
   let o = head;
   out[o++] = length >>> 8;
   out[o++] = length & 0xff;
@@ -236,7 +264,7 @@ export function hkdfExpandLabel(
   const h = SCRATCH[hash];
   checkExpandLength(h, length);
   // The HkdfLabel is written once, behind the HMAC headroom, with the counter byte after it.
-  return expand(h, secret, hkdfLabelBuffer(h.block, length, label, context, 1), length);
+  return expand(h, secret, hkdfLabelBuffer(h.block, length, label, context, 1, true), length);
 }
 
 /**

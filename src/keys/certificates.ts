@@ -246,7 +246,11 @@ export class ServerCertificate {
 
   /** How well the certificate matches `name`: 2 exact, 1 wildcard, 0 none. */
   matchQuality(name: string): 0 | 1 | 2 {
-    const n = name.toLowerCase().replace(/\.$/, '');
+    return this.qualityOf(normalizeName(name));
+  }
+
+  /** {@link ServerCertificate.matchQuality} of a name already lower-cased, without its trailing dot. */
+  qualityOf(n: string): 0 | 1 | 2 {
     let best: 0 | 1 | 2 = 0;
     for (const c of this.names) {
       if (c === n) return 2;
@@ -273,10 +277,31 @@ export class ServerCertificate {
 
   /** Sign the CertificateVerify input. */
   async sign(scheme: number, data: Uint8Array): Promise<Uint8Array> {
-    if (this.signer) return await this.signer(scheme, data);
+    return await this.signNow(scheme, data);
+  }
+
+  /**
+   * Sign the CertificateVerify input: with a local key synchronously (the
+   * signature itself, no promise, no job), with a `sign` function (keyless)
+   * whatever it returns. Throws rather than rejects when the signature
+   * cannot be made here.
+   * @example
+   * ```ts
+   * const s = c.signNow(scheme, input);
+   * const signature = s instanceof Uint8Array ? s : await s;
+   * ```
+   */
+  signNow(scheme: number, data: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    if (this.signer) return this.signer(scheme, data);
     if (!this.key) throw new EchError('ERR_INTERNAL', 'internal_error', 'no signing key');
     return signWithScheme(scheme, this.key, data);
   }
+}
+
+/** A server name as certificates are matched: lower case, without a trailing dot. */
+function normalizeName(name: string): string {
+  const n = name.toLowerCase();
+  return n.endsWith('.') ? n.slice(0, -1) : n;
 }
 
 /**
@@ -303,13 +328,15 @@ export class CertificateStore {
    * schemes. `undefined` if none fits.
    */
   select(servername: string | undefined, clientSchemes: readonly number[]): { certificate: ServerCertificate; scheme: number } | undefined {
-    const tiers: ServerCertificate[][] = [[], [], []];
-    for (const c of this.certificates) {
-      const q = servername ? c.matchQuality(servername) : 0;
-      tiers[2 - q]!.push(c);
-    }
-    for (const tier of tiers) {
-      for (const c of tier) {
+    // One pass per tier (exact, wildcard, the rest) over the certificates in
+    // order, the name normalised once: no per-call arrays (this runs on
+    // every full handshake).
+    const cs = this.certificates;
+    const n = servername ? normalizeName(servername) : undefined;
+    for (let tier = 2; tier >= 0; tier--) {
+      for (let i = 0; i < cs.length; i++) {
+        const c = cs[i]!;
+        if ((n ? c.qualityOf(n) : 0) !== tier) continue;
         const scheme = c.pickScheme(clientSchemes);
         if (scheme !== undefined) return { certificate: c, scheme };
       }

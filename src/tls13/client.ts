@@ -543,10 +543,14 @@ export class ClientConnection {
     // server used: ClientHelloInner once ECH is accepted, ClientHelloOuter
     // once it is rejected.
     if (retry) this.transcript!.update(this.echDecision === 'rejected' ? wire : message);
-    if (retry && compat) this.sink.send(RecordLayer.changeCipherSpec());
-    this.sink.send(this.records.encode(ContentType.handshake, wire));
+    const record = this.records.encode(ContentType.handshake, wire);
     this.records.allowChangeCipherSpec(true);
+    // The state moves before the bytes leave: a transport that delivers the
+    // server's answer within `send` (in memory; a server that answers a
+    // ClientHello synchronously) finds the client waiting for it.
     this.state = 'wait_sh';
+    if (retry && compat) this.sink.send(RecordLayer.changeCipherSpec());
+    this.sink.send(record);
   }
 
   /** The binder to send (overridable by tests that need a wrong one). */

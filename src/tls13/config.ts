@@ -103,9 +103,12 @@ export interface ClientHelloHookResult {
 }
 
 /**
- * Asynchronous hook on every ClientHello (the first and the one after a
+ * Hook on every ClientHello (the first and the one after a
  * HelloRetryRequest): the ECH seam. Throw an {@link EchError} to abort with
- * its alert.
+ * its alert (or reject, from an asynchronous hook). A hook that returns its
+ * result (or `undefined`) directly, not a promise, lets the server answer the
+ * ClientHello in the same turn without a single promise; return a promise
+ * only when there is something to wait for.
  * @group Server
  * @example
  * ```ts

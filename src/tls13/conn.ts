@@ -242,13 +242,19 @@ export class ConnectionCore {
     return this.enqueue(() => {
       if (this.readClosedValue) return;
       this.records.push(data);
-      const r = this.pump();
-      if (!r) {
-        this.records.detach();
-        return;
-      }
-      return r.then(() => this.records.detach());
+      return this.pumpAll();
     });
+  }
+
+  /**
+   * {@link ConnectionCore.pump} until the input is used up, then stop
+   * referring to the caller's bytes: at once, or at the end of the chain of
+   * an asynchronous handler (no reaction of its own).
+   */
+  private pumpAll(): void | Promise<void> {
+    const r = this.pump();
+    if (!r) this.records.detach();
+    return r;
   }
 
   /**
@@ -359,7 +365,7 @@ export class ConnectionCore {
       const r = this.opts.handshake(m);
       // Only a real promise yields: a synchronous state machine runs its
       // whole flight in the same turn.
-      if (r) return r.then(() => this.pump());
+      if (r) return r.then(() => this.pumpAll());
     }
   }
 

@@ -135,14 +135,30 @@ export class KeySchedule {
    * Transcript-Hash(ClientHello...server Finished).
    */
   applicationSecrets(transcriptHash: Uint8Array): { client: Uint8Array; server: Uint8Array; exporter: Uint8Array } {
+    const ap = this.applicationTrafficSecrets(transcriptHash);
+    return { client: ap.client, server: ap.server, exporter: this.exporterMasterSecret(transcriptHash) };
+  }
+
+  /**
+   * The Master Secret and the application traffic secrets alone, over
+   * Transcript-Hash(ClientHello...server Finished): the exporter master
+   * secret can wait for {@link KeySchedule.exporterMasterSecret} (one HMAC
+   * a handshake saves when nothing exports keying material).
+   */
+  applicationTrafficSecrets(transcriptHash: Uint8Array): { client: Uint8Array; server: Uint8Array } {
     if (!this.handshakeSecret) throw new InvalidArgumentError('handshake secret not derived yet');
     const derived = deriveSecret(this.hash, this.handshakeSecret, 'derived', this.emptyHash());
     this.masterSecret = hkdfExtract(this.hash, derived, ZEROS[this.hash]);
     return {
       client: deriveSecret(this.hash, this.masterSecret, 'c ap traffic', transcriptHash),
       server: deriveSecret(this.hash, this.masterSecret, 's ap traffic', transcriptHash),
-      exporter: deriveSecret(this.hash, this.masterSecret, 'exp master', transcriptHash),
     };
+  }
+
+  /** exporter_master_secret over Transcript-Hash(ClientHello...server Finished) (RFC 9846 §7.1). */
+  exporterMasterSecret(transcriptHash: Uint8Array): Uint8Array {
+    if (!this.masterSecret) throw new InvalidArgumentError('master secret not derived yet');
+    return deriveSecret(this.hash, this.masterSecret, 'exp master', transcriptHash);
   }
 
   /** resumption_master_secret over Transcript-Hash(ClientHello...client Finished). */

@@ -67,12 +67,15 @@ export class RecordProtection {
   private readonly iv: Uint8Array;
   /** A Number: exact up to 2^53, far beyond what one key protects (see `nonce`). */
   private seq = 0;
+  /** The cipher options, one object per key rather than per record (the cipher only reads it). */
+  private readonly options: { authTagLength: number };
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
     if (keys.iv.length < 8) throw new RangeError(`IV of ${keys.iv.length} bytes`);
     this.suite = suite;
     this.key = keys.key;
     this.iv = keys.iv;
+    this.options = { authTagLength: suite.tagLength };
   }
 
   /** Records protected so far with this key. */
@@ -122,7 +125,7 @@ export class RecordProtection {
     out[2] = 0x03;
     out[3] = length >> 8;
     out[4] = length & 0xff;
-    const c = createCipheriv(this.suite.aead, this.key, this.nonce(), { authTagLength: this.suite.tagLength } as never);
+    const c = createCipheriv(this.suite.aead, this.key, this.nonce(), this.options as never);
     (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
     let part: Buffer;
     let o = RECORD_HEADER_LENGTH;
@@ -180,7 +183,7 @@ export class RecordProtection {
     const nonce = this.nonce();
     let inner: Buffer;
     try {
-      const d = createDecipheriv(this.suite.aead, this.key, nonce, { authTagLength: tagLen } as never);
+      const d = createDecipheriv(this.suite.aead, this.key, nonce, this.options as never);
       (d as unknown as { setAAD(b: Uint8Array): void }).setAAD(header);
       (d as unknown as { setAuthTag(b: Uint8Array): void }).setAuthTag(fragment.subarray(fragment.length - tagLen));
       const a = d.update(fragment.subarray(0, fragment.length - tagLen));

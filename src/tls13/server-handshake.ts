@@ -73,7 +73,7 @@ import type { AcceptConfirmation, ClientHelloHookResult, ServerConfig } from './
 import { groupName, isPostQuantumGroup, serverKeyShare } from './groups.js';
 import { KeySchedule, exportKeyingMaterial, finishedVerifyData, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
-import { ConnectionCore } from './conn.js';
+import { ConnectionCore, RESOLVED } from './conn.js';
 import { suiteById, type CipherSuiteParams } from './suites.js';
 import type { TicketState } from './tickets.js';
 
@@ -218,7 +218,10 @@ export class ServerConnection {
   /** EncryptedExtensions ... Finished, sent together. */
   private pendingFlight: Uint8Array[] = [];
   private clientApSecret: Uint8Array | undefined;
+  /** exporter_master_secret, derived on the first export (see exportKeyingMaterial). */
   private exporterSecret: Uint8Array | undefined;
+  /** Transcript-Hash(ClientHello...server Finished): the exporter master secret's context. */
+  private exporterTranscript: Uint8Array | undefined;
   private resumptionSecret: Uint8Array | undefined;
   private expectedClientFinished: Uint8Array | undefined;
   private negotiated: HandshakeInfo | undefined;
@@ -283,10 +286,12 @@ export class ServerConnection {
     // The work is a method, the closure only a call (a closure created per
     // connection loses its optimised code at every full GC: keep it small).
     const p = this.core.enqueue(() => this.firstClientHello(message));
-    return rest && rest.length ? p.then(() => this.receive(rest)) : p;
+    if (!rest || !rest.length) return p;
+    // Handled at once (no hook or signature pending): the rest follows now.
+    return p === RESOLVED ? this.receive(rest) : p.then(() => this.receive(rest));
   }
 
-  private async firstClientHello(message: Uint8Array): Promise<void> {
+  private firstClientHello(message: Uint8Array): void | Promise<void> {
     if (this.stateValue !== 'wait_client_hello') {
       throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'receiveClientHello after the handshake started');
     }
@@ -295,7 +300,7 @@ export class ServerConnection {
     }
     // A copy (NOTE: Buffer#slice would be a view of the caller's buffer).
     const raw = new Uint8Array(message);
-    await this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
+    return this.handleHandshake({ type: raw[0]!, body: raw.subarray(4), raw });
   }
 
   /**
@@ -344,7 +349,11 @@ export class ServerConnection {
    * ```
    */
   exportKeyingMaterial(label: string, context: Uint8Array, length: number): Uint8Array {
-    if (!this.exporterSecret || !this.suite) throw new EchError('ERR_PROTOCOL', 'internal_error', 'handshake not complete');
+    if (!this.suite || !this.schedule || !this.exporterTranscript) {
+      throw new EchError('ERR_PROTOCOL', 'internal_error', 'handshake not complete');
+    }
+    // §7.1: exporter_master_secret, derived on first use (most connections never export).
+    this.exporterSecret ??= this.schedule.exporterMasterSecret(this.exporterTranscript);
     return exportKeyingMaterial(this.suite.hash, this.exporterSecret, label, context, length);
   }
 
@@ -408,22 +417,84 @@ export class ServerConnection {
    * signature's awaits). On failure the alert follows what was built, in the
    * same write (it is protected with the handshake key once ServerHello is
    * out).
+   *
+   * Synchronous, without a promise, unless a callback returns one (an
+   * asynchronous ClientHello hook, an SNICallback, a keyless signer): each
+   * step continues at once on a value and only waits on a promise (an
+   * `await` of a value would still cost a promise and a microtask).
    */
-  private async flight(received: Uint8Array, retry: boolean): Promise<void> {
+  private flight(received: Uint8Array, retry: boolean): void | Promise<void> {
     this.core.cork();
     try {
-      await this.processClientHello(received, retry);
+      this.requireRecordBoundary('ClientHello');
+      // `received` is the connection's own copy of the message (from the
+      // handshake reassembler or receiveClientHello), never written again:
+      // the ClientHello is decoded in place, as views into it.
+      const body = received.subarray(4);
+      const hookFn = this.config.onClientHello;
+      if (!hookFn) return this.negotiateFlight(this.helloFacts(undefined, body, received, NO_HOOK_RESULT), retry);
+      // Checked now (a malformed ClientHello fails before the hook, as
+      // always), decoded only if the hook reads it or the handshake continues
+      // on it: the ECH hook replaces it with ClientHelloInner, and the outer
+      // one is never decoded here.
+      checkClientHello(body);
+      const info = new HookInfo(body, received, retry, this.hookState);
+      const r = hookFn(info);
+      if (!isPromise(r)) return this.negotiateFlight(this.hooked(info, r), retry);
+      // One reaction: the hook's result, or its failure.
+      return r.then(
+        (v) => this.afterHook(info, v, retry),
+        (e: unknown) => {
+          throw this.failFlight(e);
+        },
+      );
     } catch (e) {
-      throw this.core.fail(e);
-    } finally {
-      this.core.uncork();
+      throw this.failFlight(e);
     }
   }
 
-  private async processClientHello(received: Uint8Array, retry: boolean): Promise<void> {
-    this.requireRecordBoundary('ClientHello');
-    const facts = await this.readClientHello(received, retry);
-    this.checkAlive();
+  /** An asynchronous hook's result arrived: the handshake continues on it. */
+  private afterHook(info: HookInfo, r: ClientHelloHookResult | undefined | void, retry: boolean): void | Promise<void> {
+    let facts: HelloFacts;
+    try {
+      this.checkAlive();
+      facts = this.hooked(info, r);
+    } catch (e) {
+      throw this.failFlight(e);
+    }
+    return this.negotiateFlight(facts, retry);
+  }
+
+  /** The rest of the flight once the hook has run; the held output leaves at its end. */
+  private negotiateFlight(facts: HelloFacts, retry: boolean): void | Promise<void> {
+    let r: void | Promise<void>;
+    try {
+      this.checkAlive();
+      r = this.negotiate(facts, retry);
+    } catch (e) {
+      throw this.failFlight(e);
+    }
+    if (!r) {
+      this.core.uncork();
+      return;
+    }
+    return r.then(
+      () => this.core.uncork(),
+      (e: unknown) => {
+        throw this.failFlight(e);
+      },
+    );
+  }
+
+  /** The flight failed: the alert follows what was built, in the same write (once: a second call returns the same error). */
+  private failFlight(e: unknown): Error {
+    const err = this.core.fail(e);
+    this.core.uncork();
+    return err;
+  }
+
+  /** Checks and picks on a ClientHello (the hook has run); then the HelloRetryRequest or the flight. */
+  private negotiate(facts: HelloFacts, retry: boolean): void | Promise<void> {
     const { ch } = facts;
 
     // RFC 9846 §4.2.1: a TLS 1.3 ClientHello carries supported_versions
@@ -508,15 +579,30 @@ export class ServerConnection {
     const alpn = this.pickAlpn(facts);
 
     // --- certificate and signature scheme (§4.4.2.2), full handshakes only.
-    let certificate: ServerCertificate | undefined;
-    let scheme: number | undefined;
-    if (!psk) {
-      // Without an SNICallback the pick is synchronous: no promise, no extra turn.
-      const pick = this.config.sniCallback ? await this.pickCertificate(facts) : this.selectCertificate(facts, this.config.certificates);
+    // Without an SNICallback the pick is synchronous: no promise, no extra turn.
+    if (psk) return this.answer(facts, retry, suite, share, psk, alpn, undefined);
+    if (!this.config.sniCallback) return this.answer(facts, retry, suite, share, psk, alpn, this.selectCertificate(facts, this.config.certificates));
+    return this.pickCertificate(facts).then((pick) => {
       this.checkAlive();
-      certificate = pick.certificate;
-      scheme = pick.scheme;
-    }
+      return this.answer(facts, retry, suite, share, psk, alpn, pick);
+    });
+  }
+
+  /**
+   * ServerHello and the protected flight up to the server's Finished; a
+   * promise only while a keyless signer's signature is pending.
+   */
+  private answer(
+    facts: HelloFacts,
+    retry: boolean,
+    suite: CipherSuiteParams,
+    share: KeyShareEntry,
+    psk: { index: number; state: TicketState } | undefined,
+    alpn: string | undefined,
+    pick: { certificate: ServerCertificate; scheme: number } | undefined,
+  ): void | Promise<void> {
+    const certificate = pick?.certificate;
+    const scheme = pick?.scheme;
     if (this.transcript && retry) this.transcript.update(facts.message);
 
     this.negotiated = {
@@ -535,55 +621,60 @@ export class ServerConnection {
     this.sendEncryptedExtensions(facts, alpn, certificate !== undefined);
     if (certificate && scheme !== undefined) {
       this.sendCertificate(certificate);
-      await this.sendCertificateVerify(certificate, scheme);
-      this.checkAlive();
+      // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
+      // Transcript-Hash(ClientHello ... Certificate). A local key signs
+      // synchronously; a keyless signer may answer later.
+      const signature = certificate.signNow(scheme, certificateVerifyInput(true, this.transcript!.digest()));
+      if (isPromise(signature)) {
+        return signature.then((sig) => {
+          this.checkAlive();
+          this.finishFlight(scheme, sig);
+        });
+      }
+      this.finishFlight(scheme, signature);
+      return;
+    }
+    this.finishFlight(undefined, undefined);
+  }
+
+  /** CertificateVerify (full handshakes), the server's Finished, and the flight goes out. */
+  private finishFlight(scheme: number | undefined, signature: Uint8Array | undefined): void {
+    if (scheme !== undefined && signature) {
+      this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm: scheme, signature }));
     }
     this.sendServerFinished();
     this.stateValue = 'wait_finished';
   }
 
-  /** Decode a ClientHello and run the hook, which may replace it. */
-  private async readClientHello(received: Uint8Array, retry: boolean): Promise<HelloFacts> {
-    // `received` is the connection's own copy of the message (from the
-    // handshake reassembler or receiveClientHello), never written again:
-    // the ClientHello is decoded in place, as views into it.
-    const body = received.subarray(4);
-    let ch: ParsedClientHello | undefined;
-    let message = received;
-    let hook: ClientHelloHookResult = {};
-    if (this.config.onClientHello) {
-      // Checked now (a malformed ClientHello fails before the hook, as
-      // always), decoded only if the hook reads it or the handshake continues
-      // on it: the ECH hook replaces it with ClientHelloInner, and the outer
-      // one is never decoded here.
-      checkClientHello(body);
-      let decoded: ParsedClientHello | undefined;
-      const info = {
-        get clientHello(): ParsedClientHello {
-          return (decoded ??= parseClientHelloOwned(body));
-        },
-        message: received,
-        retry,
-        state: this.hookState,
-      };
-      const r = await this.config.onClientHello(info);
-      ch = decoded;
-      if (r) {
-        hook = r;
-        if (r.attributes) Object.assign(this.attributes, r.attributes);
-        if (r.decodedClientHello) {
-          // The handshake continues on the replacement (ClientHelloInner),
-          // framed and decoded by the hook: no copy, no second decode.
-          ch = r.decodedClientHello.hello;
-          message = r.decodedClientHello.message;
-        } else if (r.clientHello) {
-          // The handshake continues on the replacement (ClientHelloInner).
-          ch = decodeClientHello(r.clientHello);
-          message = encodeHandshake(HandshakeType.client_hello, r.clientHello);
-        }
+  /** The hook's result applied (it may replace the ClientHello): the ClientHello the handshake continues on. */
+  private hooked(info: HookInfo, r: ClientHelloHookResult | undefined | void): HelloFacts {
+    let ch = info.decoded;
+    let message = info.message;
+    let hook: ClientHelloHookResult = NO_HOOK_RESULT;
+    if (r) {
+      hook = r;
+      if (r.attributes) Object.assign(this.attributes, r.attributes);
+      if (r.decodedClientHello) {
+        // The handshake continues on the replacement (ClientHelloInner),
+        // framed and decoded by the hook: no copy, no second decode.
+        ch = r.decodedClientHello.hello;
+        message = r.decodedClientHello.message;
+      } else if (r.clientHello) {
+        // The handshake continues on the replacement (ClientHelloInner).
+        ch = decodeClientHello(r.clientHello);
+        message = encodeHandshake(HandshakeType.client_hello, r.clientHello);
       }
     }
-    ch ??= parseClientHelloOwned(body);
+    return this.helloFacts(ch, info.body, message, hook);
+  }
+
+  /**
+   * The extensions the negotiation reads, decoded once, from `ch` (the
+   * hook's replacement, or the hello as received when the hook decoded it)
+   * or else from `body`, the hello as received, decoded here.
+   */
+  private helloFacts(decoded: ParsedClientHello | undefined, body: Uint8Array, message: Uint8Array, hook: ClientHelloHookResult): HelloFacts {
+    const ch = decoded ?? parseClientHelloOwned(body);
     // The first record may be a ClientHello only; after it an unprotected
     // change_cipher_spec may be dropped (RFC 9846 §5).
     this.records.allowChangeCipherSpec(true);
@@ -946,15 +1037,6 @@ export class ServerConnection {
     this.queueHandshake(certificateMessage(certificate));
   }
 
-  // ---------------------------------------------------- sendCertificateVerify
-
-  private async sendCertificateVerify(certificate: ServerCertificate, scheme: number): Promise<void> {
-    // §4.4.3: sign 64 spaces || "TLS 1.3, server CertificateVerify" || 0 ||
-    // Transcript-Hash(ClientHello ... Certificate).
-    const signature = await certificate.sign(scheme, certificateVerifyInput(true, this.transcript!.digest()));
-    this.queueHandshake(encodeHandshakeMessage(HandshakeType.certificate_verify, writeCertificateVerify, { algorithm: scheme, signature }));
-  }
-
   // ------------------------------------------------------- sendServerFinished
 
   private sendServerFinished(): void {
@@ -967,9 +1049,10 @@ export class ServerConnection {
     this.sendHandshake(this.pendingFlight);
     this.pendingFlight = [];
     // §7.1: application secrets over ClientHello ... server Finished.
-    const ap = this.schedule!.applicationSecrets(transcript.digest());
+    const th = transcript.digest();
+    const ap = this.schedule!.applicationTrafficSecrets(th);
     this.clientApSecret = ap.client;
-    this.exporterSecret = ap.exporter;
+    this.exporterTranscript = th;
     this.core.setWriteSecret(suite, ap.server);
     this.expectedClientFinished = finishedVerifyData(suite.hash, this.clientHsSecret!, transcript.digest());
   }
@@ -1047,6 +1130,41 @@ function writeU32(b: Uint8Array, at: number, v: number): void {
 
 function readU32(b: Uint8Array, at: number): number {
   return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+/** What the handshake reads of a hook that returned nothing (and without a hook): shared, read only. */
+const NO_HOOK_RESULT: ClientHelloHookResult = Object.freeze({});
+
+/**
+ * True for a promise (or any thenable) a callback returned, which the
+ * handshake must wait for; a value is used at once.
+ */
+function isPromise<T>(v: T | PromiseLike<T>): v is PromiseLike<T> & Promise<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+/**
+ * What the ClientHello hook sees ({@link ClientHelloHookInfo}); the
+ * ClientHello as received is decoded on first read of `clientHello`, once.
+ */
+class HookInfo {
+  readonly body: Uint8Array;
+  readonly message: Uint8Array;
+  readonly retry: boolean;
+  readonly state: Record<string, unknown>;
+  /** The decoded ClientHello, once read. */
+  decoded: ParsedClientHello | undefined;
+
+  constructor(body: Uint8Array, message: Uint8Array, retry: boolean, state: Record<string, unknown>) {
+    this.body = body;
+    this.message = message;
+    this.retry = retry;
+    this.state = state;
+  }
+
+  get clientHello(): ParsedClientHello {
+    return (this.decoded ??= parseClientHelloOwned(this.body));
+  }
 }
 
 /** An empty extension list, shared (read only). */
