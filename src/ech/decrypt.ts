@@ -395,11 +395,32 @@ function peekEch(b: Uint8Array, at: number, len: number): { kdfId: number; aeadI
  * if (r.status === 'accepted') route(r.innerServerName);
  * ```
  */
-export async function decryptClientHello(
+export function decryptClientHello(clientHello: Uint8Array, keys: EchKeyLookup, options: DecryptOptions = {}): Promise<DecryptResult> {
+  try {
+    const r = decryptClientHelloNow(clientHello, keys, options);
+    return isThenable(r) ? r : Promise.resolve(r);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * {@link decryptClientHello} without a promise when nothing waits: the
+ * result itself when every key it tries is local (the usual case), a
+ * promise only when a remote key (keyless) made it wait. Errors are thrown
+ * (synchronously, or as the promise's rejection).
+ * @group ECH
+ * @example
+ * ```ts
+ * const r = decryptClientHelloNow(message, keySet);
+ * const result = r instanceof Promise ? await r : r;
+ * ```
+ */
+export function decryptClientHelloNow(
   clientHello: Uint8Array,
   keys: EchKeyLookup,
   options: DecryptOptions = {},
-): Promise<DecryptResult> {
+): DecryptResult | Promise<DecryptResult> {
   const body = clientHelloBody(clientHello);
   // One validating pass without allocations: enough to answer GREASE and
   // unknown config_ids, which cost no HPKE work and no parsing. It also
@@ -421,9 +442,19 @@ export async function decryptClientHello(
   // The body is copied once; the result's views point into the copy.
   const owned = copyBytes(body);
   const o = openWith(owned, scan.echAt, candidates, suite, scratchList);
-  const opened = isThenable(o) ? await o : o;
+  return isThenable(o) ? o.then((opened) => openedResult(opened, owned, outerServerName, head.configId, suite)) : openedResult(o, owned, outerServerName, head.configId, suite);
+}
+
+/** The result of {@link openWith}: accepted with the rebuilt inner hello, or rejected. */
+function openedResult(
+  opened: Opened | undefined,
+  owned: Uint8Array,
+  outerServerName: string | undefined,
+  configId: number,
+  suite: HpkeSymmetricCipherSuite,
+): DecryptResult {
   if (!opened) {
-    return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId: head.configId, suite };
+    return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId, suite };
   }
   const { rebuilt, candidate, context } = opened;
   const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
@@ -435,7 +466,7 @@ export async function decryptClientHello(
     names.serverName,
     names.alpn,
     candidate.config,
-    head.configId,
+    configId,
     suite,
     context,
   );
