@@ -333,6 +333,20 @@ function checkMaterial(params: SuiteParams, m: HpkeKeyMaterial): { key: Buffer; 
   return { key: Buffer.from(m.key), baseNonce: Buffer.from(m.baseNonce) }; // copies: the caller may reuse its arrays
 }
 
+/** Key material made by {@link recipientContext} for the constructor to keep without copying. */
+let adopted: { key: Buffer; baseNonce: Buffer } | undefined;
+
+/** A recipient context on fresh key-schedule output, which nobody else holds. */
+function recipientContext(params: SuiteParams, sharedSecret: Uint8Array | string, prepared: PreparedInfo): RecipientContext {
+  const m = keySchedule(params, sharedSecret, prepared);
+  adopted = m;
+  try {
+    return new RecipientContext(params.suite, m);
+  } finally {
+    adopted = undefined;
+  }
+}
+
 /**
  * The recipient side of an HPKE base-mode context (RFC 9180 §5.2): opens
  * ciphertexts in order. In ECH the server keeps it across a
@@ -365,7 +379,9 @@ export class RecipientContext {
    */
   constructor(suite: HpkeSuite, material: HpkeKeyMaterial) {
     const params = symmetricParams(suite);
-    const m = checkMaterial(params, material);
+    // The key schedule's own fresh buffers (see recipientContext) are kept
+    // as they are; a caller's arrays are copied, since it may reuse them.
+    const m = material === adopted ? adopted : checkMaterial(params, material);
     this.suite = params.suite;
     this.#cipher = params.cipher;
     this.#key = m.key;
@@ -486,7 +502,27 @@ export function setupBaseRecipient(
   const params = nativeParams(suite);
   if (key.kem !== suite.kem) throw new InvalidArgumentError(`key is for KEM ${hexId(key.kem)}, suite wants ${hexId(suite.kem)}`);
   const prepared = resolveInfo(params, info);
-  return new RecipientContext(params.suite, keySchedule(params, decapBinary(key, enc), prepared));
+  return recipientContext(params, decapBinary(key, enc), prepared);
+}
+
+/**
+ * HPKE KeySchedule(mode_base, shared_secret, info) and a recipient context
+ * on it (RFC 9180 §5.1), from a shared secret decapsulated elsewhere (a
+ * keyless key server): {@link keyScheduleBase} and the
+ * {@link RecipientContext} constructor in one, without copying the key
+ * material between them.
+ * @group Crypto
+ * @throws EchError `ERR_UNSUPPORTED` if the KDF or AEAD is not supported;
+ * InvalidArgumentError if `info` was prepared for another suite.
+ * @example
+ * ```ts
+ * const ctx = recipientFromSharedSecret(suite, await keyServer.decap(enc), info);
+ * const pt = ctx.open(aad, ct);
+ * ```
+ */
+export function recipientFromSharedSecret(suite: HpkeSuite, sharedSecret: Uint8Array, info: Uint8Array | PreparedInfo): RecipientContext {
+  const params = symmetricParams(suite);
+  return recipientContext(params, sharedSecret, resolveInfo(params, info));
 }
 
 /**

@@ -287,54 +287,78 @@ function fatal(err: unknown): boolean {
  * `undefined` when no candidate opens it. Synchronous while the keys are
  * (local keys); a remote key (keyless) makes it a promise, and `list` is
  * then copied first, since callers pass a reused scratch list.
+ *
+ * `owned` is the copy and `original` the bytes it was copied from. The copy
+ * serves as ClientHelloOuterAAD while the payload is opened: its payload is
+ * zeroed in place (RFC 9849 §5.2) and restored from `original` before this
+ * returns (or its promise settles), so ClientHelloOuter is copied once, not
+ * twice. Nothing reads the zeroed bytes meanwhile: ech_outer_extensions may
+ * not reference encrypted_client_hello (§5.1).
  */
 function openWith(
-  body: Uint8Array,
+  owned: Uint8Array,
+  original: Uint8Array,
   echAt: number,
   candidates: readonly EchKeyCandidate[],
   suite: HpkeSymmetricCipherSuite,
   list: ExtensionList,
 ): Opened | undefined | Promise<Opened | undefined> {
-  const { enc, payload, payloadAt } = payloadOf(body, echAt);
-  // ClientHelloOuterAAD: the outer body with the payload zeroed in place
-  // (RFC 9849 §5.2).
-  const aad = copyBytes(body);
+  const { enc, payload, payloadAt } = payloadOf(original, echAt);
+  // ClientHelloOuterAAD: the outer body with the payload zeroed (RFC 9849 §5.2).
+  const aad = owned;
   aad.fill(0, payloadAt, payloadAt + payload.length);
+  const restore = () => owned.set(payload, payloadAt);
+  let waiting = false;
   const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, owned: ExtensionList, ctx?: EchOpener) => {
-    for (let i = from; i < candidates.length; i++) {
-      try {
-        let context: EchOpener;
-        let encoded: Uint8Array;
-        if (i === from && ctx) {
-          context = ctx;
-          encoded = await (pending as Promise<Uint8Array>);
-        } else {
-          context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
-          encoded = await context.open(aad, payload);
+    try {
+      for (let i = from; i < candidates.length; i++) {
+        try {
+          let context: EchOpener;
+          let encoded: Uint8Array;
+          if (i === from && ctx) {
+            context = ctx;
+            encoded = await (pending as Promise<Uint8Array>);
+          } else {
+            context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
+            encoded = await context.open(aad, payload);
+          }
+          return { rebuilt: finishInner(encoded, aad, owned), candidate: candidates[i]!, context };
+        } catch (err) {
+          if (fatal(err)) throw err;
         }
-        return { rebuilt: finishInner(encoded, body, owned), candidate: candidates[i]!, context };
+      }
+      return undefined;
+    } finally {
+      restore();
+    }
+  };
+  try {
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!;
+      let context: EchOpener | Promise<EchOpener>;
+      let encoded: Uint8Array | Promise<Uint8Array>;
+      try {
+        context = candidate.setupRecipient(enc, suite);
+        if (isThenable(context)) {
+          waiting = true;
+          return later(i, context, list.clone());
+        }
+        encoded = context.open(aad, payload);
+        if (isThenable(encoded)) {
+          waiting = true;
+          return later(i, encoded, list.clone(), context);
+        }
       } catch (err) {
         if (fatal(err)) throw err;
+        continue;
       }
+      return { rebuilt: finishInner(encoded, aad, list), candidate, context };
     }
     return undefined;
-  };
-  for (let i = 0; i < candidates.length; i++) {
-    const candidate = candidates[i]!;
-    let context: EchOpener | Promise<EchOpener>;
-    let encoded: Uint8Array | Promise<Uint8Array>;
-    try {
-      context = candidate.setupRecipient(enc, suite);
-      if (isThenable(context)) return later(i, context, list.clone());
-      encoded = context.open(aad, payload);
-      if (isThenable(encoded)) return later(i, encoded, list.clone(), context);
-    } catch (err) {
-      if (fatal(err)) throw err;
-      continue;
-    }
-    return { rebuilt: finishInner(encoded, body, list), candidate, context };
+  } finally {
+    // The asynchronous path restores when it settles.
+    if (!waiting) restore();
   }
-  return undefined;
 }
 
 /**
@@ -395,11 +419,35 @@ function peekEch(b: Uint8Array, at: number, len: number): { kdfId: number; aeadI
  * if (r.status === 'accepted') route(r.innerServerName);
  * ```
  */
-export async function decryptClientHello(
+export function decryptClientHello(clientHello: Uint8Array, keys: EchKeyLookup, options: DecryptOptions = {}): Promise<DecryptResult> {
+  try {
+    const r = decryptClientHelloNow(clientHello, keys, options);
+    return isThenable(r) ? r : Promise.resolve(r);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * {@link decryptClientHello} without a promise when nothing waits: the
+ * result itself when every key it tries is local (the usual case), a
+ * promise only when a remote key (keyless) made it wait. Errors are thrown
+ * (synchronously, or as the promise's rejection). `clientHello` must not be
+ * modified until the result is returned or the promise settles (the
+ * payload is read from it in place), nor, on the `no-matching-config`
+ * path, until the result's `outer` is first read.
+ * @group ECH
+ * @example
+ * ```ts
+ * const r = decryptClientHelloNow(message, keySet);
+ * const result = r instanceof Promise ? await r : r;
+ * ```
+ */
+export function decryptClientHelloNow(
   clientHello: Uint8Array,
   keys: EchKeyLookup,
   options: DecryptOptions = {},
-): Promise<DecryptResult> {
+): DecryptResult | Promise<DecryptResult> {
   const body = clientHelloBody(clientHello);
   // One validating pass without allocations: enough to answer GREASE and
   // unknown config_ids, which cost no HPKE work and no parsing. It also
@@ -420,10 +468,20 @@ export async function decryptClientHello(
 
   // The body is copied once; the result's views point into the copy.
   const owned = copyBytes(body);
-  const o = openWith(owned, scan.echAt, candidates, suite, scratchList);
-  const opened = isThenable(o) ? await o : o;
+  const o = openWith(owned, body, scan.echAt, candidates, suite, scratchList);
+  return isThenable(o) ? o.then((opened) => openedResult(opened, owned, outerServerName, head.configId, suite)) : openedResult(o, owned, outerServerName, head.configId, suite);
+}
+
+/** The result of {@link openWith}: accepted with the rebuilt inner hello, or rejected. */
+function openedResult(
+  opened: Opened | undefined,
+  owned: Uint8Array,
+  outerServerName: string | undefined,
+  configId: number,
+  suite: HpkeSymmetricCipherSuite,
+): DecryptResult {
   if (!opened) {
-    return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId: head.configId, suite };
+    return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId, suite };
   }
   const { rebuilt, candidate, context } = opened;
   const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
@@ -435,7 +493,7 @@ export async function decryptClientHello(
     names.serverName,
     names.alpn,
     candidate.config,
-    head.configId,
+    configId,
     suite,
     context,
   );

@@ -11,7 +11,8 @@ import { equalBytes } from '../wire/bytes.js';
 import { type EchConfig, type HpkeSymmetricCipherSuite, encodeEchConfigList } from '../ech/config.js';
 import { type EchKeyCandidate, type EchKeyLookup, type EchOpener, echHpkeInfo } from '../ech/decrypt.js';
 import { openerFromSharedSecret } from './opener.js';
-import { type PreparedInfo, nativeSupported, prepareInfo } from '../crypto/hpke.js';
+import { PreparedInfo, nativeSupported, prepareInfo, setupBaseRecipient } from '../crypto/hpke.js';
+import { KemPrivateKey } from '../crypto/kem.js';
 
 /**
  * The private half of an ECH key, as the key set uses it: only HPKE
@@ -146,6 +147,10 @@ export class EchKeySet implements EchKeyLookup {
       c = {
         config: k.config,
         setupRecipient(enc: Uint8Array, suite: HpkeSymmetricCipherSuite): EchOpener | Promise<EchOpener> {
+          const info = infoFor(suite);
+          // A local key with a native suite: decapsulation and key schedule
+          // in one, the shared secret never leaves its binary string.
+          if (pk instanceof KemPrivateKey && info instanceof PreparedInfo) return setupBaseRecipient(info.suite, pk, enc, info);
           const ss = pk.decap(enc);
           if (ss instanceof Uint8Array) return openerFromSharedSecret(pk.kem, suite, ss, infoFor(suite));
           return ss.then((s) => openerFromSharedSecret(pk.kem, suite, s, infoFor(suite)));

@@ -9,7 +9,7 @@
 import { DecryptError } from '../wire/alert.js';
 import type { HpkeSymmetricCipherSuite } from '../ech/config.js';
 import type { EchOpener } from '../ech/decrypt.js';
-import { type PreparedInfo, RecipientContext, keyScheduleBase, nativeSupported } from '../crypto/hpke.js';
+import { type PreparedInfo, nativeSupported, recipientFromSharedSecret } from '../crypto/hpke.js';
 
 /**
  * HPKE KeySchedule(mode_base, shared_secret, info) and a recipient context
@@ -32,5 +32,5 @@ export function openerFromSharedSecret(
   // chose it, that is the same as a key that does not decrypt (§7.1: "the
   // server continues to the next candidate").
   if (!nativeSupported(s)) throw new DecryptError(`HPKE suite kdf=0x${suite.kdfId.toString(16)} aead=0x${suite.aeadId.toString(16)} is not supported`);
-  return new RecipientContext(s, keyScheduleBase(s, sharedSecret, info));
+  return recipientFromSharedSecret(s, sharedSecret, info);
 }

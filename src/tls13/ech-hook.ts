@@ -15,7 +15,7 @@ import {
   type DecryptResult,
   type EchAccepted,
   type EchKeyLookup,
-  decryptClientHello,
+  decryptClientHelloNow,
   decryptSecondClientHello,
 } from '../ech/decrypt.js';
 import { acceptConfirmation, hrrAcceptConfirmation, ECH_CONFIRMATION_LENGTH } from '../ech/confirmation.js';
@@ -125,40 +125,50 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
   const keysOption = opts.keys;
   if (!keysOption) throw new TypeError('createEchHook: `keys` is required for the client-facing role');
   const currentKeys = typeof keysOption === 'function' ? keysOption : () => keysOption;
-  return async ({ message, retry, state }) => {
+  const decryptOptions = { trialDecryption: opts.trialDecryption ?? false };
+  const onFirst = (r: DecryptResult, s: HookState, keys: EchServerKeys): ClientHelloHookResult => {
+    if (r.status === 'accepted') {
+      s.ech = r;
+      s.status = 'accepted';
+      return {
+        clientHello: r.innerMessage.subarray(4),
+        decodedClientHello: decodedInner(r),
+        ...confirmations(innerRandom(r.innerMessage)),
+        attributes: {
+          echStatus: 'accepted',
+          echConfigId: r.configId,
+          outerServerName: r.outerServerName,
+          innerServerName: r.innerServerName,
+        },
+      };
+    }
+    if (r.status === 'rejected') {
+      s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
+      return {
+        encryptedExtensions: retryExtension(keys),
+        attributes: { echStatus: s.status, echConfigId: r.configId, outerServerName: r.outerServerName },
+      };
+    }
+    s.status = 'not-offered';
+    return { attributes: { echStatus: 'not-offered', outerServerName: r.outerServerName } };
+  };
+  // Synchronous unless a remote key makes the decryption wait: the result
+  // itself, not a promise, when the front end already decrypted the first
+  // ClientHello (`first`) or the keys are local.
+  return ({ message, retry, state }) => {
     const s = state as HookState;
     const keys = currentKeys();
     if (!retry) {
-      const r = opts.first ?? (await decryptClientHello(message, keys, { trialDecryption: opts.trialDecryption ?? false }));
-      if (r.status === 'accepted') {
-        s.ech = r;
-        s.status = 'accepted';
-        return {
-          clientHello: r.innerMessage.subarray(4),
-          decodedClientHello: decodedInner(r),
-          ...confirmations(innerRandom(r.innerMessage)),
-          attributes: {
-            echStatus: 'accepted',
-            echConfigId: r.configId,
-            outerServerName: r.outerServerName,
-            innerServerName: r.innerServerName,
-          },
-        };
-      }
-      if (r.status === 'rejected') {
-        s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
-        return {
-          encryptedExtensions: retryExtension(keys),
-          attributes: { echStatus: s.status, echConfigId: r.configId, outerServerName: r.outerServerName },
-        };
-      }
-      s.status = 'not-offered';
-      return { attributes: { echStatus: 'not-offered', outerServerName: r.outerServerName } };
+      const r = opts.first ?? decryptClientHelloNow(message, keys, decryptOptions);
+      return r instanceof Promise ? r.then((v) => onFirst(v, s, keys)) : onFirst(r, s, keys);
     }
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
     if (s.ech) {
-      const second = await decryptSecondClientHello(message, s.ech);
-      return { clientHello: second.innerMessage.subarray(4), decodedClientHello: decodedInner(second), ...confirmations(innerRandom(second.innerMessage)) };
+      return decryptSecondClientHello(message, s.ech).then((second) => ({
+        clientHello: second.innerMessage.subarray(4),
+        decodedClientHello: decodedInner(second),
+        ...confirmations(innerRandom(second.innerMessage)),
+      }));
     }
     // "If the client-facing server rejected ECH, or if the first ClientHello
     // did not include an "encrypted_client_hello" extension, the
