@@ -7,6 +7,8 @@
  *
  * A missing BoringSSL is a failure here (buildHarness throws), never a skip.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHarness, marshalConfig, runClient, startServer, type BoringServer } from './peers/boringssl.js';
 import { makeTestPki, type TestPki } from './peers/certs.js';
@@ -60,6 +62,8 @@ function parseEchConfig(buf: Uint8Array): {
   if (o !== buf.length) throw new Error(`${buf.length - o} trailing bytes`);
   return { version, configId, kemId, publicKey, suites, maxNameLength, publicName, extensionsLength };
 }
+
+const execFileP = promisify(execFile);
 
 let pki: TestPki;
 
@@ -298,6 +302,25 @@ describe('BoringSSL server variants', () => {
       }
     });
   }
+
+  it('client loop mode with --connect-alt sends every second connection to the other server', async () => {
+    // The handshake bench's two-process control (src/bench/handshake-cpu.ts,
+    // processes2_us) relies on this split.
+    const a = await startServer({ cert: pki.certPath, key: pki.keyPath });
+    const b = await startServer({ cert: pki.certPath, key: pki.keyPath });
+    try {
+      const bin = await buildHarness();
+      const { stdout } = await execFileP(bin, ['client', '--connect', `127.0.0.1:${a.port}`, '--connect-alt', `127.0.0.1:${b.port}`, '--sni', PUBLIC_NAME, '--count', '5', '--timeout', '10']);
+      expect(JSON.parse(stdout.trim())).toMatchObject({ count: 5, handshakes: 5 });
+      await a.waitForResults(3);
+      await b.waitForResults(2);
+      await new Promise((r) => setTimeout(r, 200));
+      expect([a.results.length, b.results.length]).toEqual([3, 2]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 
   it('close() kills the server process', async () => {
     const server = await startServer({ cert: pki.certPath, key: pki.keyPath });

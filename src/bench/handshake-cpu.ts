@@ -45,6 +45,11 @@
  * connections (no cluster, no shared socket) cost about as much: measured
  * 2026-11-29 on Node 20 with the machine quiet, 1.23 and 1.25 x one process,
  * where the two-worker cluster measured 1.29 and 1.35 in the same rounds.
+ * That control is a case of its own, `processes2_us` (the harness client
+ * alternating between the two with `--connect-alt`, each process warmed
+ * like a worker): `workers2_over_processes2` is what the cluster itself adds
+ * (its shared socket, its primary), `processes2_over_workers1` what two
+ * processes sharing one core cost without any coordination.
  *
  * @module
  */
@@ -253,6 +258,8 @@ interface Case {
   perRound?: number[];
   /** CPU of each child process (a cluster's workers), ns, by pid (when kept). */
   childNs?: Map<number, number>;
+  /** A second, independent server process whose CPU counts with `pid`'s (the two-process control). */
+  alsoPid?: () => number;
 }
 
 function check(c: Case, s: { handshakes: number; echAccepted: number; echRejected: number; resumed: number }, count: number): void {
@@ -507,6 +514,9 @@ async function main(): Promise<number> {
     // long enough for V8 to be done optimising the handshake path.
     const w1 = skip.has('workers') ? undefined : await startOurs('w1', {});
     const ours2 = skip.has('workers') ? undefined : await startOurs('ours2', { workers: 2 });
+    // The control for ours2: two independent one-worker processes, one core.
+    const p2a = skip.has('workers') ? undefined : await startOurs('p2a', {});
+    const p2b = skip.has('workers') ? undefined : await startOurs('p2b', {});
     const nodeTls = await startPinned(SERVER_CORE, process.execPath, [SELF, '--node-tls-server', cert, '--node-tls-server', key]);
     procs.push(nodeTls);
     const marshal = JSON.parse((await run(harness, ['marshal-config', '--public-name', 'cover.example', '--config-id', '7'])).stdout) as Record<string, string>;
@@ -532,6 +542,22 @@ async function main(): Promise<number> {
             { name: 'workers2_us', pid: () => ours2.p.pid, args: ech(ours2.port, ourList), expect: 'accepted' as const, warm: 2 * workersWarm, cpuNs: 0, topNs: 0, n: 0, wakeups: 0, perRound: [], childNs: new Map<number, number>() },
           ]
         : []),
+      ...(p2a && p2b
+        ? [
+            {
+              name: 'processes2_us',
+              pid: () => p2a.p.pid,
+              alsoPid: () => p2b.p.pid,
+              args: [...ech(p2a.port, ourList), '--connect-alt', `127.0.0.1:${p2b.port}`],
+              expect: 'accepted' as const,
+              warm: 2 * workersWarm,
+              cpuNs: 0,
+              n: 0,
+              wakeups: 0,
+              perRound: [],
+            },
+          ]
+        : []),
     ];
     if (skip.has('cpu')) cases.length = 0;
     // Warm-up (JIT, caches), then rounds of every case in turn.
@@ -540,17 +566,19 @@ async function main(): Promise<number> {
     for (let r = 0; r < rounds; r++) {
       for (const c of cases) {
         await sleep(100);
-        const before = cpuNs(c.pid());
+        const cpu = () => cpuNs(c.pid()) + (c.alsoPid ? cpuNs(c.alsoPid()) : 0);
+        const wakes = () => voluntarySwitches(c.pid()) + (c.alsoPid ? voluntarySwitches(c.alsoPid()) : 0);
+        const before = cpu();
         const topBefore = cpuNs(c.pid(), true);
-        const wakeBefore = c.wakeups !== undefined ? voluntarySwitches(c.pid()) : 0;
+        const wakeBefore = c.wakeups !== undefined ? wakes() : 0;
         const children = c.childNs ? processTree(c.pid()).filter((p) => p !== c.pid()) : [];
         const childBefore = children.map((p) => cpuNs(p, true));
         const s = await drive(harness, c.args, per);
         await sleep(150); // the server's close handling after the last connection
-        const spent = cpuNs(c.pid()) - before;
+        const spent = cpu() - before;
         c.cpuNs += spent;
         c.perRound?.push(spent / per);
-        if (c.wakeups !== undefined) c.wakeups += voluntarySwitches(c.pid()) - wakeBefore;
+        if (c.wakeups !== undefined) c.wakeups += wakes() - wakeBefore;
         if (c.topNs !== undefined) c.topNs += cpuNs(c.pid(), true) - topBefore;
         children.forEach((p, i) => c.childNs!.set(p, (c.childNs!.get(p) ?? 0) + cpuNs(p, true) - childBefore[i]!));
         c.n += per;
@@ -587,6 +615,17 @@ async function main(): Promise<number> {
       figures['workers1_wakeups'] = Math.round((c1.wakeups! / c1.n) * 100) / 100;
       figures['workers2_wakeups'] = Math.round((c.wakeups! / c.n) * 100) / 100;
       figures['workers_warm_per_worker'] = workersWarm;
+      const p2 = cases.find((x) => x.name === 'processes2_us');
+      if (p2) {
+        const median = (a: number[], b: number[]) => {
+          const r = a.map((x, i) => x / b[i]!).sort((x, y) => x - y);
+          return Math.round(r[Math.floor(r.length / 2)]! * 1000) / 1000;
+        };
+        figures['workers2_over_processes2'] = ratio(us('workers2_us'), us('processes2_us'));
+        figures['workers2_over_processes2_median'] = median(c.perRound!, p2.perRound!);
+        figures['processes2_over_workers1'] = ratio(us('processes2_us'), us('workers1_us'));
+        figures['processes2_wakeups'] = Math.round((p2.wakeups! / p2.n) * 100) / 100;
+      }
     }
     for (const p of procs.splice(0)) await p.stop();
 

@@ -8,11 +8,13 @@
  *   client --connect HOST:PORT --sni NAME [--ech-config-list B64] [--grease]
  *          [--alpn a,b] [--ca FILE] [--groups X25519:P-256] [--ed25519]
  *          [--send DATA | --send-b64 B64] [--read] [--retry] [--timeout SEC]
- *          [--count N [--resume]]
+ *          [--count N [--resume] [--connect-alt HOST:PORT]]
  *     --count N: N connections in this one process (a load generator: no
  *     process start-up per handshake), one summary JSON line at the end
  *     {"count","handshakes","echAccepted","echRejected","resumed","ms"};
- *     --resume: each connection offers the newest session ticket (PSK).
+ *     --resume: each connection offers the newest session ticket (PSK);
+ *     --connect-alt: every second connection goes to this address instead
+ *     (two servers taking alternate connections).
  *   marshal-config --public-name NAME --config-id N [--max-name-len N]
  *   server --listen HOST:PORT --cert FILE --key FILE
  *          [--ech-key B64PRIV --ech-config B64CONFIG]... [--all-retry]
@@ -375,6 +377,7 @@ static void sb_session_params(sbuf *s, SSL *ssl) {
 
 typedef struct {
   const char *connect;
+  const char *connect_alt; /* --count: every odd connection goes here */
   const char *sni;
   const char *ech_b64;
   int grease;
@@ -619,10 +622,12 @@ static int run_client(int argc, char **argv) {
     else if (!strcmp(a, "--timeout")) g_timeout_sec = atoi(NEXT());
     else if (!strcmp(a, "--count")) o.count = atoi(NEXT());
     else if (!strcmp(a, "--resume")) o.resume = 1;
+    else if (!strcmp(a, "--connect-alt")) o.connect_alt = NEXT();
     else die("unknown client option '%s'", a);
 #undef NEXT
   }
   if (!o.connect) die("client: --connect HOST:PORT is required");
+  if (o.connect_alt && o.count <= 0) die("client: --connect-alt needs --count");
   if (g_timeout_sec <= 0) g_timeout_sec = 10;
 
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
@@ -656,8 +661,10 @@ static int run_client(int argc, char **argv) {
     int handshakes = 0, accepted = 0, rejected = 0, resumed = 0;
     struct timeval t0, t1;
     gettimeofday(&t0, NULL);
+    const char *first_addr = o.connect;
     for (int n = 0; n < o.count; n++) {
       attempt_result r;
+      if (o.connect_alt) o.connect = (n & 1) ? o.connect_alt : first_addr;
       client_attempt(ctx, &o, ech, ech_len, 1, &r);
       handshakes += r.handshake;
       accepted += r.ech_accepted;
