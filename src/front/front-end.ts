@@ -13,7 +13,7 @@ import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { EchError } from '../wire/alert.js';
-import { type DecryptResult, decryptClientHello } from '../ech/decrypt.js';
+import { type DecryptResult, decryptClientHelloNow } from '../ech/decrypt.js';
 import type { EchKeySet } from '../keys/key-set.js';
 import { type EchServerOptions, type ServerConfig, resolveServerConfig } from '../tls13/config.js';
 import { TlsSocket } from '../tls13/socket.js';
@@ -431,13 +431,7 @@ export class EchFrontEnd {
     };
     readFirstFlightThen(socket, { timeoutMs: limits.firstFlightTimeoutMs ?? 10_000, maxClientHelloBytes: limits.maxClientHelloBytes ?? 65536 }, (err, first) => {
       if (err) return failHello(err);
-      let decrypted: Promise<DecryptResult>;
-      try {
-        decrypted = decryptClientHello(first!.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
-      } catch (e) {
-        return failHello(e);
-      }
-      decrypted.then((result) => {
+      const decrypted = (result: DecryptResult) => {
         let tls12Only: boolean;
         try {
           // A scan of the raw hello, not result.outer: an accepted connection
@@ -447,7 +441,17 @@ export class EchFrontEnd {
           return failHello(e);
         }
         this.#route(socket, c, first!, result, tls12Only, started, handshakeDone);
-      }, failHello);
+      };
+      // With local keys the result comes back at once (no promise, no
+      // microtask); a remote (keyless) key makes it a promise.
+      let r: DecryptResult | Promise<DecryptResult>;
+      try {
+        r = decryptClientHelloNow(first!.message, c.keys, { trialDecryption: c.options.trialDecryption ?? false });
+      } catch (e) {
+        return failHello(e);
+      }
+      if (r instanceof Promise) r.then(decrypted, failHello);
+      else decrypted(r);
     });
   }
 
