@@ -4,22 +4,16 @@
  * HMAC, two SHA-256 one-shots) fewer per connection that never exports.
  * Its value is checked against Node's own client in tls13-node-interop.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makePki, memoryPair, type TestPki } from './tls13-helpers.js';
+import { describe, expect, test } from 'vitest';
+import { localhostPki, memoryPair } from './tls13-helpers.js';
 import { resolveServerConfig } from '../src/tls13/config.js';
 import { KeySchedule, exportKeyingMaterial } from '../src/tls13/key-schedule.js';
 
-let pki: TestPki;
-let leaf: { key: string; cert: string };
-beforeAll(() => {
-  pki = makePki();
-  leaf = pki.leaf('ec', ['localhost']);
-});
-afterAll(() => pki.cleanup());
+const local = localhostPki();
 
 describe('exporter master secret', () => {
   test('derived on the first export only, then the same value as the eager derivation', async () => {
-    const p = memoryPair(resolveServerConfig({ key: leaf.key, cert: leaf.cert }), { servername: 'localhost', ca: pki.caPem });
+    const p = memoryPair(resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert }), { servername: 'localhost', ca: local.pki.caPem });
     await p.settle();
     expect(p.serverErrors).toEqual([]);
     const server = p.server as unknown as { exporterSecret?: Uint8Array; exporterTranscript: Uint8Array; schedule: KeySchedule };

@@ -5,6 +5,7 @@
  * on loopback.
  */
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -48,6 +49,29 @@ export function makePki(): TestPki {
     },
     cleanup() {
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The usual set-up of an engine test file: a {@link makePki} PKI and an
+ * ECDSA leaf for `localhost`, made before the file's tests and removed
+ * after them. Read `pki` and `leaf` inside tests (they are set by then).
+ */
+export function localhostPki(): { readonly pki: TestPki; readonly leaf: { key: string; cert: string } } {
+  let pki: TestPki | undefined;
+  let leaf: { key: string; cert: string } | undefined;
+  beforeAll(() => {
+    pki = makePki();
+    leaf = pki.leaf('ec', ['localhost']);
+  });
+  afterAll(() => pki?.cleanup());
+  return {
+    get pki() {
+      return pki!;
+    },
+    get leaf() {
+      return leaf!;
     },
   };
 }

@@ -6,21 +6,15 @@
  * waits on the promises callbacks return.
  */
 import { createHook } from 'node:async_hooks';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makePki, type TestPki } from './tls13-helpers.js';
+import { describe, expect, test } from 'vitest';
+import { localhostPki } from './tls13-helpers.js';
 import { ServerConnection } from '../src/tls13/server-handshake.js';
 import { ClientConnection } from '../src/tls13/client.js';
 import { resolveServerConfig, type ServerConfig } from '../src/tls13/config.js';
 import type { ClientHelloHook } from '../src/tls13/config.js';
 import { parseClientHelloOwned } from '../src/tls/client-hello.js';
 
-let pki: TestPki;
-let leaf: { key: string; cert: string };
-beforeAll(() => {
-  pki = makePki();
-  leaf = pki.leaf('ec', ['localhost']);
-});
-afterAll(() => pki.cleanup());
+const local = localhostPki();
 
 /** The engine's files (the handshake, its core, the certificate's signing). */
 const ENGINE = /src\/(tls13\/(server-handshake|conn)|keys\/certificates)\.ts/;
@@ -42,7 +36,7 @@ function handshake(config: ServerConfig): Promise<{ server: ServerConnection; cl
       handshakeComplete: finish,
     });
     const client: ClientConnection = new ClientConnection(
-      { servername: 'localhost', ca: pki.caPem, ALPNProtocols: ['h2'] },
+      { servername: 'localhost', ca: local.pki.caPem, ALPNProtocols: ['h2'] },
       {
         send: (b) => setImmediate(() => server.receive(b).catch(reject)),
         handshakeComplete: finish,
@@ -86,7 +80,7 @@ const replacing: ClientHelloHook = ({ message }) => {
 };
 
 describe('server engine promises per full handshake', () => {
-  const base = () => ({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
+  const base = () => ({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
 
   test('without a hook, with a local signing key: no promise at all', async () => {
     // Before: 13 (the ClientHello's async steps, the flight, the hello,
