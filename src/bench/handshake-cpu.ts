@@ -528,14 +528,14 @@ async function main(): Promise<number> {
     const common = (port: number) => ['--connect', `127.0.0.1:${port}`, '--alpn', 'http/1.1', '--send-b64', Buffer.from(GET('alpha.example')).toString('base64')];
     const ech = (port: number, list: string) => [...common(port), '--sni', 'alpha.example', '--ech-config-list', list, '--read'];
     const cases: Case[] = [
-      { name: 'ours_us', pid: () => ours1.p.pid, args: ech(ours1.port, ourList), expect: 'accepted', cpuNs: 0, n: 0 },
+      { name: 'ours_us', pid: () => ours1.p.pid, args: ech(ours1.port, ourList), expect: 'accepted', cpuNs: 0, n: 0, perRound: [] },
       { name: 'ours_rejected_us', pid: () => ours1.p.pid, args: ech(ours1.port, staleList), expect: 'rejected', cpuNs: 0, n: 0 },
       { name: 'ours_no_ech_us', pid: () => ours1.p.pid, args: [...common(ours1.port), '--sni', 'alpha.example', '--read'], expect: 'plain', cpuNs: 0, n: 0 },
       { name: 'ours_resumed_us', pid: () => ours1.p.pid, args: [...ech(ours1.port, ourList), '--resume'], expect: 'resumed', cpuNs: 0, n: 0 },
-      { name: 'node_tls_us', pid: () => nodeTls.pid, args: [...common(Number(nodeTls.first['listening'])), '--sni', 'alpha.example', '--read'], expect: 'plain', cpuNs: 0, n: 0 },
+      { name: 'node_tls_us', pid: () => nodeTls.pid, args: [...common(Number(nodeTls.first['listening'])), '--sni', 'alpha.example', '--read'], expect: 'plain', cpuNs: 0, n: 0, perRound: [] },
       { name: 'node_tls_resumed_us', pid: () => nodeTls.pid, args: [...common(Number(nodeTls.first['listening'])), '--sni', 'alpha.example', '--read', '--resume'], expect: 'plain', cpuNs: 0, n: 0 },
       // BoringSSL's server echoes the request: one read, then the client closes.
-      { name: 'boringssl_us', pid: () => boring.pid, args: [...common(Number(boring.first['listening'])), '--sni', 'alpha.example', '--ech-config-list', marshal['echConfigList']!], expect: 'accepted', cpuNs: 0, n: 0 },
+      { name: 'boringssl_us', pid: () => boring.pid, args: [...common(Number(boring.first['listening'])), '--sni', 'alpha.example', '--ech-config-list', marshal['echConfigList']!], expect: 'accepted', cpuNs: 0, n: 0, perRound: [] },
       ...(w1 && ours2
         ? [
             { name: 'workers1_us', pid: () => w1.p.pid, args: ech(w1.port, ourList), expect: 'accepted' as const, warm: workersWarm, cpuNs: 0, n: 0, wakeups: 0, perRound: [] },
@@ -590,6 +590,11 @@ async function main(): Promise<number> {
     for (const c of cases) figures[c.name] = Math.round((c.cpuNs / c.n / 1000) * 10) / 10;
     const us = (k: string) => figures[k] as number;
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
+    /** The median over rounds of a[i] / b[i]. */
+    const medianRatio = (a: number[], b: number[]) => {
+      const r = a.map((x, i) => x / b[i]!).sort((x, y) => x - y);
+      return Math.round(r[Math.floor(r.length / 2)]! * 1000) / 1000;
+    };
     if (cases.length) {
       figures['handshakes_per_case'] = per * rounds;
       figures['warm_up_per_case'] = warm;
@@ -597,14 +602,19 @@ async function main(): Promise<number> {
     if (cases.length) {
       figures['ours_over_node'] = ratio(us('ours_us'), us('node_tls_us'));
       figures['ours_over_boringssl'] = ratio(us('ours_us'), us('boringssl_us'));
+      // Medians of the per-round ratios (each round runs every case once,
+      // back to back): a burst of load or a change of the host's speed moves
+      // one round's pair, not the figure.
+      const perRoundOf = (k: string) => cases.find((x) => x.name === k)!.perRound!;
+      figures['ours_over_node_median'] = medianRatio(perRoundOf('ours_us'), perRoundOf('node_tls_us'));
+      figures['ours_over_boringssl_median'] = medianRatio(perRoundOf('ours_us'), perRoundOf('boringssl_us'));
     }
     if (ours2 && cases.length) {
       figures['workers2_over_workers1'] = ratio(us('workers2_us'), us('workers1_us'));
       const c = cases.find((x) => x.name === 'workers2_us')!;
       const c1 = cases.find((x) => x.name === 'workers1_us')!;
       figures['workers2_primary_us'] = Math.round((c.topNs! / c.n / 1000) * 10) / 10;
-      const perRound = c.perRound!.map((x, i) => x / c1.perRound![i]!).sort((a, b) => a - b);
-      figures['workers2_over_workers1_median'] = Math.round(perRound[Math.floor(perRound.length / 2)]! * 1000) / 1000;
+      figures['workers2_over_workers1_median'] = medianRatio(c.perRound!, c1.perRound!);
       // Each worker's part of the workers' CPU: the kernel picks the worker
       // of each connection; a worker left (nearly) idle would make the ratio
       // a one-worker figure, so that run is refused.
@@ -617,12 +627,8 @@ async function main(): Promise<number> {
       figures['workers_warm_per_worker'] = workersWarm;
       const p2 = cases.find((x) => x.name === 'processes2_us');
       if (p2) {
-        const median = (a: number[], b: number[]) => {
-          const r = a.map((x, i) => x / b[i]!).sort((x, y) => x - y);
-          return Math.round(r[Math.floor(r.length / 2)]! * 1000) / 1000;
-        };
         figures['workers2_over_processes2'] = ratio(us('workers2_us'), us('processes2_us'));
-        figures['workers2_over_processes2_median'] = median(c.perRound!, p2.perRound!);
+        figures['workers2_over_processes2_median'] = medianRatio(c.perRound!, p2.perRound!);
         figures['processes2_over_workers1'] = ratio(us('processes2_us'), us('workers1_us'));
         figures['processes2_wakeups'] = Math.round((p2.wakeups! / p2.n) * 100) / 100;
       }
