@@ -64,12 +64,13 @@ afterAll(async () => {
 const GET = (host: string) => `GET / HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`;
 const body = (response: string | null) => JSON.parse(response!.slice(response!.indexOf('\r\n\r\n') + 4));
 
-function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+/** Polls `cond`; on timeout the error carries `context()` (the server's output), so a failure says what the server did. */
+function waitFor(cond: () => boolean, ms = 5000, context: () => string = () => ''): Promise<void> {
   const deadline = Date.now() + ms;
   return new Promise((res, rej) => {
     const tick = () => {
       if (cond()) res();
-      else if (Date.now() > deadline) rej(new Error('condition not met in time'));
+      else if (Date.now() > deadline) rej(new Error(`condition not met in time${context() ? `; server output:\n${context().slice(-4000)}` : ''}`));
       else setTimeout(tick, 20);
     };
     tick();
@@ -165,7 +166,7 @@ describe('ech-server serve: reload and drain', () => {
 
       await writeEchKeyFile(newFile, newKey.config, newKey.privateKeyRaw);
       s.child.kill('SIGHUP');
-      await waitFor(() => /"event":"reloaded"/.test(s.output()), 10_000);
+      await waitFor(() => /"event":"reloaded"/.test(s.output()), 10_000, () => s.output());
 
       const after = await runClient({ port: s.port, sni: 'alpha.example', echConfigList: newList, ca: caFile, send: GET('alpha.example'), read: true });
       expect(after.error).toBeNull();
@@ -193,7 +194,7 @@ describe('ech-server serve: reload and drain', () => {
       const exited = new Promise<number | null>((res) => s.child.once('exit', (c) => res(c)));
       const t0 = Date.now();
       s.child.kill('SIGTERM');
-      await waitFor(() => /"event":"draining"/.test(s.output()), 3000);
+      await waitFor(() => /"event":"draining"/.test(s.output()), 3000, () => s.output());
       // no longer accepting
       const refused = await new Promise<boolean>((res) => {
         const c = net.connect(s.port, '127.0.0.1');
