@@ -28,7 +28,7 @@ import { buildHarness, runClient, startServer as startBoring } from './peers/bor
 import { makePki, type TestPki } from './tls13-helpers.js';
 import { startServe, type ServeProcess } from './helpers/serve-process.js';
 import { rawPeer, expectAlertRecord } from './helpers/raw-client.js';
-import { greaseOutcome } from './helpers/grease.js';
+import { configIdsOf, greaseOutcome } from './helpers/grease.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 let dir: string;
@@ -152,9 +152,14 @@ function samples(text: string, name: string): Record<string, number> {
 describe('ech-server serve: reload and drain', () => {
   it('SIGHUP with a new key file: new connections use the new config, a connection opened before keeps working', async () => {
     const s = await startServe(dir, baseConfig);
-    const newKey = generateEchKey({ publicName: 'cover.example', configId: 200, maximumNameLength: 16 });
+    // keygen picked a random config_id: the new key takes another one (a
+    // fixed 200 collided with it 1 time in 256, and the reload was then
+    // refused, RFC 9849 §4.1 distinct config_ids, failing this test).
+    const keygenId = configIdsOf(listB64)[0]!;
+    const newId = (keygenId + 1) % 256;
+    const newKey = generateEchKey({ publicName: 'cover.example', configId: newId, maximumNameLength: 16 });
     const newList = toBase64(encodeEchConfigList([newKey.config]));
-    const newFile = join(dir, 'keys', 'ech-new-c8.pem');
+    const newFile = join(dir, 'keys', `ech-new-${newId.toString(16).padStart(2, '0')}.pem`);
     let live: Awaited<ReturnType<typeof keepAlive>> | undefined;
     try {
       live = await keepAlive(s.port);
@@ -171,7 +176,7 @@ describe('ech-server serve: reload and drain', () => {
       const after = await runClient({ port: s.port, sni: 'alpha.example', echConfigList: newList, ca: caFile, send: GET('alpha.example'), read: true });
       expect(after.error).toBeNull();
       expect(after.echAccepted).toBe(true);
-      expect(body(after.response)).toMatchObject({ echStatus: 'accepted', innerServerName: 'alpha.example', configId: 200 });
+      expect(body(after.response)).toMatchObject({ echStatus: 'accepted', innerServerName: 'alpha.example', configId: newId });
       // The old key is still there too.
       const old = await runClient({ port: s.port, sni: 'alpha.example', echConfigList: listB64, ca: caFile, send: GET('alpha.example'), read: true });
       expect(old.echAccepted).toBe(true);
