@@ -9,6 +9,7 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
+import { isPromiseLike } from '../wire/thenable.js';
 
 /**
  * Bounds of one measurement. Iteration stops at `maxIterations` or after
@@ -59,10 +60,6 @@ export interface Measurement {
  */
 export type BenchFn = () => unknown;
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -93,7 +90,7 @@ async function warm(fn: BenchFn, opts: MeasureOptions): Promise<void> {
   const until = performance.now() + (opts.warmupTimeMs ?? 500);
   for (let i = 0; i < n && performance.now() < until; i++) {
     const r = fn();
-    if (isThenable(r)) await r;
+    if (isPromiseLike(r)) await r;
   }
 }
 
@@ -104,7 +101,7 @@ async function sample(fn: BenchFn, opts: MeasureOptions, out: number[]): Promise
   for (let i = 0; i < max && (i < min || performance.now() < until); i++) {
     const t0 = performance.now();
     const r = fn();
-    if (isThenable(r)) await r;
+    if (isPromiseLike(r)) await r;
     out.push(performance.now() - t0);
   }
 }

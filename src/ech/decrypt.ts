@@ -14,6 +14,7 @@ import { decodeAlpn, decodeServerName, decodeSupportedVersions } from '../tls/ex
 import type { EchConfig, HpkeSymmetricCipherSuite } from './config.js';
 import { type RebuiltClientHelloInner, rebuildClientHelloInner } from './inner.js';
 import { copyBytes } from '../wire/bytes.js';
+import { isPromiseLike } from '../wire/thenable.js';
 import { Reader } from '../wire/reader.js';
 
 /**
@@ -205,8 +206,6 @@ function namesOf(body: Uint8Array, scan: ClientHelloScan): { serverName: string 
   };
 }
 
-const isThenable = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown })?.then === 'function';
-
 /**
  * A rejection found on the fast path: nothing but the ECH extension's header
  * and the server name was decoded. ClientHelloOuter (already validated by
@@ -339,12 +338,12 @@ function openWith(
       let encoded: Uint8Array | Promise<Uint8Array>;
       try {
         context = candidate.setupRecipient(enc, suite);
-        if (isThenable(context)) {
+        if (isPromiseLike(context)) {
           waiting = true;
           return later(i, context, list.clone());
         }
         encoded = context.open(aad, payload);
-        if (isThenable(encoded)) {
+        if (isPromiseLike(encoded)) {
           waiting = true;
           return later(i, encoded, list.clone(), context);
         }
@@ -422,7 +421,7 @@ function peekEch(b: Uint8Array, at: number, len: number): { kdfId: number; aeadI
 export function decryptClientHello(clientHello: Uint8Array, keys: EchKeyLookup, options: DecryptOptions = {}): Promise<DecryptResult> {
   try {
     const r = decryptClientHelloNow(clientHello, keys, options);
-    return isThenable(r) ? r : Promise.resolve(r);
+    return isPromiseLike(r) ? r : Promise.resolve(r);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -440,7 +439,7 @@ export function decryptClientHello(clientHello: Uint8Array, keys: EchKeyLookup, 
  * @example
  * ```ts
  * const r = decryptClientHelloNow(message, keySet);
- * const result = r instanceof Promise ? await r : r;
+ * const result = isPromiseLike(r) ? await r : r;
  * ```
  */
 export function decryptClientHelloNow(
@@ -469,7 +468,7 @@ export function decryptClientHelloNow(
   // The body is copied once; the result's views point into the copy.
   const owned = copyBytes(body);
   const o = openWith(owned, body, scan.echAt, candidates, suite, scratchList);
-  return isThenable(o) ? o.then((opened) => openedResult(opened, owned, outerServerName, head.configId, suite)) : openedResult(o, owned, outerServerName, head.configId, suite);
+  return isPromiseLike(o) ? o.then((opened) => openedResult(opened, owned, outerServerName, head.configId, suite)) : openedResult(o, owned, outerServerName, head.configId, suite);
 }
 
 /** The result of {@link openWith}: accepted with the rebuilt inner hello, or rejected. */

@@ -13,6 +13,7 @@ import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { EchError } from '../wire/alert.js';
+import { isPromiseLike } from '../wire/thenable.js';
 import { type DecryptResult, decryptClientHelloNow } from '../ech/decrypt.js';
 import type { EchKeySet } from '../keys/key-set.js';
 import { type EchServerOptions, type ServerConfig, resolveServerConfig } from '../tls13/config.js';
@@ -450,7 +451,7 @@ export class EchFrontEnd {
       } catch (e) {
         return failHello(e);
       }
-      if (r instanceof Promise) r.then(decrypted, failHello);
+      if (isPromiseLike(r)) r.then(decrypted, failHello);
       else decrypted(r);
     });
   }

@@ -14,6 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { EchError } from '../wire/alert.js';
+import { isPromiseLike } from '../wire/thenable.js';
 import { mutate } from './mutate.js';
 import { Rng } from './rng.js';
 import { Watchdog } from './watchdog.js';
@@ -112,9 +113,6 @@ function judge(target: FuzzTarget, err: unknown): Verdict | undefined {
   return { problem: describeError(err), stack: err instanceof Error ? err.stack : undefined };
 }
 
-const isThenable = (v: unknown): v is PromiseLike<unknown> =>
-  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-
 /** CPU time of this process so far, ms (user + system). */
 function cpuMs(): number {
   const u = process.cpuUsage();
@@ -144,7 +142,7 @@ export async function runOne(
   watchdog?.begin(target.name, input);
   try {
     const r = target.run(input);
-    if (isThenable(r)) {
+    if (isPromiseLike(r)) {
       const timeout = new Promise<'timeout'>((res) => {
         timer = setTimeout(() => res('timeout'), slowMs * 10);
       });

@@ -8,6 +8,7 @@
  * @module
  */
 import { IllegalParameterError } from '../wire/alert.js';
+import { isPromiseLike } from '../wire/thenable.js';
 import { ExtensionType } from '../tls/constants.js';
 import { findExtension, type Extension, type ParsedClientHello } from '../tls/client-hello.js';
 import { decodeEchClientHello, decodeServerName } from '../tls/extensions.js';
@@ -160,7 +161,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
     const keys = currentKeys();
     if (!retry) {
       const r = opts.first ?? decryptClientHelloNow(message, keys, decryptOptions);
-      return r instanceof Promise ? r.then((v) => onFirst(v, s, keys)) : onFirst(r, s, keys);
+      return isPromiseLike(r) ? r.then((v) => onFirst(v, s, keys)) : onFirst(r, s, keys);
     }
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
     if (s.ech) {

@@ -34,6 +34,7 @@
  * @module
  */
 import { randomPublicBytes } from '../crypto/random.js';
+import { isPromiseLike } from '../wire/thenable.js';
 import { DecodeError, DecryptError, EchError, IllegalParameterError, MissingExtensionError } from '../wire/alert.js';
 import { concatBytes, equalBytes } from '../wire/bytes.js';
 import { Transcript, hashLength, messageHash, type HashName } from '../crypto/hkdf.js';
@@ -440,7 +441,7 @@ export class ServerConnection {
       checkClientHello(body);
       const info = new HookInfo(body, received, retry, this.hookState);
       const r = hookFn(info);
-      if (!isPromise(r)) return this.negotiateFlight(this.hooked(info, r), retry);
+      if (!isPromiseLike(r)) return this.negotiateFlight(this.hooked(info, r), retry);
       // One reaction: the hook's result, or its failure.
       return r.then(
         (v) => this.afterHook(info, v, retry),
@@ -625,7 +626,7 @@ export class ServerConnection {
       // Transcript-Hash(ClientHello ... Certificate). A local key signs
       // synchronously; a keyless signer may answer later.
       const signature = certificate.signNow(scheme, certificateVerifyInput(true, this.transcript!.digest()));
-      if (isPromise(signature)) {
+      if (isPromiseLike(signature)) {
         return signature.then((sig) => {
           this.checkAlive();
           this.finishFlight(scheme, sig);
@@ -1134,14 +1135,6 @@ function readU32(b: Uint8Array, at: number): number {
 
 /** What the handshake reads of a hook that returned nothing (and without a hook): shared, read only. */
 const NO_HOOK_RESULT: ClientHelloHookResult = Object.freeze({});
-
-/**
- * True for a promise (or any thenable) a callback returned, which the
- * handshake must wait for; a value is used at once.
- */
-function isPromise<T>(v: T | PromiseLike<T>): v is PromiseLike<T> & Promise<T> {
-  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function';
-}
 
 /**
  * What the ClientHello hook sees ({@link ClientHelloHookInfo}); the
