@@ -1,6 +1,6 @@
 // ECH acceptance signals (RFC 9849 §7.2, §7.2.1) against HKDF built the plain
 // way on node:crypto's createHmac, for random inputs, both TLS hashes and
-// both labels, including inputs of other lengths (the general path).
+// both labels, including inputs of other lengths.
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { acceptConfirmation, hrrAcceptConfirmation } from '../src/ech/confirmation.js';
@@ -27,7 +27,7 @@ describe('ECH accept confirmation', () => {
       }
     });
 
-    it(`${h}: inputs of other lengths take the general path, same result`, () => {
+    it(`${h}: inputs of other lengths: same result`, () => {
       const random = randomBytes(31);
       const th = randomBytes(len(h) + 1);
       expect(acceptConfirmation(h, random, th)).toEqual(reference(h, random, 'ech accept confirmation', th));

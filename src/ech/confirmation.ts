@@ -5,69 +5,21 @@
  *
  * @module
  */
-import { type HashName, encodeHkdfLabel, hashLength, hkdfExpandLabel, hkdfExtract } from '../crypto/hkdf.js';
-import { type HmacScratch, hmacScratch } from '../crypto/hpke-hmac.js';
+import { type HashName, hashLength, hkdfExpandLabel, hkdfExtract } from '../crypto/hkdf.js';
 
 /** Length of an acceptance signal. @group ECH */
 export const ECH_CONFIRMATION_LENGTH = 8;
 
-const RANDOM_LENGTH = 32;
-const EMPTY = new Uint8Array(0);
-
-/**
- * The two HMAC messages of one hash and label, built once: HMAC headroom ||
- * ClientHello.random for the Extract, and HMAC headroom || HkdfLabel(8,
- * label, transcript hash) || 0x01 for the Expand (one block of output), with
- * the random and the transcript hash written in per call. Used
- * synchronously only (shared scratch).
- */
-interface ConfirmationMessages {
-  readonly h: HmacScratch;
-  readonly extract: Buffer;
-  readonly expand: Buffer;
-  /** Offset of the transcript hash in `expand`. */
-  readonly contextAt: number;
-}
-
-const messages = new Map<string, ConfirmationMessages>();
-
-function messagesFor(hash: HashName, label: string): ConfirmationMessages {
-  const key = `${hash} ${label}`;
-  let m = messages.get(key);
-  if (m === undefined) {
-    const h = hmacScratch(hash);
-    const hkdfLabel = encodeHkdfLabel(ECH_CONFIRMATION_LENGTH, label, new Uint8Array(hashLength(hash)));
-    m = {
-      h,
-      extract: h.buffer([new Uint8Array(RANDOM_LENGTH)]),
-      expand: h.buffer([hkdfLabel, Uint8Array.of(1)]),
-      contextAt: h.block + hkdfLabel.length - hashLength(hash),
-    };
-    messages.set(key, m);
-  }
-  return m;
-}
+/** "0": Hash.length zero bytes, the Extract's salt (read only). */
+const ZERO_SALT: { readonly [H in HashName]: Uint8Array } = {
+  sha256: new Uint8Array(hashLength('sha256')),
+  sha384: new Uint8Array(hashLength('sha384')),
+};
 
 function confirmation(hash: HashName, innerRandom: Uint8Array, label: string, transcriptHash: Uint8Array): Uint8Array {
-  if (innerRandom.length !== RANDOM_LENGTH || transcriptHash.length !== hashLength(hash)) {
-    // Not a TLS ClientHello.random or transcript hash: the general HKDF path.
-    const prk = hkdfExtract(hash, new Uint8Array(hashLength(hash)), innerRandom);
-    return hkdfExpandLabel(hash, prk, label, transcriptHash, ECH_CONFIRMATION_LENGTH);
-  }
-  const { h, extract, expand, contextAt } = messagesFor(hash, label);
-  // HKDF-Extract(0, ClientHelloInner.random), where "0" is Hash.length zero
-  // bytes: as an HMAC key, the same as an empty one (both pad to a block of zeros).
-  extract.set(innerRandom, h.block);
-  h.setKey(EMPTY);
-  const prk = h.mac(extract);
-  // HKDF-Expand-Label(prk, label, transcript hash, 8) = the first 8 bytes of
-  // T(1) = HMAC(prk, HkdfLabel || 0x01) (RFC 5869 §2.3; 8 <= Hash.length).
-  expand.set(transcriptHash, contextAt);
-  h.setKey(prk);
-  const t = h.mac(expand);
-  const out = new Uint8Array(ECH_CONFIRMATION_LENGTH);
-  for (let i = 0; i < ECH_CONFIRMATION_LENGTH; i++) out[i] = t.charCodeAt(i);
-  return out;
+  // The HMACs run on crypto/hkdf's reused message buffers and cached labels.
+  const prk = hkdfExtract(hash, ZERO_SALT[hash], innerRandom);
+  return hkdfExpandLabel(hash, prk, label, transcriptHash, ECH_CONFIRMATION_LENGTH);
 }
 
 /**
