@@ -308,7 +308,7 @@ function openWith(
   aad.fill(0, payloadAt, payloadAt + payload.length);
   const restore = () => owned.set(payload, payloadAt);
   let waiting = false;
-  const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, owned: ExtensionList, ctx?: EchOpener) => {
+  const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, ownList: ExtensionList, ctx?: EchOpener) => {
     try {
       for (let i = from; i < candidates.length; i++) {
         try {
@@ -321,7 +321,7 @@ function openWith(
             context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
             encoded = await context.open(aad, payload);
           }
-          return { rebuilt: finishInner(encoded, aad, owned), candidate: candidates[i]!, context };
+          return { rebuilt: finishInner(encoded, aad, ownList), candidate: candidates[i]!, context };
         } catch (err) {
           if (fatal(err)) throw err;
         }

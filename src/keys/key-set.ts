@@ -147,13 +147,13 @@ export class EchKeySet implements EchKeyLookup {
       c = {
         config: k.config,
         setupRecipient(enc: Uint8Array, suite: HpkeSymmetricCipherSuite): EchOpener | Promise<EchOpener> {
-          const info = infoFor(suite);
+          const suiteInfo = infoFor(suite);
           // A local key with a native suite: decapsulation and key schedule
           // in one, the shared secret never leaves its binary string.
-          if (pk instanceof KemPrivateKey && info instanceof PreparedInfo) return setupBaseRecipient(info.suite, pk, enc, info);
+          if (pk instanceof KemPrivateKey && suiteInfo instanceof PreparedInfo) return setupBaseRecipient(suiteInfo.suite, pk, enc, suiteInfo);
           const ss = pk.decap(enc);
-          if (ss instanceof Uint8Array) return openerFromSharedSecret(pk.kem, suite, ss, infoFor(suite));
-          return ss.then((s) => openerFromSharedSecret(pk.kem, suite, s, infoFor(suite)));
+          if (ss instanceof Uint8Array) return openerFromSharedSecret(pk.kem, suite, ss, suiteInfo);
+          return ss.then((s) => openerFromSharedSecret(pk.kem, suite, s, suiteInfo));
         },
       };
       this.#candidates.set(k, c);
