@@ -8,20 +8,14 @@
  * main thread and the V8 helper threads) is paid for by these bytes.
  */
 import { Session } from 'node:inspector';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makePki, memoryPair, type TestPki } from './tls13-helpers.js';
+import { describe, expect, test } from 'vitest';
+import { localhostPki, memoryPair } from './tls13-helpers.js';
 import { resolveServerConfig } from '../src/tls13/config.js';
 import type { ClientOptions } from '../src/tls13/client.js';
 import type { ClientHelloHook } from '../src/tls13/config.js';
 import { parseClientHelloOwned } from '../src/tls/client-hello.js';
 
-let pki: TestPki;
-let leaf: { key: string; cert: string };
-beforeAll(() => {
-  pki = makePki();
-  leaf = pki.leaf('ec', ['localhost']);
-});
-afterAll(() => pki.cleanup());
+const local = localhostPki();
 
 interface ProfileNode {
   callFrame: { functionName: string; url: string };
@@ -76,10 +70,10 @@ async function measure(n: number, handshake: () => Promise<void>, dump?: string,
 }
 
 describe('server engine allocation', () => {
-  const clientOptions = (): ClientOptions => ({ servername: 'localhost', ca: pki.caPem, ALPNProtocols: ['h2'] });
+  const clientOptions = (): ClientOptions => ({ servername: 'localhost', ca: local.pki.caPem, ALPNProtocols: ['h2'] });
 
   test('a full handshake allocates under 42 KiB (Node 20; 64 KiB on Node 24) of JS heap in the server engine', async () => {
-    const config = resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
+    const config = resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
     const handshake = async (): Promise<void> => {
       const p = memoryPair(config, clientOptions());
       await p.settle();
@@ -111,8 +105,8 @@ describe('server engine allocation', () => {
       const hello = parseClientHelloOwned(copy.subarray(4));
       return { decodedClientHello: { message: copy, hello } };
     };
-    const plain = resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
-    const hooked = resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'], onClientHello: hook });
+    const plain = resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'] });
+    const hooked = resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: 1, ALPNProtocols: ['h2'], onClientHello: hook });
     const run = (config: typeof plain) => async (): Promise<void> => {
       const p = memoryPair(config, clientOptions());
       await p.settle();

@@ -10,8 +10,8 @@ import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makePki, memoryPair, type TestPki } from './tls13-helpers.js';
+import { describe, expect, test } from 'vitest';
+import { localhostPki, memoryPair } from './tls13-helpers.js';
 import { resolveServerConfig, type EchServerOptions } from '../src/tls13/config.js';
 import { ClientConnection, type ClientOptions, type ClientSession } from '../src/tls13/client.js';
 import { TlsSocket } from '../src/tls13/socket.js';
@@ -19,22 +19,16 @@ import { readRecord } from '../src/tls/record.js';
 import { ContentType } from '../src/tls/constants.js';
 import { EchError } from '../src/wire/alert.js';
 
-let pki: TestPki;
-let leaf: { key: string; cert: string };
-beforeAll(() => {
-  pki = makePki();
-  leaf = pki.leaf('ec', ['localhost']);
-});
-afterAll(() => pki.cleanup());
+const local = localhostPki();
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 function config(extra: EchServerOptions = {}) {
-  return resolveServerConfig({ key: leaf.key, cert: leaf.cert, ...extra });
+  return resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, ...extra });
 }
 
 function clientOpts(extra: ClientOptions = {}): ClientOptions {
-  return { servername: 'localhost', ca: pki.caPem, ...extra };
+  return { servername: 'localhost', ca: local.pki.caPem, ...extra };
 }
 
 /** Outer content types of the records in one transport write (all of it must be whole records). */
@@ -196,7 +190,7 @@ describe('TlsSocket: writes per handshake', () => {
     await once(srv, 'listening');
     const port = (srv.address() as AddressInfo).port;
     try {
-      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: pki.caPem });
+      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: local.pki.caPem });
       let sessions = 0;
       c.on('session', () => sessions++);
       await once(c, 'secureConnect');

@@ -4,8 +4,8 @@
  * zero-length and protected change_cipher_spec records, and extension
  * responses the client did not ask for (RFC 9846 §4.2).
  */
-import { afterAll, beforeAll, describe, expect, onTestFinished, test, vi } from 'vitest';
-import { makePki, memoryPair, type TestPki } from './tls13-helpers.js';
+import { describe, expect, onTestFinished, test, vi } from 'vitest';
+import { localhostPki, memoryPair } from './tls13-helpers.js';
 import { MAX_SESSION_TICKETS, resolveServerConfig, type EchServerOptions, type ServerConfig } from '../src/tls13/config.js';
 import { ClientConnection, type ClientOptions, type ClientSession } from '../src/tls13/client.js';
 import { MAX_PSK_IDENTITIES, ServerConnection } from '../src/tls13/server-handshake.js';
@@ -25,17 +25,11 @@ import { encodeHandshake, readRecord, writeRecords } from '../src/tls/record.js'
 import { ContentType, ExtensionType, HandshakeType } from '../src/tls/constants.js';
 import { InvalidArgumentError } from '../src/wire/alert.js';
 
-let pki: TestPki;
-let leaf: { key: string; cert: string };
-beforeAll(() => {
-  pki = makePki();
-  leaf = pki.leaf('ec', ['localhost']);
-});
-afterAll(() => pki.cleanup());
+const local = localhostPki();
 
 const SUITE = 'TLS_AES_128_GCM_SHA256';
-const config = (extra: EchServerOptions = {}): ServerConfig => resolveServerConfig({ key: leaf.key, cert: leaf.cert, ciphers: SUITE, ...extra });
-const clientOpts = (extra: ClientOptions = {}): ClientOptions => ({ servername: 'localhost', ca: pki.caPem, ciphers: SUITE, ...extra });
+const config = (extra: EchServerOptions = {}): ServerConfig => resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, ciphers: SUITE, ...extra });
+const clientOpts = (extra: ClientOptions = {}): ClientOptions => ({ servername: 'localhost', ca: local.pki.caPem, ciphers: SUITE, ...extra });
 const alertOf = (errors: Error[]): Array<string | undefined> => errors.map((e) => (e as { alert?: string }).alert);
 /** The server's (private) record layer: to send records the engine itself never would. */
 const serverRecords = (s: ServerConnection): RecordLayer => (s as unknown as { records: RecordLayer }).records;
@@ -112,11 +106,11 @@ describe('PSK identities per ClientHello', () => {
 
 describe('session tickets', () => {
   test(`sessionTickets is bounded: 0..${MAX_SESSION_TICKETS} integers, anything else is InvalidArgumentError`, () => {
-    for (const n of [0, 1, MAX_SESSION_TICKETS]) expect(resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: n }).ticketCount).toBe(n);
+    for (const n of [0, 1, MAX_SESSION_TICKETS]) expect(resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: n }).ticketCount).toBe(n);
     for (const n of [MAX_SESSION_TICKETS + 1, 257, 1e9, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
       let err: unknown;
       try {
-        resolveServerConfig({ key: leaf.key, cert: leaf.cert, sessionTickets: n });
+        resolveServerConfig({ key: local.leaf.key, cert: local.leaf.cert, sessionTickets: n });
       } catch (e) {
         err = e;
       }
