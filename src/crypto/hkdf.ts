@@ -308,8 +308,13 @@ export class Transcript {
   /** The messages so far, in `bytes[0, length)`; spare room after. */
   private bytes: Uint8Array = NO_BYTES;
   private length = 0;
-  /** Digest of the messages as they are, until the next update. */
-  private last: Uint8Array | undefined;
+  /**
+   * Digest of the messages as they are, until the next update, as a binary
+   * string: immutable, so each {@link Transcript.digest} hands out one fresh
+   * array made from it and nothing a caller does to that array reaches the
+   * cache (no defensive copy of a cached array, a Uint8Array fewer per call).
+   */
+  private last: string | undefined;
 
   constructor(hash: HashName) {
     this.hash = hash;
@@ -336,8 +341,8 @@ export class Transcript {
    * computed again.
    */
   digest(): Uint8Array {
-    this.last ??= hashView(this.hash, this.bytes.subarray(0, this.length));
-    return this.last.slice();
+    this.last ??= hashBinary(this.hash, this.bytes.subarray(0, this.length));
+    return fromBinary(this.last);
   }
 
   /** Hash of everything so far plus `extra` messages, without adding them. */
@@ -389,6 +394,12 @@ const TRANSCRIPT_SLACK = 256;
 function hashView(hash: HashName, data: Uint8Array): Uint8Array {
   if (oneShot !== undefined) return fromBinary(oneShot(hash, data, 'binary'));
   return new Uint8Array(createHash(hash).update(data).digest());
+}
+
+/** Hash of `data` (a view, not copied) as a binary (latin1) string. */
+function hashBinary(hash: HashName, data: Uint8Array): string {
+  if (oneShot !== undefined) return oneShot(hash, data, 'binary');
+  return createHash(hash).update(data).digest('binary');
 }
 
 /**
