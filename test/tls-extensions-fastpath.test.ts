@@ -18,6 +18,9 @@ import {
   decodeSupportedGroups,
   decodeSupportedVersions,
   decodeEchOuterExtensions,
+  decodeAlpnIn,
+  decodeServerNameIn,
+  decodeSupportedVersionsIn,
   encodeAlpn,
   encodeKeyShareClient,
   encodePskKeyExchangeModes,
@@ -153,10 +156,29 @@ function mutations(valid: Uint8Array, next: () => number, count: number): Uint8A
   return out;
 }
 
+/**
+ * `decode` applied to `d` as a range of a larger buffer (junk bytes before
+ * and after it), as the ECH decryption core calls the `...In` decoders.
+ */
+function inRange(decode: (b: Uint8Array, start: number, end: number) => unknown): (d: Uint8Array) => unknown {
+  return (d) => {
+    const before = 1 + (d.length % 3);
+    const b = new Uint8Array(before + d.length + 2).fill(0x41);
+    b.set(d, before);
+    return decode(b, before, before + d.length);
+  };
+}
+
 const cases: { name: string; fast: (d: Uint8Array) => unknown; ref: (d: Uint8Array) => unknown; valid: Uint8Array[] }[] = [
   {
     name: 'supported_versions',
     fast: decodeSupportedVersions,
+    ref: (d) => refU16List(d, 'supported_versions', 2, 254, 1),
+    valid: [encodeSupportedVersions([0x0304]), encodeSupportedVersions([0x7a7a, 0x0304, 0x0303])],
+  },
+  {
+    name: 'supported_versions in a range',
+    fast: inRange(decodeSupportedVersionsIn),
     ref: (d) => refU16List(d, 'supported_versions', 2, 254, 1),
     valid: [encodeSupportedVersions([0x0304]), encodeSupportedVersions([0x7a7a, 0x0304, 0x0303])],
   },
@@ -191,6 +213,12 @@ const cases: { name: string; fast: (d: Uint8Array) => unknown; ref: (d: Uint8Arr
     valid: [encodeAlpn(['h2', 'http/1.1']), encodeAlpn(['x']), Uint8Array.of(0, 4, 3, 0x80, 0x9f, 0xe9)],
   },
   {
+    name: 'application_layer_protocol_negotiation in a range',
+    fast: inRange(decodeAlpnIn),
+    ref: refAlpn,
+    valid: [encodeAlpn(['h2', 'http/1.1']), encodeAlpn(['x']), Uint8Array.of(0, 4, 3, 0x80, 0x9f, 0xe9)],
+  },
+  {
     name: 'server_name',
     fast: decodeServerName,
     ref: refServerName,
@@ -200,6 +228,12 @@ const cases: { name: string; fast: (d: Uint8Array) => unknown; ref: (d: Uint8Arr
       Uint8Array.of(0, 15, 1, 0, 2, 0x61, 0x62, 0, 0, 2, 0x61, 0x2e, 7, 0, 1, 0x41, 0),
       Uint8Array.of(0, 5, 9, 0, 2, 0x80, 0x81),
     ],
+  },
+  {
+    name: 'server_name in a range',
+    fast: inRange(decodeServerNameIn),
+    ref: refServerName,
+    valid: [encodeServerName('secret.example'), Uint8Array.of(0, 15, 1, 0, 2, 0x61, 0x62, 0, 0, 2, 0x61, 0x2e, 7, 0, 1, 0x41, 0)],
   },
   {
     name: 'key_share',

@@ -39,16 +39,26 @@ function latin1Text(data: Uint8Array, start: number, end: number): string {
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
 
 function u16List(data: Uint8Array, what: string, min: number, max: number, prefix: 1 | 2): number[] {
-  const n = data.length;
+  return u16ListIn(data, 0, data.length, what, min, max, prefix);
+}
+
+/** {@link u16List} of `data[start, end)`, read in place. */
+function u16ListIn(data: Uint8Array, start: number, end: number, what: string, min: number, max: number, prefix: 1 | 2): number[] {
+  const n = end - start;
   if (n >= prefix) {
-    const len = prefix === 1 ? data[0]! : (data[0]! << 8) | data[1]!;
+    const len = prefix === 1 ? data[start]! : (data[start]! << 8) | data[start + 1]!;
     if (len === n - prefix && len >= min && len <= max && len % 2 === 0) {
       const out = new Array<number>(len >>> 1);
-      for (let i = 0, p = prefix; p < n; i++, p += 2) out[i] = (data[p]! << 8) | data[p + 1]!;
+      for (let i = 0, p = start + prefix; p < end; i++, p += 2) out[i] = (data[p]! << 8) | data[p + 1]!;
       return out;
     }
   }
-  return u16ListReader(data, what, min, max, prefix);
+  return u16ListReader(rangeOf(data, start, end), what, min, max, prefix);
+}
+
+/** `data[start, end)`: `data` itself when that is all of it, else a view. */
+function rangeOf(data: Uint8Array, start: number, end: number): Uint8Array {
+  return start === 0 && end === data.length ? data : data.subarray(start, end);
 }
 
 function u16ListReader(data: Uint8Array, what: string, min: number, max: number, prefix: 1 | 2): number[] {
@@ -92,20 +102,33 @@ const latin1 = new TextDecoder('latin1');
  * ```
  */
 export function decodeServerName(data: Uint8Array): string | undefined {
-  const n = data.length;
-  if (n > 2 && ((data[0]! << 8) | data[1]!) === n - 2) {
+  return decodeServerNameIn(data, 0, data.length);
+}
+
+/**
+ * {@link decodeServerName} of the extension data at `data[start, end)`,
+ * read in place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeServerNameIn(body, scan.sniAt, scan.sniAt + scan.sniLen); // 'secret.example'
+ * ```
+ */
+export function decodeServerNameIn(data: Uint8Array, start: number, end: number): string | undefined {
+  if (end - start > 2 && ((data[start]! << 8) | data[start + 1]!) === end - start - 2) {
     let host: string | undefined;
-    let p = 2;
+    let p = start + 2;
     let ok = true;
-    while (ok && p < n) {
-      if (n - p < 3) {
+    while (ok && p < end) {
+      if (end - p < 3) {
         ok = false;
         break;
       }
       const type = data[p]!;
       const len = (data[p + 1]! << 8) | data[p + 2]!;
       p += 3;
-      if (n - p < len) {
+      if (end - p < len) {
         ok = false;
         break;
       }
@@ -119,9 +142,9 @@ export function decodeServerName(data: Uint8Array): string | undefined {
       }
       p += len;
     }
-    if (ok && p === n) return host;
+    if (ok && p === end) return host;
   }
-  return decodeServerNameReader(data);
+  return decodeServerNameReader(rangeOf(data, start, end));
 }
 
 function decodeServerNameReader(data: Uint8Array): string | undefined {
@@ -179,18 +202,31 @@ export function encodeServerName(host: string): Uint8Array {
  * ```
  */
 export function decodeAlpn(data: Uint8Array): string[] {
-  const n = data.length;
-  if (n > 2 && ((data[0]! << 8) | data[1]!) === n - 2) {
+  return decodeAlpnIn(data, 0, data.length);
+}
+
+/**
+ * {@link decodeAlpn} of the extension data at `data[start, end)`, read in
+ * place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeAlpnIn(body, scan.alpnAt, scan.alpnAt + scan.alpnLen); // ['h2', 'http/1.1']
+ * ```
+ */
+export function decodeAlpnIn(data: Uint8Array, start: number, end: number): string[] {
+  if (end - start > 2 && ((data[start]! << 8) | data[start + 1]!) === end - start - 2) {
     // One pass to check and count, one to build an array of the right size.
     let count = 0;
-    let p = 2;
-    while (p < n && data[p]! > 0 && data[p]! < n - p) {
+    let p = start + 2;
+    while (p < end && data[p]! > 0 && data[p]! < end - p) {
       p += 1 + data[p]!;
       count++;
     }
-    if (p === n) {
+    if (p === end) {
       const out = new Array<string>(count);
-      p = 2;
+      p = start + 2;
       for (let i = 0; i < count; i++) {
         const len = data[p]!;
         out[i] = latin1Text(data, p + 1, p + 1 + len);
@@ -199,7 +235,7 @@ export function decodeAlpn(data: Uint8Array): string[] {
       return out;
     }
   }
-  return decodeAlpnReader(data);
+  return decodeAlpnReader(rangeOf(data, start, end));
 }
 
 function decodeAlpnReader(data: Uint8Array): string[] {
@@ -250,6 +286,20 @@ export function encodeAlpn(protocols: readonly string[]): Uint8Array {
  */
 export function decodeSupportedVersions(data: Uint8Array): number[] {
   return u16List(data, 'supported_versions', 2, 254, 1);
+}
+
+/**
+ * {@link decodeSupportedVersions} of the extension data at
+ * `data[start, end)`, read in place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeSupportedVersionsIn(body, scan.versionsAt, scan.versionsAt + scan.versionsLen); // [0x0304]
+ * ```
+ */
+export function decodeSupportedVersionsIn(data: Uint8Array, start: number, end: number): number[] {
+  return u16ListIn(data, start, end, 'supported_versions', 2, 254, 1);
 }
 
 /**
