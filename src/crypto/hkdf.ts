@@ -147,7 +147,7 @@ function checkExpandLength(h: HmacScratch, length: number): void {
  * HKDF-Expand with `first` = headroom ‖ info ‖ one spare byte (for the
  * counter): T(1) = HMAC(PRK, info ‖ 0x01), T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
  */
-function expand(h: HmacScratch, prk: Uint8Array, first: Buffer, length: number): Uint8Array {
+function expand(h: HmacScratch, prk: Uint8Array | string, first: Buffer, length: number): Uint8Array {
   h.setKey(prk);
   first[first.length - 1] = 1;
   let t = h.mac(first);
@@ -265,6 +265,35 @@ export function hkdfExpandLabel(
   checkExpandLength(h, length);
   // The HkdfLabel is written once, behind the HMAC headroom, with the counter byte after it.
   return expand(h, secret, hkdfLabelBuffer(h.block, length, label, context, 1, true), length);
+}
+
+/**
+ * HKDF-Expand-Label(HKDF-Extract(salt, IKM), Label, Context, Length): the
+ * pseudorandom key is passed from one to the other as the HMAC's binary
+ * string, never made into an array (the ECH acceptance signals, RFC 9849
+ * §7.2, use it once).
+ * @internal
+ * @group Crypto
+ * @example
+ * ```ts
+ * const confirm = hkdfExtractExpandLabel('sha256', zeros, innerRandom, 'ech accept confirmation', transcriptHash, 8);
+ * ```
+ */
+export function hkdfExtractExpandLabel(
+  hash: HashName,
+  salt: Uint8Array,
+  ikm: Uint8Array,
+  label: string | Uint8Array,
+  context: Uint8Array,
+  length: number,
+): Uint8Array {
+  const h = SCRATCH[hash];
+  checkExpandLength(h, length);
+  h.setKey(salt);
+  const buf = messageBuffer(h.block + ikm.length);
+  buf.set(ikm, h.block);
+  const prk = h.mac(buf);
+  return expand(h, prk, hkdfLabelBuffer(h.block, length, label, context, 1, true), length);
 }
 
 /**
