@@ -308,31 +308,7 @@ function openWith(
   // ClientHelloOuterAAD: the outer body with the payload zeroed (RFC 9849 §5.2).
   const aad = owned;
   aad.fill(0, payloadAt, payloadAt + payload.length);
-  const restore = () => owned.set(payload, payloadAt);
   let waiting = false;
-  const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, ownList: ExtensionList, ctx?: EchOpener) => {
-    try {
-      for (let i = from; i < candidates.length; i++) {
-        try {
-          let context: EchOpener;
-          let encoded: Uint8Array;
-          if (i === from && ctx) {
-            context = ctx;
-            encoded = await (pending as Promise<Uint8Array>);
-          } else {
-            context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
-            encoded = await context.open(aad, payload);
-          }
-          return { rebuilt: finishInner(encoded, aad, ownList), candidate: candidates[i]!, context };
-        } catch (err) {
-          if (fatal(err)) throw err;
-        }
-      }
-      return undefined;
-    } finally {
-      restore();
-    }
-  };
   try {
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
@@ -342,12 +318,12 @@ function openWith(
         context = candidate.setupRecipient(enc, suite);
         if (isPromiseLike(context)) {
           waiting = true;
-          return later(i, context, list.clone());
+          return openLater({ aad, enc, payload, payloadAt, candidates, suite, list: list.clone() }, i, context);
         }
         encoded = context.open(aad, payload);
         if (isPromiseLike(encoded)) {
           waiting = true;
-          return later(i, encoded, list.clone(), context);
+          return openLater({ aad, enc, payload, payloadAt, candidates, suite, list: list.clone() }, i, encoded, context);
         }
       } catch (err) {
         if (fatal(err)) throw err;
@@ -358,7 +334,55 @@ function openWith(
     return undefined;
   } finally {
     // The asynchronous path restores when it settles.
-    if (!waiting) restore();
+    if (!waiting) owned.set(payload, payloadAt);
+  }
+}
+
+/** What {@link openLater} carries on with: openWith's state when a remote key made it wait. */
+interface PendingOpen {
+  /** The outer body copy with its payload zeroed; the payload is restored from `payload` when done. */
+  aad: Uint8Array;
+  enc: Uint8Array;
+  payload: Uint8Array;
+  payloadAt: number;
+  candidates: readonly EchKeyCandidate[];
+  suite: HpkeSymmetricCipherSuite;
+  /** Its own copy of the outer extension list (the scratch list is reused meanwhile). */
+  list: ExtensionList;
+}
+
+/**
+ * The asynchronous rest of {@link openWith}, from candidate `from`, whose
+ * setup (or, with `ctx`, whose open) is `pending`. A module function, not a
+ * closure made by every openWith call: the synchronous path (local keys, the
+ * usual case) never needs it.
+ */
+async function openLater(
+  s: PendingOpen,
+  from: number,
+  pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>,
+  ctx?: EchOpener,
+): Promise<Opened | undefined> {
+  try {
+    for (let i = from; i < s.candidates.length; i++) {
+      try {
+        let context: EchOpener;
+        let encoded: Uint8Array;
+        if (i === from && ctx) {
+          context = ctx;
+          encoded = await (pending as Promise<Uint8Array>);
+        } else {
+          context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await s.candidates[i]!.setupRecipient(s.enc, s.suite);
+          encoded = await context.open(s.aad, s.payload);
+        }
+        return { rebuilt: finishInner(encoded, s.aad, s.list), candidate: s.candidates[i]!, context };
+      } catch (err) {
+        if (fatal(err)) throw err;
+      }
+    }
+    return undefined;
+  } finally {
+    s.aad.set(s.payload, s.payloadAt);
   }
 }
 
