@@ -147,7 +147,7 @@ function checkExpandLength(h: HmacScratch, length: number): void {
  * HKDF-Expand with `first` = headroom ‖ info ‖ one spare byte (for the
  * counter): T(1) = HMAC(PRK, info ‖ 0x01), T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
  */
-function expand(h: HmacScratch, prk: Uint8Array, first: Buffer, length: number): Uint8Array {
+function expand(h: HmacScratch, prk: Uint8Array | string, first: Buffer, length: number): Uint8Array {
   h.setKey(prk);
   first[first.length - 1] = 1;
   let t = h.mac(first);
@@ -268,6 +268,35 @@ export function hkdfExpandLabel(
 }
 
 /**
+ * HKDF-Expand-Label(HKDF-Extract(salt, IKM), Label, Context, Length): the
+ * pseudorandom key is passed from one to the other as the HMAC's binary
+ * string, never made into an array (the ECH acceptance signals, RFC 9849
+ * §7.2, use it once).
+ * @internal
+ * @group Crypto
+ * @example
+ * ```ts
+ * const confirm = hkdfExtractExpandLabel('sha256', zeros, innerRandom, 'ech accept confirmation', transcriptHash, 8);
+ * ```
+ */
+export function hkdfExtractExpandLabel(
+  hash: HashName,
+  salt: Uint8Array,
+  ikm: Uint8Array,
+  label: string | Uint8Array,
+  context: Uint8Array,
+  length: number,
+): Uint8Array {
+  const h = SCRATCH[hash];
+  checkExpandLength(h, length);
+  h.setKey(salt);
+  const buf = messageBuffer(h.block + ikm.length);
+  buf.set(ikm, h.block);
+  const prk = h.mac(buf);
+  return expand(h, prk, hkdfLabelBuffer(h.block, length, label, context, 1, true), length);
+}
+
+/**
  * Derive-Secret(Secret, Label, Messages) = HKDF-Expand-Label(Secret, Label,
  * Transcript-Hash(Messages), Hash.length) (RFC 9846 §7.1). Takes the
  * transcript hash already computed.
@@ -308,8 +337,13 @@ export class Transcript {
   /** The messages so far, in `bytes[0, length)`; spare room after. */
   private bytes: Uint8Array = NO_BYTES;
   private length = 0;
-  /** Digest of the messages as they are, until the next update. */
-  private last: Uint8Array | undefined;
+  /**
+   * Digest of the messages as they are, until the next update, as a binary
+   * string: immutable, so each {@link Transcript.digest} hands out one fresh
+   * array made from it and nothing a caller does to that array reaches the
+   * cache (no defensive copy of a cached array, a Uint8Array fewer per call).
+   */
+  private last: string | undefined;
 
   constructor(hash: HashName) {
     this.hash = hash;
@@ -336,8 +370,8 @@ export class Transcript {
    * computed again.
    */
   digest(): Uint8Array {
-    this.last ??= hashView(this.hash, this.bytes.subarray(0, this.length));
-    return this.last.slice();
+    this.last ??= hashBinary(this.hash, this.bytes.subarray(0, this.length));
+    return fromBinary(this.last);
   }
 
   /** Hash of everything so far plus `extra` messages, without adding them. */
@@ -389,6 +423,12 @@ const TRANSCRIPT_SLACK = 256;
 function hashView(hash: HashName, data: Uint8Array): Uint8Array {
   if (oneShot !== undefined) return fromBinary(oneShot(hash, data, 'binary'));
   return new Uint8Array(createHash(hash).update(data).digest());
+}
+
+/** Hash of `data` (a view, not copied) as a binary (latin1) string. */
+function hashBinary(hash: HashName, data: Uint8Array): string {
+  if (oneShot !== undefined) return oneShot(hash, data, 'binary');
+  return createHash(hash).update(data).digest('binary');
 }
 
 /**

@@ -68,6 +68,8 @@ const AEADS: ReadonlyMap<number, { cipher: AeadName; nk: number; nn: number }> =
 ]);
 
 const TAG_LENGTH = 16;
+/** The tag of the ciphertext being opened, copied out of it (see RecipientContext.open); tags are public. */
+const TAG = Buffer.alloc(TAG_LENGTH);
 const V1 = Buffer.from('HPKE-v1', 'latin1');
 
 /** Per-suite constants of the key schedule (RFC 9180 §5.1). */
@@ -414,7 +416,9 @@ export class RecipientContext {
       // truncated-tag forgery is impossible; ChaCha20-Poly1305 defaults to 16.
       const d = createDecipheriv(this.#cipher as 'aes-128-gcm', this.#key, nonce);
       d.setAAD(aad);
-      d.setAuthTag(ciphertext.subarray(split));
+      // The tag through a shared buffer (setAuthTag copies it at once), not a view.
+      for (let i = 0; i < TAG_LENGTH; i++) TAG[i] = ciphertext[split + i]!;
+      d.setAuthTag(TAG);
       pt = d.update(ciphertext.subarray(0, split));
       d.final();
     } catch (cause) {

@@ -222,7 +222,12 @@ export interface KemKeyPair {
 
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
+const base64urlSlice = (Buffer.prototype as unknown as { base64urlSlice?: (this: Uint8Array, start: number, end: number) => string }).base64urlSlice;
+
 function b64u(bytes: Uint8Array): string {
+  // Buffer's own base64url slice reads any Uint8Array in place: no Buffer
+  // view of `bytes` (a heap object per decapsulation) where it exists.
+  if (base64urlSlice !== undefined) return base64urlSlice.call(bytes, 0, bytes.length);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 

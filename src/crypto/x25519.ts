@@ -18,8 +18,42 @@ import { EchError } from '../wire/alert.js';
 const PUBLIC_AS_JWK = { publicKeyEncoding: { format: 'jwk' } } as never;
 const BOTH_AS_JWK = { publicKeyEncoding: { format: 'jwk' }, privateKeyEncoding: { format: 'jwk' } } as never;
 
-/** 32 bytes of a base64url JWK field, as an own copy (not a view of Buffer's pool). */
+/** Value of each base64url character (RFC 4648 §5), -1 for the others. */
+const B64U = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64U['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
+
+/**
+ * 32 bytes of a base64url JWK field, as an own copy (not a view of Buffer's
+ * pool). The 43 characters of an unpadded 32-byte value are decoded
+ * straight into the result (no Buffer in between: a heap object fewer);
+ * anything else goes through Buffer's decoder.
+ */
 function raw32(s: string | undefined): Uint8Array {
+  if (s !== undefined && s.length === 43) {
+    const out = new Uint8Array(32);
+    let acc = 0;
+    let bits = 0;
+    let o = 0;
+    let bad = 0;
+    for (let i = 0; i < 43; i++) {
+      const c = s.charCodeAt(i);
+      const v = c < 128 ? B64U[c]! : -1;
+      bad |= v;
+      acc = ((acc << 6) | (v & 63)) & 0xffffff;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[o++] = (acc >> bits) & 0xff;
+      }
+    }
+    // A canonical encoding (the last character's 2 spare bits zero);
+    // others go through Buffer's decoder, as before.
+    if (bad >= 0 && (acc & ((1 << bits) - 1)) === 0) return out;
+  }
+  return raw32ByBuffer(s);
+}
+
+function raw32ByBuffer(s: string | undefined): Uint8Array {
   const b = Buffer.from(s ?? '', 'base64url');
   if (b.length !== 32) throw new EchError('ERR_INTERNAL', 'internal_error', 'X25519 JWK field is not 32 bytes');
   return new Uint8Array(b);

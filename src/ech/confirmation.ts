@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type HashName, hashLength, hkdfExpandLabel, hkdfExtract } from '../crypto/hkdf.js';
+import { type HashName, hashLength, hkdfExtractExpandLabel } from '../crypto/hkdf.js';
 
 /** Length of an acceptance signal. @group ECH */
 export const ECH_CONFIRMATION_LENGTH = 8;
@@ -17,9 +17,9 @@ const ZERO_SALT: { readonly [H in HashName]: Uint8Array } = {
 };
 
 function confirmation(hash: HashName, innerRandom: Uint8Array, label: string, transcriptHash: Uint8Array): Uint8Array {
-  // The HMACs run on crypto/hkdf's reused message buffers and cached labels.
-  const prk = hkdfExtract(hash, ZERO_SALT[hash], innerRandom);
-  return hkdfExpandLabel(hash, prk, label, transcriptHash, ECH_CONFIRMATION_LENGTH);
+  // The HMACs run on crypto/hkdf's reused message buffers and cached
+  // labels; the PRK stays the HMAC's string (no array for it).
+  return hkdfExtractExpandLabel(hash, ZERO_SALT[hash], innerRandom, label, transcriptHash, ECH_CONFIRMATION_LENGTH);
 }
 
 /**

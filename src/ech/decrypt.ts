@@ -10,12 +10,11 @@ import { DecodeError, EchError, IllegalParameterError, MissingExtensionError, De
 import { EchClientHelloType, HandshakeType, ProtocolVersion, isGrease } from '../tls/constants.js';
 import { type ClientHelloScan, ExtensionList, scanClientHello } from '../tls/scan.js';
 import { type ParsedClientHello, decodeClientHello, parseClientHelloOwned } from '../tls/client-hello.js';
-import { decodeAlpn, decodeServerName, decodeSupportedVersions } from '../tls/extensions.js';
+import { decodeAlpnIn, decodeServerNameIn, decodeSupportedVersionsIn } from '../tls/extensions.js';
 import type { EchConfig, HpkeSymmetricCipherSuite } from './config.js';
 import { type RebuiltClientHelloInner, rebuildClientHelloInner } from './inner.js';
 import { copyBytes } from '../wire/bytes.js';
 import { isPromiseLike } from '../wire/thenable.js';
-import { Reader } from '../wire/reader.js';
 
 /**
  * An HPKE recipient context set up for one ClientHelloOuter: opens the first
@@ -172,20 +171,21 @@ function clientHelloBody(bytes: Uint8Array): Uint8Array {
 /** Rebuild ClientHelloInner and run the checks of RFC 9849 §5.1 and §7.1. */
 function finishInner(encoded: Uint8Array, outerBody: Uint8Array, outerList: ExtensionList): RebuiltClientHelloInner {
   const r = rebuildClientHelloInner(encoded, outerBody, outerList);
-  const body = r.message.subarray(4);
+  // Read in place: the scan's offsets are into the body, 4 bytes into the message.
+  const m = r.message;
   const { scan } = r;
   // RFC 9849 §7.1: "the client-facing server checks that the message includes
   // a well-formed "encrypted_client_hello" extension of type inner and that it
   // does not offer TLS 1.2 or below. If either of these checks fails, the
   // client-facing server MUST abort with an "illegal_parameter" alert."
   if (scan.echAt < 0) throw new IllegalParameterError('ClientHelloInner lacks the inner-type encrypted_client_hello extension');
-  if (scan.echLen !== 1 || body[scan.echAt] !== EchClientHelloType.inner) {
+  if (scan.echLen !== 1 || m[4 + scan.echAt] !== EchClientHelloType.inner) {
     throw new IllegalParameterError('ClientHelloInner lacks a well-formed inner-type encrypted_client_hello');
   }
   if (scan.versionsAt < 0) throw new IllegalParameterError('ClientHelloInner offers TLS 1.2 or below (no supported_versions)');
   let versions: number[];
   try {
-    versions = decodeSupportedVersions(body.subarray(scan.versionsAt, scan.versionsAt + scan.versionsLen));
+    versions = decodeSupportedVersionsIn(m, 4 + scan.versionsAt, 4 + scan.versionsAt + scan.versionsLen);
   } catch (err) {
     throw new IllegalParameterError('ClientHelloInner has a malformed supported_versions', { cause: err });
   }
@@ -199,10 +199,11 @@ function finishInner(encoded: Uint8Array, outerBody: Uint8Array, outerList: Exte
   return r;
 }
 
-function namesOf(body: Uint8Array, scan: ClientHelloScan): { serverName: string | undefined; alpn: string[] } {
+/** Inner server name and ALPN list of a rebuilt ClientHelloInner `message` (4-byte header included), read in place. */
+function namesOf(message: Uint8Array, scan: ClientHelloScan): { serverName: string | undefined; alpn: string[] } {
   return {
-    serverName: scan.sniAt >= 0 ? decodeServerName(body.subarray(scan.sniAt, scan.sniAt + scan.sniLen)) : undefined,
-    alpn: scan.alpnAt >= 0 ? decodeAlpn(body.subarray(scan.alpnAt, scan.alpnAt + scan.alpnLen)) : [],
+    serverName: scan.sniAt >= 0 ? decodeServerNameIn(message, 4 + scan.sniAt, 4 + scan.sniAt + scan.sniLen) : undefined,
+    alpn: scan.alpnAt >= 0 ? decodeAlpnIn(message, 4 + scan.alpnAt, 4 + scan.alpnAt + scan.alpnLen) : [],
   };
 }
 
@@ -259,12 +260,13 @@ class AcceptedResult implements EchAccepted {
 
 /** The ECH payload of an outer extension, as a view, and the offset of the payload in the body. */
 function payloadOf(body: Uint8Array, echAt: number): { enc: Uint8Array; payload: Uint8Array; payloadAt: number } {
-  // peekEch has checked the lengths; skip type, cipher_suite and config_id.
-  const r = new Reader(body, echAt + 6);
-  const enc = r.view(r.u16());
-  const payloadLen = r.u16();
-  const payloadAt = r.offset;
-  return { enc, payload: r.view(payloadLen), payloadAt };
+  // peekEch has checked the lengths: type (1), cipher_suite (4) and
+  // config_id (1), then enc<0..2^16-1> and payload<1..2^16-1>.
+  const encAt = echAt + 8;
+  const encLen = (body[echAt + 6]! << 8) | body[echAt + 7]!;
+  const payloadAt = encAt + encLen + 2;
+  const payloadLen = (body[payloadAt - 2]! << 8) | body[payloadAt - 1]!;
+  return { enc: body.subarray(encAt, encAt + encLen), payload: body.subarray(payloadAt, payloadAt + payloadLen), payloadAt };
 }
 
 /** Reused by every call: filled and consumed synchronously (see openWith). */
@@ -306,31 +308,7 @@ function openWith(
   // ClientHelloOuterAAD: the outer body with the payload zeroed (RFC 9849 §5.2).
   const aad = owned;
   aad.fill(0, payloadAt, payloadAt + payload.length);
-  const restore = () => owned.set(payload, payloadAt);
   let waiting = false;
-  const later = async (from: number, pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>, ownList: ExtensionList, ctx?: EchOpener) => {
-    try {
-      for (let i = from; i < candidates.length; i++) {
-        try {
-          let context: EchOpener;
-          let encoded: Uint8Array;
-          if (i === from && ctx) {
-            context = ctx;
-            encoded = await (pending as Promise<Uint8Array>);
-          } else {
-            context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await candidates[i]!.setupRecipient(enc, suite);
-            encoded = await context.open(aad, payload);
-          }
-          return { rebuilt: finishInner(encoded, aad, ownList), candidate: candidates[i]!, context };
-        } catch (err) {
-          if (fatal(err)) throw err;
-        }
-      }
-      return undefined;
-    } finally {
-      restore();
-    }
-  };
   try {
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
@@ -340,12 +318,12 @@ function openWith(
         context = candidate.setupRecipient(enc, suite);
         if (isPromiseLike(context)) {
           waiting = true;
-          return later(i, context, list.clone());
+          return openLater({ aad, enc, payload, payloadAt, candidates, suite, list: list.clone() }, i, context);
         }
         encoded = context.open(aad, payload);
         if (isPromiseLike(encoded)) {
           waiting = true;
-          return later(i, encoded, list.clone(), context);
+          return openLater({ aad, enc, payload, payloadAt, candidates, suite, list: list.clone() }, i, encoded, context);
         }
       } catch (err) {
         if (fatal(err)) throw err;
@@ -356,7 +334,55 @@ function openWith(
     return undefined;
   } finally {
     // The asynchronous path restores when it settles.
-    if (!waiting) restore();
+    if (!waiting) owned.set(payload, payloadAt);
+  }
+}
+
+/** What {@link openLater} carries on with: openWith's state when a remote key made it wait. */
+interface PendingOpen {
+  /** The outer body copy with its payload zeroed; the payload is restored from `payload` when done. */
+  aad: Uint8Array;
+  enc: Uint8Array;
+  payload: Uint8Array;
+  payloadAt: number;
+  candidates: readonly EchKeyCandidate[];
+  suite: HpkeSymmetricCipherSuite;
+  /** Its own copy of the outer extension list (the scratch list is reused meanwhile). */
+  list: ExtensionList;
+}
+
+/**
+ * The asynchronous rest of {@link openWith}, from candidate `from`, whose
+ * setup (or, with `ctx`, whose open) is `pending`. A module function, not a
+ * closure made by every openWith call: the synchronous path (local keys, the
+ * usual case) never needs it.
+ */
+async function openLater(
+  s: PendingOpen,
+  from: number,
+  pending: EchOpener | Promise<EchOpener> | Promise<Uint8Array>,
+  ctx?: EchOpener,
+): Promise<Opened | undefined> {
+  try {
+    for (let i = from; i < s.candidates.length; i++) {
+      try {
+        let context: EchOpener;
+        let encoded: Uint8Array;
+        if (i === from && ctx) {
+          context = ctx;
+          encoded = await (pending as Promise<Uint8Array>);
+        } else {
+          context = i === from ? await (pending as EchOpener | Promise<EchOpener>) : await s.candidates[i]!.setupRecipient(s.enc, s.suite);
+          encoded = await context.open(s.aad, s.payload);
+        }
+        return { rebuilt: finishInner(encoded, s.aad, s.list), candidate: s.candidates[i]!, context };
+      } catch (err) {
+        if (fatal(err)) throw err;
+      }
+    }
+    return undefined;
+  } finally {
+    s.aad.set(s.payload, s.payloadAt);
   }
 }
 
@@ -457,7 +483,7 @@ export function decryptClientHelloNow(
   // EncodedClientHelloInner, and MUST NOT appear in either ClientHelloOuter
   // or ClientHelloInner."
   if (scan.outerExtensionsAt >= 0) throw new IllegalParameterError('ech_outer_extensions in ClientHelloOuter');
-  const outerServerName = scan.sniAt >= 0 ? decodeServerName(body.subarray(scan.sniAt, scan.sniAt + scan.sniLen)) : undefined;
+  const outerServerName = scan.sniAt >= 0 ? decodeServerNameIn(body, scan.sniAt, scan.sniAt + scan.sniLen) : undefined;
   if (scan.echAt < 0) return { status: 'not-offered', outer: decodeClientHello(body), outerServerName };
   const head = peekEch(body, scan.echAt, scan.echLen);
   const suite = { kdfId: head.kdfId, aeadId: head.aeadId };
@@ -483,7 +509,7 @@ function openedResult(
     return { status: 'rejected', reason: 'decryption-failed', outer: parseClientHelloOwned(owned), outerServerName, configId, suite };
   }
   const { rebuilt, candidate, context } = opened;
-  const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
+  const names = namesOf(rebuilt.message, rebuilt.scan);
   return new AcceptedResult(
     owned,
     rebuilt.message,
@@ -553,7 +579,7 @@ export async function decryptSecondClientHello(clientHello: Uint8Array, first: E
     throw new DecryptError('second ClientHelloOuter payload does not open with the retained HPKE context', { cause: err });
   }
   const rebuilt = finishInner(encoded, owned, list);
-  const names = namesOf(rebuilt.message.subarray(4), rebuilt.scan);
+  const names = namesOf(rebuilt.message, rebuilt.scan);
   let inner: ParsedClientHello | undefined;
   let outer: ParsedClientHello | undefined;
   return {

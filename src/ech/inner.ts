@@ -81,9 +81,9 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
   w.u8(HandshakeType.client_hello);
   w.u24(0); // uint24 length, patched below
   const outerReferences: number[] = [];
-  w.bytes(enc.subarray(0, 34)); // legacy_version, random
-  w.bytes(outerBody.subarray(34, 35 + outerSid)); // the outer legacy_session_id
-  w.bytes(enc.subarray(encScan.cipherSuitesAt, encScan.extensionsAt)); // cipher_suites, compression methods
+  w.bytesFrom(enc, 0, 34); // legacy_version, random
+  w.bytesFrom(outerBody, 34, 35 + outerSid); // the outer legacy_session_id
+  w.bytesFrom(enc, encScan.cipherSuitesAt, encScan.extensionsAt); // cipher_suites, compression methods
   const extensionsAt = w.length;
   w.u16(0); // Extension extensions<8..2^16-1> length, patched below
   const start = w.length;
@@ -92,7 +92,7 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
     const n = innerList.len[i]!;
     if (innerList.types[i] !== ExtensionType.ech_outer_extensions) {
       checkRoom(w.length - start, n + 4);
-      w.bytes(enc.subarray(at - 4, at + n));
+      w.bytesFrom(enc, at - 4, at + n);
       continue;
     }
     // OuterExtensions: ExtensionType OuterExtensions<2..254>;
@@ -124,7 +124,7 @@ export function rebuildClientHelloInner(encoded: Uint8Array, outerBody: Uint8Arr
       }
       const oat = outer.at[j]!;
       checkRoom(w.length - start, outer.len[j]! + 4);
-      w.bytes(outerBody.subarray(oat - 4, oat + outer.len[j]!));
+      w.bytesFrom(outerBody, oat - 4, oat + outer.len[j]!);
       j++;
     }
   }

@@ -117,6 +117,76 @@ function hasExtensionBetween(raw: Uint8Array, start: number, end: number, type: 
 }
 
 function walkClientHello(raw: Uint8Array, build: boolean): ParsedClientHello | undefined {
+  const fast = walkWellFormed(raw, build);
+  return fast === null ? walkWithReader(raw, build) : fast;
+}
+
+/**
+ * {@link walkClientHello} of a well-formed ClientHello of up to
+ * LINEAR_DUPLICATE_CHECK extensions, by offsets: no Reader objects, and the
+ * arrays made at their final size (a decode builds three). `null` for
+ * anything else (malformed, a duplicate, many extensions), which
+ * `walkWithReader` then walks and rejects with its own error: this path
+ * never decides an error.
+ */
+function walkWellFormed(raw: Uint8Array, build: boolean): ParsedClientHello | undefined | null {
+  const n = raw.length;
+  // legacy_version, random, legacy_session_id<0..32>
+  if (n < 35) return null;
+  const sid = raw[34]!;
+  if (sid > 32) return null;
+  const sidAt = 35;
+  let p = sidAt + sid;
+  // cipher_suites<2..2^16-2>
+  if (n - p < 2) return null;
+  const cs = (raw[p]! << 8) | raw[p + 1]!;
+  if (cs < 2 || cs % 2 !== 0) return null;
+  const csAt = p + 2;
+  p = csAt + cs;
+  // legacy_compression_methods<1..2^8-1>
+  if (n - p < 1) return null;
+  const cm = raw[p]!;
+  if (cm < 1) return null;
+  const cmAt = p + 1;
+  p = cmAt + cm;
+  // Extension extensions<8..2^16-1>, ending the hello.
+  if (n - p < 2) return null;
+  const first = p + 2;
+  if (first + ((raw[p]! << 8) | raw[p + 1]!) !== n) return null;
+  let count = 0;
+  for (p = first; p < n; count++) {
+    if (count === LINEAR_DUPLICATE_CHECK || n - p < 4) return null;
+    const type = (raw[p]! << 8) | raw[p + 1]!;
+    const len = (raw[p + 2]! << 8) | raw[p + 3]!;
+    if (n - p - 4 < len || hasExtensionBetween(raw, first, p, type)) return null;
+    p += 4 + len;
+  }
+  if (!build) return undefined;
+  const cipherSuites = new Array<number>(cs >>> 1);
+  for (let i = 0, q = csAt; i < cipherSuites.length; i++, q += 2) cipherSuites[i] = (raw[q]! << 8) | raw[q + 1]!;
+  const extensions = new Array<Extension>(count);
+  const extensionOffsets = new Array<number>(count);
+  p = first;
+  for (let i = 0; i < count; i++) {
+    const at = p + 4;
+    const len = (raw[p + 2]! << 8) | raw[p + 3]!;
+    extensions[i] = { type: (raw[p]! << 8) | raw[p + 1]!, data: raw.subarray(at, at + len) };
+    extensionOffsets[i] = at;
+    p = at + len;
+  }
+  return {
+    legacyVersion: (raw[0]! << 8) | raw[1]!,
+    random: raw.subarray(2, 34),
+    legacySessionId: raw.subarray(sidAt, sidAt + sid),
+    cipherSuites,
+    legacyCompressionMethods: raw.subarray(cmAt, cmAt + cm),
+    extensions,
+    raw,
+    extensionOffsets,
+  };
+}
+
+function walkWithReader(raw: Uint8Array, build: boolean): ParsedClientHello | undefined {
   const r = new Reader(raw);
   const legacyVersion = r.u16('legacy_version');
   const randomAt = r.offset;

@@ -9,9 +9,59 @@
 import { DecodeError, IllegalParameterError } from '../wire/alert.js';
 import { Reader } from '../wire/reader.js';
 import { Writer, encode } from '../wire/writer.js';
+import { copyBytes } from '../wire/bytes.js';
 import { EchClientHelloType } from './constants.js';
 
+/*
+ * The decoders below read a well-formed extension by offsets, with no
+ * Reader objects and no copies of what they turn into numbers or strings
+ * (each Reader, view or copy is a heap object; a handshake decodes a dozen
+ * extensions, some twice). Anything they do not accept as well formed is
+ * decoded again by the Reader-based code, which throws the error it always
+ * threw (or returns what it always returned): the fast path never decides
+ * an error.
+ */
+
+/**
+ * `data[start, end)` as a latin1 string, as `TextDecoder('latin1')` (which
+ * is windows-1252) decodes it. ASCII, the usual case, goes through
+ * Buffer's own latin1 slice, which needs no view of `data`.
+ */
+function latin1Text(data: Uint8Array, start: number, end: number): string {
+  if (latin1Slice !== undefined) {
+    let ascii = true;
+    for (let i = start; i < end; i++) if (data[i]! >= 0x80) ascii = false;
+    if (ascii) return latin1Slice.call(data, start, end);
+  }
+  return latin1.decode(data.subarray(start, end));
+}
+
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+
 function u16List(data: Uint8Array, what: string, min: number, max: number, prefix: 1 | 2): number[] {
+  return u16ListIn(data, 0, data.length, what, min, max, prefix);
+}
+
+/** {@link u16List} of `data[start, end)`, read in place. */
+function u16ListIn(data: Uint8Array, start: number, end: number, what: string, min: number, max: number, prefix: 1 | 2): number[] {
+  const n = end - start;
+  if (n >= prefix) {
+    const len = prefix === 1 ? data[start]! : (data[start]! << 8) | data[start + 1]!;
+    if (len === n - prefix && len >= min && len <= max && len % 2 === 0) {
+      const out = new Array<number>(len >>> 1);
+      for (let i = 0, p = start + prefix; p < end; i++, p += 2) out[i] = (data[p]! << 8) | data[p + 1]!;
+      return out;
+    }
+  }
+  return u16ListReader(rangeOf(data, start, end), what, min, max, prefix);
+}
+
+/** `data[start, end)`: `data` itself when that is all of it, else a view. */
+function rangeOf(data: Uint8Array, start: number, end: number): Uint8Array {
+  return start === 0 && end === data.length ? data : data.subarray(start, end);
+}
+
+function u16ListReader(data: Uint8Array, what: string, min: number, max: number, prefix: 1 | 2): number[] {
   const r = new Reader(data);
   const v = prefix === 1 ? r.vector8(what) : r.vector16(what);
   r.end(what);
@@ -52,6 +102,52 @@ const latin1 = new TextDecoder('latin1');
  * ```
  */
 export function decodeServerName(data: Uint8Array): string | undefined {
+  return decodeServerNameIn(data, 0, data.length);
+}
+
+/**
+ * {@link decodeServerName} of the extension data at `data[start, end)`,
+ * read in place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeServerNameIn(body, scan.sniAt, scan.sniAt + scan.sniLen); // 'secret.example'
+ * ```
+ */
+export function decodeServerNameIn(data: Uint8Array, start: number, end: number): string | undefined {
+  if (end - start > 2 && ((data[start]! << 8) | data[start + 1]!) === end - start - 2) {
+    let host: string | undefined;
+    let p = start + 2;
+    let ok = true;
+    while (ok && p < end) {
+      if (end - p < 3) {
+        ok = false;
+        break;
+      }
+      const type = data[p]!;
+      const len = (data[p + 1]! << 8) | data[p + 2]!;
+      p += 3;
+      if (end - p < len) {
+        ok = false;
+        break;
+      }
+      if (type === 0) {
+        if (host !== undefined || len === 0) {
+          ok = false;
+          break;
+        }
+        for (let i = p; i < p + len; i++) if (data[i]! <= 0x20 || data[i]! >= 0x7f) ok = false;
+        if (ok) host = latin1Text(data, p, p + len);
+      }
+      p += len;
+    }
+    if (ok && p === end) return host;
+  }
+  return decodeServerNameReader(rangeOf(data, start, end));
+}
+
+function decodeServerNameReader(data: Uint8Array): string | undefined {
   const r = new Reader(data);
   const list = r.vector16('server_name_list');
   r.end('server_name');
@@ -106,6 +202,43 @@ export function encodeServerName(host: string): Uint8Array {
  * ```
  */
 export function decodeAlpn(data: Uint8Array): string[] {
+  return decodeAlpnIn(data, 0, data.length);
+}
+
+/**
+ * {@link decodeAlpn} of the extension data at `data[start, end)`, read in
+ * place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeAlpnIn(body, scan.alpnAt, scan.alpnAt + scan.alpnLen); // ['h2', 'http/1.1']
+ * ```
+ */
+export function decodeAlpnIn(data: Uint8Array, start: number, end: number): string[] {
+  if (end - start > 2 && ((data[start]! << 8) | data[start + 1]!) === end - start - 2) {
+    // One pass to check and count, one to build an array of the right size.
+    let count = 0;
+    let p = start + 2;
+    while (p < end && data[p]! > 0 && data[p]! < end - p) {
+      p += 1 + data[p]!;
+      count++;
+    }
+    if (p === end) {
+      const out = new Array<string>(count);
+      p = start + 2;
+      for (let i = 0; i < count; i++) {
+        const len = data[p]!;
+        out[i] = latin1Text(data, p + 1, p + 1 + len);
+        p += 1 + len;
+      }
+      return out;
+    }
+  }
+  return decodeAlpnReader(rangeOf(data, start, end));
+}
+
+function decodeAlpnReader(data: Uint8Array): string[] {
   const r = new Reader(data);
   const list = r.vector16('protocol_name_list');
   r.end('application_layer_protocol_negotiation');
@@ -153,6 +286,20 @@ export function encodeAlpn(protocols: readonly string[]): Uint8Array {
  */
 export function decodeSupportedVersions(data: Uint8Array): number[] {
   return u16List(data, 'supported_versions', 2, 254, 1);
+}
+
+/**
+ * {@link decodeSupportedVersions} of the extension data at
+ * `data[start, end)`, read in place (no view of it unless it is malformed).
+ * @internal
+ * @group TLS
+ * @example
+ * ```ts
+ * decodeSupportedVersionsIn(body, scan.versionsAt, scan.versionsAt + scan.versionsLen); // [0x0304]
+ * ```
+ */
+export function decodeSupportedVersionsIn(data: Uint8Array, start: number, end: number): number[] {
+  return u16ListIn(data, start, end, 'supported_versions', 2, 254, 1);
 }
 
 /**
@@ -225,6 +372,12 @@ export function encodeSignatureAlgorithms(schemes: readonly number[]): Uint8Arra
  * ```
  */
 export function decodePskKeyExchangeModes(data: Uint8Array): number[] {
+  const n = data.length;
+  if (n > 1 && data[0] === n - 1) {
+    const out = new Array<number>(n - 1);
+    for (let i = 1; i < n; i++) out[i - 1] = data[i]!;
+    return out;
+  }
   const r = new Reader(data);
   const v = r.vector8('ke_modes');
   r.end('psk_key_exchange_modes');
@@ -272,6 +425,40 @@ export interface KeyShareEntry {
  * ```
  */
 export function decodeKeyShareClient(data: Uint8Array): KeyShareEntry[] {
+  const n = data.length;
+  if (n >= 2 && ((data[0]! << 8) | data[1]!) === n - 2) {
+    // One pass to check and count, one to build.
+    let count = 0;
+    let p = 2;
+    let ok = true;
+    while (ok && p < n) {
+      if (n - p < 4) {
+        ok = false;
+        break;
+      }
+      const group = (data[p]! << 8) | data[p + 1]!;
+      const len = (data[p + 2]! << 8) | data[p + 3]!;
+      if (len === 0 || n - p - 4 < len) {
+        ok = false;
+        break;
+      }
+      for (let q = 2; q < p; q += 4 + ((data[q + 2]! << 8) | data[q + 3]!)) {
+        if (((data[q]! << 8) | data[q + 1]!) === group) ok = false;
+      }
+      p += 4 + len;
+      count++;
+    }
+    if (ok && p === n) {
+      const out = new Array<KeyShareEntry>(count);
+      p = 2;
+      for (let i = 0; i < count; i++) {
+        const len = (data[p + 2]! << 8) | data[p + 3]!;
+        out[i] = { group: (data[p]! << 8) | data[p + 1]!, keyExchange: copyBytes(data, p + 4, p + 4 + len) };
+        p += 4 + len;
+      }
+      return out;
+    }
+  }
   const r = new Reader(data);
   const v = r.vector16('client_shares');
   r.end('key_share');
@@ -280,7 +467,7 @@ export function decodeKeyShareClient(data: Uint8Array): KeyShareEntry[] {
     const group = v.u16('NamedGroup');
     const keyExchange = v.bytes16('key_exchange');
     if (keyExchange.length === 0) throw new DecodeError('empty key_exchange');
-    if (out.some((e) => e.group === group)) throw new IllegalParameterError(`key_share offers group 0x${group.toString(16)} twice`);
+    for (const e of out) if (e.group === group) throw new IllegalParameterError(`key_share offers group 0x${group.toString(16)} twice`);
     out.push({ group, keyExchange });
   }
   return out;

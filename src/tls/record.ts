@@ -210,6 +210,19 @@ export function readFirstHandshakeMessage(
   buf: Uint8Array,
   maxMessage = 65536,
 ): { message: HandshakeMessage; consumed: number } | undefined {
+  // The usual first flight: one handshake record holding exactly one whole
+  // message of at most maxMessage bytes, copied out at once (what the
+  // reassembler below makes of it, without its objects and views). Any
+  // other shape, and every error, is the general path's.
+  if (buf.length >= RECORD_HEADER_LENGTH + 4 && buf[0] === ContentType.handshake && buf[1] === 0x03) {
+    const length = (buf[3]! << 8) | buf[4]!;
+    const len = (buf[6]! << 16) | (buf[7]! << 8) | buf[8]!;
+    if (length <= MAX_PLAINTEXT && len + 4 === length && len <= maxMessage && buf.length >= RECORD_HEADER_LENGTH + length) {
+      const raw = new Uint8Array(length);
+      raw.set(new Uint8Array(buf.buffer, buf.byteOffset + RECORD_HEADER_LENGTH, length));
+      return { message: { type: raw[0]!, body: raw.subarray(4), raw }, consumed: RECORD_HEADER_LENGTH + length };
+    }
+  }
   const hs = new HandshakeReassembler(maxMessage);
   let off = 0;
   for (;;) {

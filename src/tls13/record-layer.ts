@@ -11,6 +11,7 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { EchError, AlertDescription } from '../wire/alert.js';
 import { ContentType, MAX_PLAINTEXT } from '../tls/constants.js';
 import { MAX_CIPHERTEXT, RECORD_HEADER_LENGTH } from '../tls/record.js';
+import { copyBytes } from '../wire/bytes.js';
 import type { CipherSuiteParams } from './suites.js';
 import type { TrafficKeys } from './key-schedule.js';
 
@@ -28,6 +29,9 @@ export const MAX_EMPTY_RECORDS = 32;
 
 const EMPTY = new Uint8Array(0);
 
+/** `level || description` of each alert sent, by description (the level follows from it), made on first use. */
+const ALERT_BODIES: Uint8Array[] = [];
+
 /**
  * The per-record nonce, by IV length, rewritten for each record by every
  * RecordProtection: createCipheriv and createDecipheriv copy the IV they are
@@ -36,6 +40,22 @@ const EMPTY = new Uint8Array(0);
  * the AEADs of TLS 1.3 all use 12).
  */
 const NONCES: Buffer[] = [];
+
+/**
+ * The additional data of the record being sealed or opened (RFC 9846 §5.2:
+ * the 5-byte record header), rewritten for each record: `setAAD` feeds it
+ * to the cipher at once, so one buffer serves every record and no view of
+ * the record is made for it (a view is a ~100-byte heap object).
+ */
+const AAD = Buffer.alloc(RECORD_HEADER_LENGTH);
+
+/**
+ * The tag of the record being opened, by tag length, copied out of the
+ * record: `setAuthTag` copies it into the cipher at once (as the nonce,
+ * see NONCES), so no view of the record is made for it. Tags are not
+ * secret (they travel in the clear).
+ */
+const TAGS: Buffer[] = [];
 
 /**
  * Records whose content is at most this long are sealed from one joined
@@ -69,6 +89,12 @@ export class RecordProtection {
   private seq = 0;
   /** The cipher options, one object per key rather than per record (the cipher only reads it). */
   private readonly options: { authTagLength: number };
+  /**
+   * Inner content type of the record last opened (see
+   * {@link RecordProtection.openRecord}).
+   * @internal
+   */
+  openedType = 0;
 
   constructor(suite: CipherSuiteParams, keys: TrafficKeys) {
     if (keys.iv.length < 8) throw new RangeError(`IV of ${keys.iv.length} bytes`);
@@ -126,7 +152,13 @@ export class RecordProtection {
     out[3] = length >> 8;
     out[4] = length & 0xff;
     const c = createCipheriv(this.suite.aead, this.key, this.nonce(), this.options as never);
-    (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(out.subarray(0, RECORD_HEADER_LENGTH));
+    // The header again, in the shared AAD buffer: no view of `out` for it.
+    AAD[0] = ContentType.application_data;
+    AAD[1] = 0x03;
+    AAD[2] = 0x03;
+    AAD[3] = length >> 8;
+    AAD[4] = length & 0xff;
+    (c as unknown as { setAAD(b: Uint8Array): void }).setAAD(AAD);
     let part: Buffer;
     let o = RECORD_HEADER_LENGTH;
     if (content.length <= JOIN_LIMIT) {
@@ -169,24 +201,46 @@ export class RecordProtection {
    * padding.
    */
   open(header: Uint8Array, fragment: Uint8Array): { type: number; content: Uint8Array } {
+    const content = this.deprotect(header, fragment, 0, fragment.length);
+    return { type: this.openedType, content };
+  }
+
+  /**
+   * {@link RecordProtection.open} of the record whose header starts at
+   * `buf[at]` and whose fragment is the `length` bytes after it, read in
+   * place: returns the content and leaves the inner content type in
+   * {@link RecordProtection.openedType}. One view of the record (the
+   * ciphertext given to the cipher) instead of four, and no result object.
+   * @internal
+   */
+  openRecord(buf: Uint8Array, at: number, length: number): Uint8Array {
+    for (let k = 0; k < RECORD_HEADER_LENGTH; k++) AAD[k] = buf[at + k]!;
+    return this.deprotect(AAD, buf, at + RECORD_HEADER_LENGTH, length);
+  }
+
+  /** Deprotect the fragment `buf[start, start + length)` with additional data `aad` (see open). */
+  private deprotect(aad: Uint8Array, buf: Uint8Array, start: number, length: number): Uint8Array {
     const tagLen = this.suite.tagLength;
     // RFC 9846 §5.2: "The length MUST NOT exceed 2^14 + 256 bytes. An
     // endpoint that receives a record that exceeds this length MUST terminate
     // the connection with a "record_overflow" alert."
-    if (fragment.length > MAX_CIPHERTEXT) {
-      throw new EchError('ERR_PROTOCOL', 'record_overflow', `protected record of ${fragment.length} bytes`);
+    if (length > MAX_CIPHERTEXT) {
+      throw new EchError('ERR_PROTOCOL', 'record_overflow', `protected record of ${length} bytes`);
     }
-    if (fragment.length < tagLen + 1) {
+    if (length < tagLen + 1) {
       // Too short to hold a tag and the content type: cannot authenticate.
       throw new EchError('ERR_DECRYPT', 'bad_record_mac', 'protected record shorter than its tag');
     }
     const nonce = this.nonce();
+    const split = start + length - tagLen;
+    const tag = (TAGS[tagLen] ??= Buffer.alloc(tagLen));
+    for (let k = 0; k < tagLen; k++) tag[k] = buf[split + k]!;
     let inner: Buffer;
     try {
       const d = createDecipheriv(this.suite.aead, this.key, nonce, this.options as never);
-      (d as unknown as { setAAD(b: Uint8Array): void }).setAAD(header);
-      (d as unknown as { setAuthTag(b: Uint8Array): void }).setAuthTag(fragment.subarray(fragment.length - tagLen));
-      const a = d.update(fragment.subarray(0, fragment.length - tagLen));
+      (d as unknown as { setAAD(b: Uint8Array): void }).setAAD(aad);
+      (d as unknown as { setAuthTag(b: Uint8Array): void }).setAuthTag(tag);
+      const a = d.update(buf.subarray(start, split));
       const b = d.final();
       inner = b.length ? Buffer.concat([a, b]) : a;
     } catch (cause) {
@@ -209,7 +263,8 @@ export class RecordProtection {
       // "unexpected_message" alert."
       throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'protected record is all padding');
     }
-    return { type: inner[i]!, content: new Uint8Array(inner.buffer, inner.byteOffset, i) };
+    this.openedType = inner[i]!;
+    return new Uint8Array(inner.buffer, inner.byteOffset, i);
   }
 }
 
@@ -397,16 +452,17 @@ export class RecordLayer {
         throw new EchError('ERR_PROTOCOL', 'record_overflow', `record of ${length} bytes exceeds ${limit}`);
       }
       if (buf.length - off - RECORD_HEADER_LENGTH < length) return undefined;
-      const header = buf.subarray(off, off + RECORD_HEADER_LENGTH);
-      const fragment = buf.subarray(off + RECORD_HEADER_LENGTH, off + RECORD_HEADER_LENGTH + length);
-      this.inputStart = off + RECORD_HEADER_LENGTH + length;
+      // The fragment is read in place (no views of the record): protected
+      // ones by openRecord, unprotected ones copied out.
+      const start = off + RECORD_HEADER_LENGTH;
+      this.inputStart = start + length;
 
       if (type === ContentType.change_cipher_spec) {
         // RFC 9846 §5: an unprotected change_cipher_spec consisting of the
         // single byte 0x01 between the first ClientHello and the peer's
         // Finished "MUST simply [be dropped]"; any other value → abort with
         // "unexpected_message".
-        if (!this.ccsAllowed || length !== 1 || fragment[0] !== 0x01) {
+        if (!this.ccsAllowed || length !== 1 || buf[start] !== 0x01) {
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'unexpected change_cipher_spec record');
         }
         this.ccsAllowed = false;
@@ -423,7 +479,7 @@ export class RecordLayer {
           }
           throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', 'application data before keys were established');
         }
-        return this.plain(type, fragment, false);
+        return this.plain(type, copyBytes(buf, start, start + length), false);
       }
       // RFC 9846 §5.2: protected records always travel as opaque_type
       // application_data. NOTE: during the handshake an alert may still
@@ -431,15 +487,15 @@ export class RecordLayer {
       // handshake keys (OpenSSL clients send certificate alerts that way);
       // after the peer's Finished it cannot, see peerFinished().
       if (type !== ContentType.application_data) {
-        if (type === ContentType.alert && this.plainAlertsAllowed) return this.plain(type, fragment, false);
+        if (type === ContentType.alert && this.plainAlertsAllowed) return this.plain(type, copyBytes(buf, start, start + length), false);
         throw new EchError('ERR_UNEXPECTED_MESSAGE', 'unexpected_message', `unprotected record of type ${type} after keys were established`);
       }
       if (this.skipBudget > 0) {
         // RFC 9846 §4.2.10: skip records that fail to deprotect (rejected
         // early data), up to max_early_data_size.
-        let r: { type: number; content: Uint8Array };
+        let content: Uint8Array;
         try {
-          r = this.reader.open(header, fragment);
+          content = this.reader.openRecord(buf, off, length);
         } catch (e) {
           if (e instanceof EchError && e.alert === 'bad_record_mac' && this.skipBudget >= length) {
             this.skipBudget -= length;
@@ -449,14 +505,14 @@ export class RecordLayer {
           throw e;
         }
         this.skipBudget = 0;
-        return this.plain(r.type, r.content, true);
+        return this.plain(this.reader.openedType, content, true);
       }
-      const r = this.reader.open(header, fragment);
-      return this.plain(r.type, r.content, true);
+      const content = this.reader.openRecord(buf, off, length);
+      return this.plain(this.reader.openedType, content, true);
     }
   }
 
-  /** Checks shared by every record handed up (protected or not). */
+  /** Checks shared by every record handed up (protected or not); `content` is the caller's to keep (a copy when unprotected). */
   private plain(type: number, content: Uint8Array, isProtected: boolean): PlainRecord {
     if (isProtected && type !== ContentType.handshake && type !== ContentType.alert && type !== ContentType.application_data) {
       // RFC 9846 §5: "An implementation which ... receives a protected
@@ -484,7 +540,7 @@ export class RecordLayer {
     } else {
       this.emptyRun = 0;
     }
-    return { type, content: isProtected ? content : content.slice(), protected: isProtected };
+    return { type, content, protected: isProtected };
   }
 
   /**
@@ -531,7 +587,9 @@ export class RecordLayer {
   encodeAlert(alert: AlertDescription): Uint8Array {
     const code = AlertDescription[alert];
     const level = alert === 'close_notify' || alert === 'user_canceled' ? 1 : 2;
-    return this.encode(ContentType.alert, Uint8Array.of(level, code));
+    // The alert body, shared and never written to: the record copies it.
+    const body = (ALERT_BODIES[code] ??= Uint8Array.of(level, code));
+    return this.encode(ContentType.alert, body);
   }
 
   /** The unprotected middlebox-compatibility change_cipher_spec record. */

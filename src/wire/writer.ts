@@ -7,6 +7,9 @@
  */
 import { InvalidArgumentError } from './alert.js';
 
+/** Parts longer than this are copied by {@link Writer.bytesFrom} through a view, shorter ones byte by byte. */
+const COPY_BY_VIEW = 256;
+
 /**
  * Appends TLS-encoded values to a growing buffer.
  * @group Wire
@@ -92,6 +95,23 @@ export class Writer {
     this.ensure(b.length);
     this.buf.set(b, this.len);
     this.len += b.length;
+    return this;
+  }
+
+  /**
+   * Write `src[start, end)`: {@link Writer.bytes} of a part of an array
+   * without a view of it (a view is a ~100-byte heap object); short parts
+   * are copied byte by byte, long ones through one view.
+   */
+  bytesFrom(src: Uint8Array, start: number, end: number): this {
+    if (start < 0 || end > src.length || start > end) throw new RangeError('bytesFrom range outside the source');
+    const n = end - start;
+    this.ensure(n);
+    const buf = this.buf;
+    let o = this.len;
+    if (n > COPY_BY_VIEW) buf.set(src.subarray(start, end), o);
+    else for (let i = start; i < end; i++) buf[o++] = src[i]!;
+    this.len += n;
     return this;
   }
 
