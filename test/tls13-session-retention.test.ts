@@ -135,4 +135,23 @@ describe('a closed connection keeps no engine objects alive through its socket',
     expect(tlsSockets.filter((r) => r.deref() !== undefined).length).toBe(0);
     expect(rawSockets.length).toBe(before + 2);
   });
+
+  it('every listener left on a closed raw socket is one function shared by all connections: none keeps anything of its connection', async () => {
+    const before = rawSockets.length;
+    await Promise.all([
+      get('GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n', false),
+      get('GET / HTTP/1.1\r\nHost: alpha.example\r\nConnection: close\r\n\r\n', true),
+    ]);
+    await Promise.all(closed);
+    const [a, b] = rawSockets.slice(before);
+    expect(a!.destroyed && b!.destroyed).toBe(true);
+    const events = new Set([...a!.eventNames(), ...b!.eventNames()]);
+    expect(events.has('close')).toBe(true);
+    for (const e of events) {
+      const la = a!.rawListeners(e);
+      const lb = b!.rawListeners(e);
+      expect({ event: e, count: la.length }).toEqual({ event: e, count: lb.length });
+      la.forEach((f, i) => expect({ event: e, i, shared: f === lb[i] }).toEqual({ event: e, i, shared: true }));
+    }
+  });
 });
