@@ -62,6 +62,7 @@ export function echStatusReport(socket: Reported): EchStatusReport {
   }
   const a = socket.attributes;
   const h = socket.handshake;
+  const str = (v: unknown) => (typeof v === 'string' ? v : null);
   return {
     echStatus: str(a['echStatus']) ?? 'not-offered',
     protocol: socket.getProtocol(),
@@ -75,11 +76,6 @@ export function echStatusReport(socket: Reported): EchStatusReport {
     resumed: h?.resumed ?? false,
     configId: typeof a['echConfigId'] === 'number' ? a['echConfigId'] : null,
   };
-}
-
-/** A string attribute, or null. */
-function str(v: unknown): string | null {
-  return typeof v === 'string' ? v : null;
 }
 
 const ESCAPED = /[&<>"']/g;
@@ -128,19 +124,10 @@ ${rows}
 `;
 }
 
-/** The `Accept` values ask for JSON. */
-function wantsJson(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/json');
-}
-
 /** The page for one request: JSON when `accept` asks for it, else HTML. */
 function page(socket: Reported, site: string, accept: string | undefined): { json: boolean; body: string } {
-  return render(echStatusReport(socket), site, accept);
-}
-
-/** {@link page} for a report already made. */
-function render(report: EchStatusReport, site: string, accept: string | undefined): { json: boolean; body: string } {
-  const json = wantsJson(accept);
+  const report = echStatusReport(socket);
+  const json = accept !== undefined && accept.includes('application/json');
   return { json, body: json ? `${JSON.stringify({ site, ...report })}\n` : html(report, site) };
 }
 
@@ -197,29 +184,7 @@ const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e](?:[\t
 function simpleRequest(chunk: Buffer): SimpleRequest | undefined {
   const n = chunk.length;
   if (n > SIMPLE_MAX || n < 4 || chunk[n - 4] !== 13 || chunk[n - 3] !== 10 || chunk[n - 2] !== 13 || chunk[n - 1] !== 10) return undefined;
-  // Clients send the same few requests over and over: the verdict on each
-  // (a pure function of its bytes) is kept, and a repeated request costs
-  // its text and a lookup, not a split, a regular expression per line and
-  // the strings they make.
-  const text = chunk.toString('latin1');
-  const known = requests.get(text);
-  if (known !== undefined) return known === NOT_SIMPLE ? undefined : known;
-  const r = parseSimpleRequest(text.slice(0, n - 4));
-  if (requests.size >= REQUESTS_MAX) requests.clear();
-  requests.set(text, r ?? NOT_SIMPLE);
-  return r;
-}
-
-/** {@link simpleRequest}'s verdicts on the requests seen last, by their text (latin1); at most {@link REQUESTS_MAX}. */
-const requests = new Map<string, SimpleRequest | typeof NOT_SIMPLE>();
-/** A request {@link simpleRequest} does not take. */
-const NOT_SIMPLE = Symbol('not simple');
-/** Requests whose verdict is kept (then the memory starts over): clients send a handful. */
-const REQUESTS_MAX = 64;
-
-/** {@link simpleRequest} on a request's text, its final empty line cut off. */
-function parseSimpleRequest(head: string): SimpleRequest | undefined {
-  const lines = head.split('\r\n');
+  const lines = chunk.toString('latin1', 0, n - 4).split('\r\n');
   const rl = REQUEST_LINE.exec(lines[0]!);
   if (!rl) return undefined;
   const http11 = rl[2] === '1';
@@ -257,7 +222,7 @@ function parseSimpleRequest(head: string): SimpleRequest | undefined {
   if (hosts > 1 || (http11 && hosts !== 1)) return undefined;
   // HTTP/1.1 keeps the connection alive unless told to close.
   if (http11 && !close) return undefined;
-  return Object.freeze({ head: rl[1] === 'HEAD', accept });
+  return { head: rl[1] === 'HEAD', accept };
 }
 
 let dateSecond = -1;
@@ -329,58 +294,16 @@ export function serveEchStatus(socket: Reported, site: string, app: (site: strin
  * flattened once, not once for `Buffer.byteLength` and again for the write).
  */
 function answer(socket: Reported, site: string, req: SimpleRequest): Buffer {
-  const report = echStatusReport(socket);
-  const date = httpDate();
-  // The answers made in this second of the Date header, by everything they
-  // are made of: connections that saw the same thing get the same bytes
-  // (never written to after they are made), without a page, its encoding
-  // and a header built again for each.
-  if (answersSecond !== dateSecond) {
-    answers.clear();
-    answersSecond = dateSecond;
-  }
-  const json = wantsJson(req.accept);
-  // One flat string (JSON: two different answers never share a key), made in one go.
-  const r = report;
-  const key = JSON.stringify([
-    json,
-    req.head,
-    site,
-    r.echStatus,
-    r.protocol,
-    r.outerServerName,
-    r.innerServerName,
-    r.servername,
-    r.cipher,
-    r.group,
-    r.alpn,
-    r.helloRetryRequest,
-    r.resumed,
-    r.configId,
-  ]);
-  const known = answers.get(key);
-  if (known) return known;
-  const { body } = render(report, site, req.accept);
+  const { json, body } = page(socket, site, req.accept);
   const bytes = Buffer.from(body);
   // ASCII only: latin1 is its UTF-8.
-  const head = `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${bytes.length}\r\ncache-control: no-store\r\nDate: ${date}\r\nConnection: close\r\n\r\n`;
-  let out: Buffer;
-  if (req.head) out = Buffer.from(head, 'latin1');
-  else {
-    out = Buffer.allocUnsafe(head.length + bytes.length);
-    out.write(head, 0, 'latin1');
-    out.set(bytes, head.length);
-  }
-  if (answers.size < ANSWERS_MAX) answers.set(key, out);
+  const head = `HTTP/1.1 200 OK\r\ncontent-type: ${json ? 'application/json' : 'text/html; charset=utf-8'}\r\ncontent-length: ${bytes.length}\r\ncache-control: no-store\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n`;
+  if (req.head) return Buffer.from(head, 'latin1');
+  const out = Buffer.allocUnsafe(head.length + bytes.length);
+  out.write(head, 0, 'latin1');
+  out.set(bytes, head.length);
   return out;
 }
-
-/** The second of the Date header {@link answers} were made in. */
-let answersSecond = -1;
-/** Whole one-shot answers made in this second (see {@link answer}); at most {@link ANSWERS_MAX}. */
-const answers = new Map<string, Buffer>();
-/** Answers kept per second. */
-const ANSWERS_MAX = 64;
 
 /**
  * {@link serveEchStatus} on a stream-less {@link ServerSession}: the same
