@@ -3,7 +3,7 @@
 // one Node timer per duration.
 import { createHook } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
-import { deadline } from '../src/tls13/deadlines.js';
+import { type Deadline, deadline } from '../src/tls13/deadlines.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,5 +76,53 @@ describe('deadline', () => {
     expect(timeouts).toBe(1);
     await sleep(80);
     expect(fired).toBe(1);
+  });
+});
+
+describe('deadline: what a cancelled one keeps', () => {
+  it('a cancelled deadline leaves its queue at once: it is collectable long before it would have fallen due', async () => {
+    const { setFlagsFromString } = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let fired = 0;
+    // A live one first and one last: the shared timer stays armed, the queue non-empty.
+    const first = deadline(60_000, () => fired++);
+    // In a function of its own: no register of this async function keeps the last one.
+    const cancelled = (): Array<WeakRef<Deadline>> => {
+      const refs: Array<WeakRef<Deadline>> = [];
+      for (let i = 0; i < 2000; i++) {
+        const d = deadline(60_000, () => fired++);
+        d.cancel();
+        refs.push(new WeakRef(d));
+      }
+      return refs;
+    };
+    const refs = cancelled();
+    const last = deadline(60_000, () => fired++);
+    // WeakRef targets are kept until the end of the job that made them.
+    await sleep(10);
+    gc();
+    await sleep(10);
+    expect(refs.filter((r) => r.deref() !== undefined).length).toBe(0);
+    // The live ones still run (here: cancelled before their time, after the others were dropped).
+    first.cancel();
+    last.cancel();
+    expect(fired).toBe(0);
+  });
+
+  it('cancelling the first, a middle and the last deadline of a queue keeps the others due in order', async () => {
+    const fired: number[] = [];
+    const ds = Array.from({ length: 6 }, (_, i) => deadline(25, () => fired.push(i)));
+    ds[0]!.cancel();
+    ds[3]!.cancel();
+    ds[5]!.cancel();
+    ds[3]!.cancel(); // twice: nothing more happens
+    await sleep(80);
+    expect(fired).toEqual([1, 2, 4]);
+    // After the queue emptied, a new deadline of the same duration still runs.
+    deadline(25, () => fired.push(6));
+    await sleep(80);
+    expect(fired).toEqual([1, 2, 4, 6]);
   });
 });

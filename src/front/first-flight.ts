@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { EchError } from '../wire/alert.js';
 import { readFirstHandshakeMessage } from '../tls/record.js';
-import { deadline } from '../tls13/deadlines.js';
+import { type Deadline, deadline } from '../tls13/deadlines.js';
 
 /**
  * A connection's first ClientHello.
@@ -69,24 +69,73 @@ export function readFirstFlight(socket: Socket, opts: FirstFlightOptions = {}): 
  */
 export function readFirstFlightThen(socket: Socket, opts: FirstFlightOptions, done: (err: Error | undefined, first?: FirstFlight) => void): void {
   const maxMessage = opts.maxClientHelloBytes ?? opts.maxBytes ?? 65536;
-  const maxBytes = opts.maxBytes ?? maxMessage + 1024;
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  let buf = new Uint8Array(0);
-  const cleanup = () => {
-    timer.cancel();
-    socket.off('data', onData);
-    socket.off('end', onEnd);
-    socket.off('error', onError);
-    socket.off('close', onEnd);
+  new FirstFlightReader(socket, maxMessage, opts.maxBytes ?? maxMessage + 1024, opts.timeoutMs ?? 10_000, done);
+}
+
+/** Where the shared listeners find the {@link FirstFlightReader} of a socket. */
+const kReader = Symbol('FirstFlightReader');
+/** A socket whose first flight is being read. */
+type Reading = Socket & { [kReader]?: FirstFlightReader | undefined };
+/** No bytes yet (never written: it has none). */
+const EMPTY = new Uint8Array(0);
+
+/**
+ * One socket's first-flight read: its state in one object, the socket's
+ * listeners shared by every connection (they find the reader through the
+ * socket), instead of a closure per listener and per step.
+ */
+class FirstFlightReader {
+  private buf: Uint8Array = EMPTY;
+  private readonly timer: Deadline;
+
+  constructor(
+    private readonly socket: Reading,
+    private readonly maxMessage: number,
+    private readonly maxBytes: number,
+    timeoutMs: number,
+    private readonly done: (err: Error | undefined, first?: FirstFlight) => void,
+  ) {
+    // One shared timer per duration, not a setTimeout per connection (src/tls13/deadlines.ts).
+    this.timer = deadline(timeoutMs, () => this.fail(new EchError('ERR_TIMEOUT', 'handshake_failure', `no complete ClientHello within ${timeoutMs} ms`)));
+    socket[kReader] = this;
+    // `on`, not `once`: `cleanup` removes them all after the first that runs.
+    socket.on('data', FirstFlightReader.onData);
+    socket.on('end', FirstFlightReader.onEnd);
+    socket.on('close', FirstFlightReader.onEnd);
+    socket.on('error', FirstFlightReader.onError);
+    socket.resume();
+  }
+
+  private static onData(this: Reading, d: Buffer): void {
+    this[kReader]?.data(d);
+  }
+
+  private static onEnd(this: Reading): void {
+    this[kReader]?.fail(new EchError('ERR_PROTOCOL', 'handshake_failure', 'client closed before sending a complete ClientHello'));
+  }
+
+  private static onError(this: Reading, e: Error): void {
+    this[kReader]?.fail(e);
+  }
+
+  private cleanup(): void {
+    this.timer.cancel();
+    const socket = this.socket;
+    socket[kReader] = undefined;
+    socket.off('data', FirstFlightReader.onData);
+    socket.off('end', FirstFlightReader.onEnd);
+    socket.off('error', FirstFlightReader.onError);
+    socket.off('close', FirstFlightReader.onEnd);
     socket.pause();
-  };
-  const fail = (e: Error) => {
-    cleanup();
-    done(e);
-  };
-  // One shared timer per duration, not a setTimeout per connection (src/tls13/deadlines.ts).
-  const timer = deadline(timeoutMs, () => fail(new EchError('ERR_TIMEOUT', 'handshake_failure', `no complete ClientHello within ${timeoutMs} ms`)));
-  const onData = (d: Buffer) => {
+  }
+
+  private fail(e: Error): void {
+    this.cleanup();
+    this.done(e);
+  }
+
+  private data(d: Buffer): void {
+    let buf = this.buf;
     // The first read is the usual case: one copy of it, into our own bytes.
     if (buf.length === 0) buf = new Uint8Array(d);
     else {
@@ -95,31 +144,25 @@ export function readFirstFlightThen(socket: Socket, opts: FirstFlightOptions, do
       n.set(d, buf.length);
       buf = n;
     }
+    this.buf = buf;
     let got;
     try {
-      got = readFirstHandshakeMessage(buf, maxMessage);
+      got = readFirstHandshakeMessage(buf, this.maxMessage);
     } catch (e) {
-      fail(e as Error);
+      this.fail(e as Error);
       return;
     }
     if (got) {
-      cleanup();
-      done(undefined, {
+      this.cleanup();
+      this.done(undefined, {
         message: got.message.raw,
         raw: buf,
-        rest: buf.slice(got.consumed),
+        // Nothing after the ClientHello (the usual case): no bytes to copy.
+        rest: got.consumed === buf.length ? EMPTY : buf.slice(got.consumed),
         recordVersion: (buf[1]! << 8) | buf[2]!,
       });
       return;
     }
-    if (buf.length > maxBytes) fail(new EchError('ERR_DECODE', 'decode_error', `first flight exceeds ${maxBytes} bytes without a complete ClientHello`));
-  };
-  const onEnd = () => fail(new EchError('ERR_PROTOCOL', 'handshake_failure', 'client closed before sending a complete ClientHello'));
-  const onError = (e: Error) => fail(e);
-  // `on`, not `once`: `cleanup` removes them all after the first that runs.
-  socket.on('data', onData);
-  socket.on('end', onEnd);
-  socket.on('close', onEnd);
-  socket.on('error', onError);
-  socket.resume();
+    if (buf.length > this.maxBytes) this.fail(new EchError('ERR_DECODE', 'decode_error', `first flight exceeds ${this.maxBytes} bytes without a complete ClientHello`));
+  }
 }

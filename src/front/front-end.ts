@@ -396,6 +396,23 @@ export class EchFrontEnd {
     return this.#c.options.logClientAddress === false ? {} : { remote: socket.remoteAddress, remotePort: socket.remotePort };
   }
 
+  /** The connection's handshake is over (done, failed or closed): it no longer counts against `maxConcurrentHandshakes`. */
+  #handshakeDone(socket: Socket): void {
+    const t = socket as Tracked;
+    if (t[kHandshaking]) {
+      t[kHandshaking] = false;
+      this.#handshaking--;
+    }
+  }
+
+  /** Every connection's `close` listener (see {@link EchFrontEnd.#connection}). */
+  readonly #socketClosed = ((fe: EchFrontEnd) =>
+    function (this: Socket): void {
+      fe.#live.delete(this);
+      fe.metrics.active(-1);
+      fe.#handshakeDone(this);
+    })(this);
+
   /** A new connection: limits, then the first flight, then the ClientHello decrypted, then {@link EchFrontEnd.#route} (callbacks, not awaits: no promise per step). */
   #connection(socket: Socket): void {
     const started = process.hrtime.bigint();
@@ -403,20 +420,13 @@ export class EchFrontEnd {
     const limits = c.options.limits ?? {};
     this.#live.add(socket);
     this.metrics.active(1);
-    let handshakeOpen = false;
-    const handshakeDone = () => {
-      if (handshakeOpen) {
-        handshakeOpen = false;
-        this.#handshaking--;
-      }
-    };
+    const handshakeDone = () => this.#handshakeDone(socket);
     // One listener for the connection's whole life (the gauge, the live set
-    // and the handshake count); `close` comes once.
-    socket.on('close', () => {
-      this.#live.delete(socket);
-      this.metrics.active(-1);
-      handshakeDone();
-    });
+    // and the handshake count); `close` comes once. One function for every
+    // connection, which keeps nothing of this one: Node keeps a closed
+    // socket (through its handle) until the next mark-compact, and what its
+    // listeners referred to would be kept, through every scavenge, with it.
+    socket.on('close', this.#socketClosed);
     socket.on('error', ignore);
     if (this.#draining || this.#handshaking >= (limits.maxConcurrentHandshakes ?? 10_000)) {
       this.metrics.handshakeError(this.#draining ? 'DRAINING' : 'TOO_MANY_HANDSHAKES');
@@ -424,7 +434,7 @@ export class EchFrontEnd {
       return;
     }
     this.#handshaking++;
-    handshakeOpen = true;
+    (socket as Tracked)[kHandshaking] = true;
 
     const failHello = (e: unknown) => {
       handshakeDone();
@@ -470,13 +480,17 @@ export class EchFrontEnd {
       result.status === 'accepted' ? c.table.lookup(result.innerServerName, result.alpn) : c.table.lookup(result.outerServerName, alpnOffered(result));
     const chosen = route && passthroughOk(route, status) ? route : c.publicRoute;
     const label = routeLabel(c, chosen);
-    const logInfo = {
+    const logInfo: Record<string, unknown> = {
       status,
       outer: result.outerServerName,
       route: label,
       inner: c.options.logInnerNames && result.status === 'accepted' ? result.innerServerName : undefined,
-      ...this.#client(socket),
     };
+    // As `...this.#client(socket)`, without the intermediate object.
+    if (c.options.logClientAddress !== false) {
+      logInfo['remote'] = socket.remoteAddress;
+      logInfo['remotePort'] = socket.remotePort;
+    }
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
@@ -668,6 +682,11 @@ function routeLabel(c: Compiled, route: FrontEndRoute): string {
 
 /** The socket `error` listener: errors end the connection through `close`. */
 function ignore(): void {}
+
+/** Set on a connection's socket while its handshake counts against `maxConcurrentHandshakes`. */
+const kHandshaking = Symbol('handshaking');
+/** A connection's socket, with its handshake flag. */
+type Tracked = Socket & { [kHandshaking]?: boolean };
 
 /**
  * A split-mode route takes this connection: always without ECH, with ECH

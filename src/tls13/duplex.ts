@@ -154,6 +154,11 @@ export class TransportWriter {
   };
 }
 
+/** Where a transport's `data` listener finds the {@link TlsDuplex} on it (see `readTransport`). */
+const kDuplex = Symbol('TlsDuplex');
+/** A transport carrying a {@link TlsDuplex}. */
+type Carrier = Duplex & { [kDuplex]?: TlsDuplex | undefined };
+
 /**
  * A TLS engine's plaintext as a `Duplex` over a raw transport; subclassed by
  * `TlsSocket` and `TlsClientSocket`, which add their handshake
@@ -202,11 +207,31 @@ export abstract class TlsDuplex extends Duplex {
     if (!this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) this.socket.pause();
   }
 
-  /** Feed the transport's bytes to the engine (ignored while lingering). @internal */
+  /**
+   * Feed the transport's bytes to the engine (ignored while lingering),
+   * through a listener shared by every transport that reaches this socket
+   * through the transport itself, until {@link TlsDuplex.releaseTransport}. @internal
+   */
   protected readTransport(): void {
-    this.socket.on('data', (chunk: Buffer) => {
-      if (!this.lingering) this.feed(this.connection.receive(chunk));
-    });
+    (this.socket as Carrier)[kDuplex] = this;
+    this.socket.on('data', TlsDuplex.onTransportData);
+  }
+
+  /**
+   * The transport closed: its listeners no longer reach this socket. Node
+   * keeps a closed net.Socket (through its handle) until the next
+   * mark-compact; what its listeners referred to (this socket, the engine,
+   * its record layer and key schedule) would survive every scavenge until
+   * then and be promoted with it. @internal
+   */
+  protected releaseTransport(): void {
+    (this.socket as Carrier)[kDuplex] = undefined;
+  }
+
+  /** The transport's `data` listener, one function for every transport. */
+  private static onTransportData(this: Carrier, chunk: Buffer): void {
+    const d = this[kDuplex];
+    if (d && !d.lingering) d.feed(d.connection.receive(chunk));
   }
 
   /** Track `p` (see `received`) and hand its failure to `receiveFailed`. @internal */

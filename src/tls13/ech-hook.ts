@@ -113,54 +113,79 @@ const innerRandom = (message: Uint8Array): Uint8Array => message.subarray(6, 38)
  * writes it), framed, and decoded lazily in place (no copy) — the handshake
  * takes it as is instead of re-framing and decoding it again.
  */
+/**
+ * ClientHelloInner as the hook hands it over: its message, and its decoded
+ * form read from the decryption result when the engine asks (a getter on
+ * the class, not one made per connection).
+ */
+class DecodedInner {
+  readonly message: Uint8Array;
+  readonly #r: { readonly inner: ParsedClientHello };
+  constructor(r: { innerMessage: Uint8Array; readonly inner: ParsedClientHello }) {
+    this.message = r.innerMessage;
+    this.#r = r;
+  }
+  get hello(): ParsedClientHello {
+    return this.#r.inner;
+  }
+}
+
 function decodedInner(r: { innerMessage: Uint8Array; readonly inner: ParsedClientHello }): NonNullable<ClientHelloHookResult['decodedClientHello']> {
-  return {
-    message: r.innerMessage,
-    get hello() {
-      return r.inner;
-    },
-  };
+  return new DecodedInner(r);
+}
+
+/** {@link clientFacingHook}'s answer to the first ClientHello, decrypted (or not) into `r`. */
+function onFirst(r: DecryptResult, s: HookState, keys: EchServerKeys): ClientHelloHookResult {
+  if (r.status === 'accepted') {
+    s.ech = r;
+    s.status = 'accepted';
+    const random = innerRandom(r.innerMessage);
+    return {
+      clientHello: r.innerMessage.subarray(4),
+      decodedClientHello: decodedInner(r),
+      // RFC 9849 §7.2: the last 8 bytes of ServerHello.random.
+      serverHelloConfirmation: (transcript, hash) => acceptConfirmation(hash, random, transcript),
+      // RFC 9849 §7.2.1: a HelloRetryRequest carries the signal in an ECH
+      // extension of 8 bytes.
+      helloRetryRequestExtension: {
+        type: ExtensionType.encrypted_client_hello,
+        length: ECH_CONFIRMATION_LENGTH,
+        compute: (transcript, hash) => hrrAcceptConfirmation(hash, random, transcript),
+      },
+      attributes: {
+        echStatus: 'accepted',
+        echConfigId: r.configId,
+        outerServerName: r.outerServerName,
+        innerServerName: r.innerServerName,
+      },
+    };
+  }
+  if (r.status === 'rejected') {
+    s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
+    return {
+      encryptedExtensions: retryExtension(keys),
+      attributes: { echStatus: s.status, echConfigId: r.configId, outerServerName: r.outerServerName },
+    };
+  }
+  s.status = 'not-offered';
+  return { attributes: { echStatus: 'not-offered', outerServerName: r.outerServerName } };
 }
 
 function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
   const keysOption = opts.keys;
   if (!keysOption) throw new TypeError('createEchHook: `keys` is required for the client-facing role');
-  const currentKeys = typeof keysOption === 'function' ? keysOption : () => keysOption;
-  const decryptOptions = { trialDecryption: opts.trialDecryption ?? false };
-  const onFirst = (r: DecryptResult, s: HookState, keys: EchServerKeys): ClientHelloHookResult => {
-    if (r.status === 'accepted') {
-      s.ech = r;
-      s.status = 'accepted';
-      return {
-        clientHello: r.innerMessage.subarray(4),
-        decodedClientHello: decodedInner(r),
-        ...confirmations(innerRandom(r.innerMessage)),
-        attributes: {
-          echStatus: 'accepted',
-          echConfigId: r.configId,
-          outerServerName: r.outerServerName,
-          innerServerName: r.innerServerName,
-        },
-      };
-    }
-    if (r.status === 'rejected') {
-      s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
-      return {
-        encryptedExtensions: retryExtension(keys),
-        attributes: { echStatus: s.status, echConfigId: r.configId, outerServerName: r.outerServerName },
-      };
-    }
-    s.status = 'not-offered';
-    return { attributes: { echStatus: 'not-offered', outerServerName: r.outerServerName } };
-  };
+  const first = opts.first;
+  // A front end makes a hook per connection (`first`): nothing more is made
+  // for it than the hook itself.
+  const decryptOptions = first ? undefined : { trialDecryption: opts.trialDecryption ?? false };
   // Synchronous unless a remote key makes the decryption wait: the result
   // itself, not a promise, when the front end already decrypted the first
   // ClientHello (`first`) or the keys are local.
   return ({ message, retry, state }) => {
     const s = state as HookState;
-    const keys = currentKeys();
+    const keys = typeof keysOption === 'function' ? keysOption() : keysOption;
     if (!retry) {
-      const r = opts.first ?? decryptClientHelloNow(message, keys, decryptOptions);
+      const r = first ?? decryptClientHelloNow(message, keys, decryptOptions);
       return isPromiseLike(r) ? r.then((v) => onFirst(v, s, keys)) : onFirst(r, s, keys);
     }
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).

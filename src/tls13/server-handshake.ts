@@ -74,7 +74,7 @@ import type { AcceptConfirmation, ClientHelloHookResult, ServerConfig } from './
 import { groupName, isPostQuantumGroup, serverKeyShare } from './groups.js';
 import { KeySchedule, exportKeyingMaterial, finishedVerifyData, resumptionPsk, trafficKeys } from './key-schedule.js';
 import { RecordLayer } from './record-layer.js';
-import { ConnectionCore, RESOLVED } from './conn.js';
+import { ConnectionCore, RESOLVED, type ConnectionCoreOptions } from './conn.js';
 import { suiteById, type CipherSuiteParams } from './suites.js';
 import type { TicketState } from './tickets.js';
 
@@ -234,21 +234,45 @@ export class ServerConnection {
   constructor(config: ServerConfig, sink: ConnectionSink) {
     this.config = config;
     this.sink = sink;
-    this.core = new ConnectionCore({
-      send: (b) => sink.send(b),
-      handshake: (m) => this.handleHandshake(m),
-      connected: () => this.stateValue === 'connected',
-      data: (b) => sink.data?.(b),
-      peerClosed: () => sink.peerClosed?.(),
-      failed: () => {
-        this.stateValue = 'closed';
-      },
-      maxHandshakeSize: config.maxHandshakeSize,
-      keyUpdateAfterRecords: KEY_UPDATE_AFTER_RECORDS,
-    });
+    this.core = new ConnectionCore(new ServerConnection.CoreOptions(this, sink));
     this.records = this.core.records;
     this.keyUpdates = this.core.keyUpdates;
   }
+
+  /**
+   * What the connection core is given: one object whose methods reach this
+   * connection and its sink, instead of six closures and an options object
+   * per connection. The sink's `data` and `peerClosed` are read at each call
+   * (an adopting `TlsSocket` re-points them).
+   */
+  private static readonly CoreOptions = class implements ConnectionCoreOptions {
+    readonly maxHandshakeSize: number;
+    readonly keyUpdateAfterRecords = KEY_UPDATE_AFTER_RECORDS;
+    constructor(
+      private readonly c: ServerConnection,
+      private readonly sink: ConnectionSink,
+    ) {
+      this.maxHandshakeSize = c.config.maxHandshakeSize;
+    }
+    send(b: Uint8Array): void {
+      this.sink.send(b);
+    }
+    handshake(m: HandshakeMessage): void | Promise<void> {
+      return this.c.handleHandshake(m);
+    }
+    connected(): boolean {
+      return this.c.stateValue === 'connected';
+    }
+    data(b: Uint8Array): void {
+      this.sink.data?.(b);
+    }
+    peerClosed(): void {
+      this.sink.peerClosed?.();
+    }
+    failed(): void {
+      this.c.stateValue = 'closed';
+    }
+  };
 
   /** Current handshake state. */
   get state(): ServerState {

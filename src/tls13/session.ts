@@ -45,6 +45,11 @@ export interface ServerSessionEvents {
   error(err: Error): void;
 }
 
+/** Where a transport's listeners find the {@link ServerSession} on it (see `ServerSession.onRawData`). */
+const kSession = Symbol('ServerSession');
+/** A transport carrying a {@link ServerSession}. */
+type Owned = Socket & { [kSession]?: ServerSession | undefined };
+
 /** How a {@link ServerSession} starts: a ClientHello already read off the socket, and what followed it. */
 type SessionStart = { clientHello: Uint8Array; initialData?: Uint8Array | undefined };
 
@@ -113,10 +118,11 @@ export class ServerSession {
         this.handshakeFailed(new EchError('ERR_TIMEOUT', 'handshake_failure', `TLS handshake timed out after ${config.handshakeTimeout} ms`), true);
       });
     }
-    socket.on('data', this.rawData);
-    socket.on('end', this.rawEnd);
-    socket.on('error', this.rawError);
-    socket.on('close', this.rawClose);
+    (socket as Owned)[kSession] = this;
+    socket.on('data', ServerSession.onRawData);
+    socket.on('end', ServerSession.onRawEnd);
+    socket.on('error', ServerSession.onRawError);
+    socket.on('close', ServerSession.onRawClose);
     // The flight goes out when the ClientHello's task ends (in the reaction
     // that tracks it), not at the next setImmediate.
     this.writer.hold();
@@ -128,7 +134,35 @@ export class ServerSession {
     }
   }
 
-  private readonly rawData = (chunk: Buffer): void => {
+  /*
+   * The transport's listeners are these four shared functions, which reach
+   * the session through the transport (`kSession`), cleared once the
+   * transport closed or a TlsSocket adopted the connection: Node keeps a
+   * closed net.Socket (through its handle) until the next mark-compact, and
+   * what its listeners still referred to (the session, the engine, the
+   * record layer, the key schedule, the front end's closures) would survive
+   * every scavenge until then and be promoted with it.
+   */
+  private static onRawData(this: Owned, chunk: Buffer): void {
+    this[kSession]?.rawData(chunk);
+  }
+
+  private static onRawEnd(this: Owned): void {
+    this[kSession]?.rawEnd();
+  }
+
+  private static onRawError(this: Owned, err: Error): void {
+    this[kSession]?.rawError(err);
+  }
+
+  private static onRawClose(this: Owned): void {
+    const session = this[kSession];
+    if (!session) return;
+    this[kSession] = undefined;
+    session.rawClose();
+  }
+
+  private rawData(chunk: Buffer): void {
     if (this.lingering || this.closed) return;
     // Plaintext of this read is held until every record in it was
     // processed: a record that fails the connection after the request (an
@@ -138,10 +172,10 @@ export class ServerSession {
     this.reading = false;
     this.feed(p);
     this.drain();
-  };
+  }
 
   /** The FIN is acted on after the engine has processed every byte read before it. */
-  private readonly rawEnd = (): void => {
+  private rawEnd(): void {
     void this.received.then(() => {
       if (this.lingering || this.closed) return;
       if (!this.secured) this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'peer closed the transport during the TLS handshake'), false);
@@ -151,20 +185,20 @@ export class ServerSession {
         this.drain();
       }
     });
-  };
+  }
 
-  private readonly rawError = (err: Error): void => {
+  private rawError(err: Error): void {
     if (!this.secured) this.handshakeFailed(err, false);
     else this.failAfterHandshake(err);
-  };
+  }
 
-  private readonly rawClose = (): void => {
+  private rawClose(): void {
     this.clearTimer();
     this.lingerTimer?.cancel();
     if (this.closed) return;
     if (!this.secured) this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport closed during the TLS handshake'), false);
     else this.destroy();
-  };
+  }
 
   /** Track `p` (see `received`); its failure closes the session. */
   private feed(p: Promise<void>, release = false): void {
@@ -289,11 +323,12 @@ export class ServerSession {
     this.closed = true;
     this.adopterFailed = to.failed;
     this.clearTimer();
-    const s = this.socket;
-    s.off('data', this.rawData);
-    s.off('end', this.rawEnd);
-    s.off('error', this.rawError);
-    s.off('close', this.rawClose);
+    const s = this.socket as Owned;
+    s[kSession] = undefined;
+    s.off('data', ServerSession.onRawData);
+    s.off('end', ServerSession.onRawEnd);
+    s.off('error', ServerSession.onRawError);
+    s.off('close', ServerSession.onRawClose);
     this.sink.data = to.data;
     this.sink.peerClosed = to.peerClosed;
     const held = this.held;

@@ -66,6 +66,11 @@ export interface CipherInfo {
 
 type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily' | 'localAddress' | 'localPort'>>;
 
+/** Where a transport's listeners find the {@link TlsSocket} on it (see `TlsSocket.onTransportClose`). */
+const kSocket = Symbol('TlsSocket');
+/** A transport carrying a {@link TlsSocket}. */
+type Carrier = Duplex & { [kSocket]?: TlsSocket | undefined };
+
 /**
  * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
  * Emits `secure` when the handshake completes and `tlsClientError`
@@ -130,20 +135,11 @@ export class TlsSocket extends TlsDuplex {
     // The FIN is acted on after the engine has processed every byte read
     // before it: the last chunk may hold the client Finished, the request and
     // close_notify.
-    socket.on('end', () => void this.received.then(() => this.onTransportEnd()));
-    socket.on('error', (err) => {
-      if (!this.secured) this.handshakeFailed(err, false);
-      else this.failAfterHandshake(err);
-    });
-    socket.on('close', () => {
-      this.clearTimer();
-      if (!this.secured && !this.destroyed) {
-        this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport closed during the TLS handshake'), false);
-      } else if (!this.destroyed) {
-        this.destroy();
-      }
-    });
-    socket.on('timeout', () => this.emit('timeout'));
+    (socket as Carrier)[kSocket] = this;
+    socket.on('end', TlsSocket.onTransportEnd);
+    socket.on('error', TlsSocket.onTransportError);
+    socket.on('close', TlsSocket.onTransportClose);
+    socket.on('timeout', TlsSocket.onTransportTimeout);
     if (adopted) {
       this.markSecure();
       for (const b of adopted.held) this.deliver(b);
@@ -165,7 +161,44 @@ export class TlsSocket extends TlsDuplex {
     }
   }
 
-  private onTransportEnd(): void {
+  /*
+   * The transport's listeners: shared functions that reach this socket
+   * through the transport (`kSocket`), until the transport closed. Node
+   * keeps a closed net.Socket (through its handle) until the next
+   * mark-compact, and what its listeners still referred to (this socket,
+   * the engine, its record layer and key schedule) would survive every
+   * scavenge until then and be promoted with it.
+   */
+  private static onTransportEnd(this: Carrier): void {
+    const t = this[kSocket];
+    if (t) void t.received.then(() => t.transportEnded());
+  }
+
+  private static onTransportError(this: Carrier, err: Error): void {
+    const t = this[kSocket];
+    if (!t) return;
+    if (!t.secured) t.handshakeFailed(err, false);
+    else t.failAfterHandshake(err);
+  }
+
+  private static onTransportClose(this: Carrier): void {
+    const t = this[kSocket];
+    if (!t) return;
+    this[kSocket] = undefined;
+    t.releaseTransport();
+    t.clearTimer();
+    if (!t.secured && !t.destroyed) {
+      t.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'transport closed during the TLS handshake'), false);
+    } else if (!t.destroyed) {
+      t.destroy();
+    }
+  }
+
+  private static onTransportTimeout(this: Carrier): void {
+    this[kSocket]?.emit('timeout');
+  }
+
+  private transportEnded(): void {
     if (this.lingering) return;
     if (!this.secured) {
       this.handshakeFailed(new EchError('ERR_PROTOCOL', 'handshake_failure', 'peer closed the transport during the TLS handshake'), false);
