@@ -9,9 +9,9 @@
  * bounds sit between the counts before and after the session-6 cuts
  * (measured with this file on Node 20; before -> after per call).
  */
-import { Session } from 'node:inspector';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
+import { sampleHeap, totalBytes } from './helpers/heap-sampling.js';
 import { RecordLayer } from '../src/tls13/record-layer.js';
 import { suiteById } from '../src/tls13/suites.js';
 import { ContentType, ExtensionType } from '../src/tls/constants.js';
@@ -49,39 +49,13 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
-interface ProfileNode {
-  selfSize: number;
-  children: ProfileNode[];
-}
-
-function post<T>(s: Session, method: string, params?: object): Promise<T> {
-  return new Promise((resolve, reject) => s.post(method, params ?? {}, (e, r) => (e ? reject(e) : resolve(r as T))));
-}
-
 /** Mean JS-heap bytes allocated per call of `fn` over `n` calls (after as many to warm up). */
 async function bytesPerCall(fn: (i: number) => void, n = 4000): Promise<number> {
   for (let i = 0; i < n; i++) fn(i);
-  const s = new Session();
-  s.connect();
-  try {
-    await post(s, 'HeapProfiler.enable');
-    await post(s, 'HeapProfiler.startSampling', {
-      samplingInterval: 32,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
-    });
+  const profile = await sampleHeap(() => {
     for (let i = 0; i < n; i++) fn(i);
-    const { profile } = await post<{ profile: { head: ProfileNode } }>(s, 'HeapProfiler.stopSampling');
-    let total = 0;
-    const walk = (node: ProfileNode): void => {
-      total += node.selfSize;
-      node.children.forEach(walk);
-    };
-    walk(profile.head);
-    return total / n;
-  } finally {
-    s.disconnect();
-  }
+  }, 32);
+  return totalBytes(profile) / n;
 }
 
 describe('allocation per call', () => {

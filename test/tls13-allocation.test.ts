@@ -7,9 +7,9 @@
  * that must stay under a bound. Each young-generation GC (a scavenge, on the
  * main thread and the V8 helper threads) is paid for by these bytes.
  */
-import { Session } from 'node:inspector';
 import { describe, expect, test } from 'vitest';
 import { localhostPki, memoryPair } from './tls13-helpers.js';
+import { bytesUnder, sampleHeap, type ProfileNode } from './helpers/heap-sampling.js';
 import { resolveServerConfig } from '../src/tls13/config.js';
 import type { ClientOptions } from '../src/tls13/client.js';
 import type { ClientHelloHook } from '../src/tls13/config.js';
@@ -17,16 +17,6 @@ import { parseClientHelloOwned } from '../src/tls/client-hello.js';
 import { ServerConnection } from '../src/tls13/server-handshake.js';
 
 const local = localhostPki();
-
-interface ProfileNode {
-  callFrame: { functionName: string; url: string };
-  selfSize: number;
-  children: ProfileNode[];
-}
-
-function post<T>(s: Session, method: string, params?: object): Promise<T> {
-  return new Promise((resolve, reject) => s.post(method, params ?? {}, (e, r) => (e ? reject(e) : resolve(r as T))));
-}
 
 /**
  * Bytes sampled while the server engine runs: under a frame of
@@ -37,37 +27,23 @@ function post<T>(s: Session, method: string, params?: object): Promise<T> {
  * call; a hook).
  */
 function serverBytes(root: ProfileNode, fn?: string): number {
-  let total = 0;
-  const walk = (n: ProfileNode, inServer: boolean): void => {
-    const { url, functionName } = n.callFrame;
-    let here = inServer;
-    if (url.endsWith('/src/tls13/server-handshake.ts') && (fn === undefined || functionName === fn)) here = true;
-    else if (url.endsWith('/src/tls13/client.ts') || url.includes('/test/')) here = false;
-    if (here) total += n.selfSize;
-    for (const c of n.children) walk(c, here);
-  };
-  walk(root, false);
-  return total;
+  return bytesUnder(
+    root,
+    (f) => f.url.endsWith('/src/tls13/server-handshake.ts') && (fn === undefined || f.functionName === fn),
+    (f) => f.url.endsWith('/src/tls13/client.ts') || f.url.includes('/test/'),
+  );
 }
 
 /** Mean JS-heap bytes per handshake allocated by the server engine over `n` handshakes. */
 async function measure(n: number, handshake: () => Promise<void>, dump?: string, fn?: string): Promise<number> {
-  const s = new Session();
-  s.connect();
-  try {
-    await post(s, 'HeapProfiler.enable');
-    await post(s, 'HeapProfiler.startSampling', {
-      samplingInterval: 64,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
-    });
-    for (let i = 0; i < n; i++) await handshake();
-    const { profile } = await post<{ profile: { head: ProfileNode } }>(s, 'HeapProfiler.stopSampling');
-    if (dump) (await import('node:fs')).writeFileSync(dump, JSON.stringify(profile));
-    return serverBytes(profile.head, fn) / n;
-  } finally {
-    s.disconnect();
-  }
+  const profile = await sampleHeap(
+    async () => {
+      for (let i = 0; i < n; i++) await handshake();
+    },
+    64,
+    dump,
+  );
+  return serverBytes(profile, fn) / n;
 }
 
 describe('server engine allocation', () => {
