@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { sampleHeap, totalBytes } from './helpers/heap-sampling.js';
+import { byNode, sampleHeap, totalBytes } from './helpers/heap-sampling.js';
 import { RecordLayer } from '../src/tls13/record-layer.js';
 import { suiteById } from '../src/tls13/suites.js';
 import { ContentType, ExtensionType } from '../src/tls/constants.js';
@@ -78,7 +78,8 @@ describe('allocation per call', () => {
     // go through shared buffers, the fragment is read in place). What is
     // left is mostly node:crypto's own: a Cipheriv/Decipheriv and the
     // Buffers update, final and getAuthTag return.
-    expect(perRecord).toBeLessThan(1900);
+    // Node 24: 2,134 now.
+    expect(perRecord).toBeLessThan(byNode(1900, 2300));
   });
 
   test('an alert record reuses its two-byte body', async () => {
@@ -89,7 +90,8 @@ describe('allocation per call', () => {
     // Measured: the same bytes as a record of a fresh two-byte array
     // before (Uint8Array.of, ~275 bytes: 1,279 against 1,275); 968 against
     // 1,180 now.
-    expect(alert).toBeLessThan(data - 150);
+    // Node 24: 1,250 against 1,350 now.
+    expect(alert).toBeLessThan(data - byNode(150, 60));
   });
 
   test('Transcript.digest allocates one array per call (no defensive copy of a cached one)', async () => {
@@ -107,7 +109,8 @@ describe('allocation per call', () => {
     // view of the messages), 409 now (one array, from the binary string
     // kept as the cache); 240 per cached call both times.
     expect(cached).toBeLessThan(300);
-    expect(hashing).toBeLessThan(500);
+    // Node 24: 544 per hashing call now.
+    expect(hashing).toBeLessThan(byNode(500, 590));
   });
 
   test('rebuildClientHelloInner makes no view per extension', async () => {
@@ -144,7 +147,8 @@ describe('allocation per call', () => {
     // enc's base64url; 5,816 without openWith's two closures per call (most
     // of the rest is node:crypto's: the X25519 key import and ECDH, the
     // AEAD, the HMACs' digests).
-    expect(perCall).toBeLessThan(5890);
+    // Node 24: 6,203 now.
+    expect(perCall).toBeLessThan(byNode(5890, 6700));
   });
 
   test('decoding a ClientHello makes no Reader and no array twice; checking one allocates nothing', async () => {
@@ -178,7 +182,8 @@ describe('allocation per call', () => {
     // Measured for these seven decodes: 2,947 bytes before (two or three
     // Readers each, a copy of every ALPN name and of the host name, a view
     // for each name's TextDecoder, arrays grown by push), 819 now.
-    expect(perRound).toBeLessThan(1500);
+    // Node 24: 1,300–1,910 now, moving with when its compilers step in.
+    expect(perRound).toBeLessThan(byNode(1500, 2600));
   });
 
   test('acceptConfirmation makes no array for its pseudorandom key', async () => {
@@ -204,7 +209,8 @@ describe('allocation per call', () => {
     const perCall = await bytesPerCall(() => key.decap(enc), 2000);
     // Measured: 1,551 bytes before (a Buffer view of enc for its base64url
     // string), 1,463 now; the rest is node:crypto's key import and ECDH.
-    expect(perCall).toBeLessThan(1510);
+    // Node 24: 1,717 now.
+    expect(perCall).toBeLessThan(byNode(1510, 1850));
   });
 
   test('readFirstHandshakeMessage takes a one-record ClientHello without a reassembler', async () => {
