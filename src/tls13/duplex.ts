@@ -228,6 +228,15 @@ export abstract class TlsDuplex extends Duplex {
     (this.socket as Carrier)[kDuplex] = undefined;
   }
 
+  /**
+   * The socket a transport carries (set by {@link TlsDuplex.readTransport},
+   * cleared by {@link TlsDuplex.releaseTransport}), for a subclass's own
+   * shared transport listeners. @internal
+   */
+  protected static carriedBy(transport: Duplex): TlsDuplex | undefined {
+    return (transport as Carrier)[kDuplex];
+  }
+
   /** The transport's `data` listener, one function for every transport. */
   private static onTransportData(this: Carrier, chunk: Buffer): void {
     const d = this[kDuplex];

@@ -66,11 +66,6 @@ export interface CipherInfo {
 
 type RawTransport = Duplex & Partial<Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily' | 'localAddress' | 'localPort'>>;
 
-/** Where a transport's listeners find the {@link TlsSocket} on it (see `TlsSocket.onTransportClose`). */
-const kSocket = Symbol('TlsSocket');
-/** A transport carrying a {@link TlsSocket}. */
-type Carrier = Duplex & { [kSocket]?: TlsSocket | undefined };
-
 /**
  * Server side of one TLS 1.3 connection as a `Duplex` of plaintext.
  * Emits `secure` when the handshake completes and `tlsClientError`
@@ -135,7 +130,6 @@ export class TlsSocket extends TlsDuplex {
     // The FIN is acted on after the engine has processed every byte read
     // before it: the last chunk may hold the client Finished, the request and
     // close_notify.
-    (socket as Carrier)[kSocket] = this;
     socket.on('end', TlsSocket.onTransportEnd);
     socket.on('error', TlsSocket.onTransportError);
     socket.on('close', TlsSocket.onTransportClose);
@@ -163,28 +157,33 @@ export class TlsSocket extends TlsDuplex {
 
   /*
    * The transport's listeners: shared functions that reach this socket
-   * through the transport (`kSocket`), until the transport closed. Node
+   * through the transport (`carriedBy`, as the `data` listener does), until
+   * the transport closed (`releaseTransport`). Node
    * keeps a closed net.Socket (through its handle) until the next
    * mark-compact, and what its listeners still referred to (this socket,
    * the engine, its record layer and key schedule) would survive every
    * scavenge until then and be promoted with it.
    */
-  private static onTransportEnd(this: Carrier): void {
-    const t = this[kSocket];
+  /** The TlsSocket on `transport`: only a TlsSocket adds these listeners. */
+  private static boundTo(transport: Duplex): TlsSocket | undefined {
+    return TlsDuplex.carriedBy(transport) as TlsSocket | undefined;
+  }
+
+  private static onTransportEnd(this: Duplex): void {
+    const t = TlsSocket.boundTo(this);
     if (t) void t.received.then(() => t.transportEnded());
   }
 
-  private static onTransportError(this: Carrier, err: Error): void {
-    const t = this[kSocket];
+  private static onTransportError(this: Duplex, err: Error): void {
+    const t = TlsSocket.boundTo(this);
     if (!t) return;
     if (!t.secured) t.handshakeFailed(err, false);
     else t.failAfterHandshake(err);
   }
 
-  private static onTransportClose(this: Carrier): void {
-    const t = this[kSocket];
+  private static onTransportClose(this: Duplex): void {
+    const t = TlsSocket.boundTo(this);
     if (!t) return;
-    this[kSocket] = undefined;
     t.releaseTransport();
     t.clearTimer();
     if (!t.secured && !t.destroyed) {
@@ -194,8 +193,8 @@ export class TlsSocket extends TlsDuplex {
     }
   }
 
-  private static onTransportTimeout(this: Carrier): void {
-    this[kSocket]?.emit('timeout');
+  private static onTransportTimeout(this: Duplex): void {
+    TlsSocket.boundTo(this)?.emit('timeout');
   }
 
   private transportEnded(): void {
