@@ -393,7 +393,16 @@ export class EchFrontEnd {
 
   /** The client's address and port for a log line, unless `logClientAddress: false`. */
   #client(socket: Socket): { remote?: string; remotePort?: number } {
-    return this.#c.options.logClientAddress === false ? {} : { remote: socket.remoteAddress, remotePort: socket.remotePort };
+    return this.#withClient({}, socket, this.#c) as { remote?: string; remotePort?: number };
+  }
+
+  /** {@link EchFrontEnd.#client}, added to a log line's fields `into` (no object of its own), under config `c`. */
+  #withClient(into: Record<string, unknown>, socket: Socket, c: Compiled): Record<string, unknown> {
+    if (c.options.logClientAddress !== false) {
+      into['remote'] = socket.remoteAddress;
+      into['remotePort'] = socket.remotePort;
+    }
+    return into;
   }
 
   /** The connection's handshake is over (done, failed or closed): it no longer counts against `maxConcurrentHandshakes`. */
@@ -480,17 +489,16 @@ export class EchFrontEnd {
       result.status === 'accepted' ? c.table.lookup(result.innerServerName, result.alpn) : c.table.lookup(result.outerServerName, alpnOffered(result));
     const chosen = route && passthroughOk(route, status) ? route : c.publicRoute;
     const label = routeLabel(c, chosen);
-    const logInfo: Record<string, unknown> = {
-      status,
-      outer: result.outerServerName,
-      route: label,
-      inner: c.options.logInnerNames && result.status === 'accepted' ? result.innerServerName : undefined,
-    };
-    // As `...this.#client(socket)`, without the intermediate object.
-    if (c.options.logClientAddress !== false) {
-      logInfo['remote'] = socket.remoteAddress;
-      logInfo['remotePort'] = socket.remotePort;
-    }
+    const logInfo = this.#withClient(
+      {
+        status,
+        outer: result.outerServerName,
+        route: label,
+        inner: c.options.logInnerNames && result.status === 'accepted' ? result.innerServerName : undefined,
+      },
+      socket,
+      c,
+    );
 
     // Split mode: the backend terminates TLS.
     if ('passthrough' in chosen.action) {
