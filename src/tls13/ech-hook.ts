@@ -109,11 +109,6 @@ function confirmations(innerRandom: Uint8Array): Pick<ClientHelloHookResult, 'se
 const innerRandom = (message: Uint8Array): Uint8Array => message.subarray(6, 38);
 
 /**
- * ClientHelloInner as the decryption rebuilt it: its own buffer (nobody else
- * writes it), framed, and decoded lazily in place (no copy) — the handshake
- * takes it as is instead of re-framing and decoding it again.
- */
-/**
  * ClientHelloInner as the hook hands it over: its message, and its decoded
  * form read from the decryption result when the engine asks (a getter on
  * the class, not one made per connection).
@@ -130,8 +125,29 @@ class DecodedInner {
   }
 }
 
+/**
+ * ClientHelloInner as the decryption rebuilt it: its own buffer (nobody else
+ * writes it), framed, and decoded lazily in place (no copy) — the handshake
+ * takes it as is instead of re-framing and decoding it again.
+ */
 function decodedInner(r: { innerMessage: Uint8Array; readonly inner: ParsedClientHello }): NonNullable<ClientHelloHookResult['decodedClientHello']> {
   return new DecodedInner(r);
+}
+
+/**
+ * The hook's answer to a ClientHello whose ECH was accepted (the first, or
+ * the second after a HelloRetryRequest): ClientHelloInner, its decoded form
+ * and the acceptance signals on its random, in one object.
+ */
+function acceptedInner(r: { innerMessage: Uint8Array; readonly inner: ParsedClientHello }, attributes: Record<string, unknown> | undefined): ClientHelloHookResult {
+  const c = confirmations(innerRandom(r.innerMessage));
+  return {
+    clientHello: r.innerMessage.subarray(4),
+    decodedClientHello: decodedInner(r),
+    serverHelloConfirmation: c.serverHelloConfirmation,
+    helloRetryRequestExtension: c.helloRetryRequestExtension,
+    attributes,
+  };
 }
 
 /** {@link clientFacingHook}'s answer to the first ClientHello, decrypted (or not) into `r`. */
@@ -139,26 +155,12 @@ function onFirst(r: DecryptResult, s: HookState, keys: EchServerKeys): ClientHel
   if (r.status === 'accepted') {
     s.ech = r;
     s.status = 'accepted';
-    const random = innerRandom(r.innerMessage);
-    return {
-      clientHello: r.innerMessage.subarray(4),
-      decodedClientHello: decodedInner(r),
-      // RFC 9849 §7.2: the last 8 bytes of ServerHello.random.
-      serverHelloConfirmation: (transcript, hash) => acceptConfirmation(hash, random, transcript),
-      // RFC 9849 §7.2.1: a HelloRetryRequest carries the signal in an ECH
-      // extension of 8 bytes.
-      helloRetryRequestExtension: {
-        type: ExtensionType.encrypted_client_hello,
-        length: ECH_CONFIRMATION_LENGTH,
-        compute: (transcript, hash) => hrrAcceptConfirmation(hash, random, transcript),
-      },
-      attributes: {
-        echStatus: 'accepted',
-        echConfigId: r.configId,
-        outerServerName: r.outerServerName,
-        innerServerName: r.innerServerName,
-      },
-    };
+    return acceptedInner(r, {
+      echStatus: 'accepted',
+      echConfigId: r.configId,
+      outerServerName: r.outerServerName,
+      innerServerName: r.innerServerName,
+    });
   }
   if (r.status === 'rejected') {
     s.status = r.reason === 'no-matching-config' ? 'grease' : 'rejected';
@@ -190,11 +192,7 @@ function clientFacingHook(opts: EchHookOptions): ClientHelloHook {
     }
     // The ClientHello after a HelloRetryRequest (RFC 9849 §7.1.1).
     if (s.ech) {
-      return decryptSecondClientHello(message, s.ech).then((second) => ({
-        clientHello: second.innerMessage.subarray(4),
-        decodedClientHello: decodedInner(second),
-        ...confirmations(innerRandom(second.innerMessage)),
-      }));
+      return decryptSecondClientHello(message, s.ech).then((second) => acceptedInner(second, undefined));
     }
     // "If the client-facing server rejected ECH, or if the first ClientHello
     // did not include an "encrypted_client_hello" extension, the
